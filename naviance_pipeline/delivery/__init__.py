@@ -1,0 +1,1 @@
+"""Delivery: put a finished package on a target (a local folder or an SFTP server) atomically."""
