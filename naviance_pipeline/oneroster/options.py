@@ -25,6 +25,8 @@ class Options:
     def school_year_end(self) -> int:
         """E in section 8: the calendar year the current school year ends in."""
         month, day = self.rollover
-        return self.as_of.year if (self.as_of.month, self.as_of.day) < (month, day) else (
-            self.as_of.year + 1
+        return (
+            self.as_of.year
+            if (self.as_of.month, self.as_of.day) < (month, day)
+            else (self.as_of.year + 1)
         )

@@ -1,0 +1,73 @@
+"""``naviance_delivery``: the package, guarded, uploaded atomically, with a receipt."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition
+from naviance_pipeline.delivery.target import DeliveryError
+from naviance_pipeline.resources import DeliveryResource, PipelineResource
+
+DELIVERY_POOL = "naviance_delivery"
+
+
+def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="naviance_delivery",
+        group_name="delivery",
+        kinds={"sftp"},
+        deps=["naviance_package"],
+        partitions_def=partitions_def,
+        pool=DELIVERY_POOL,
+    )
+    def naviance_delivery(
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineResource,
+        delivery: DeliveryResource,
+    ) -> dg.MaterializeResult:
+        """Copies this date's NavianceOneRoster.zip to the configured target (a local folder or
+        an SFTP server): guards first (GRD-*, against the last delivery to the same target),
+        then upload to a temporary name, size check and atomic rename, so Naviance only ever
+        sees a complete file. Writes a receipt under the data root. Re-materializing an older
+        date re-delivers its archived package (refused by GRD-STALE-PARTITION unless
+        overridden with the run tag naviance/override-guards)."""
+        day = context.partition_key
+        target = delivery.target()
+        overrides = delivery.overrides(context.run.tags)
+
+        def on_attempt(attempt: int, error: BaseException | None) -> None:
+            if error is None:
+                context.log.info(f"delivery attempt {attempt} to {target.describe()}")
+            else:
+                context.log.warning(f"delivery attempt {attempt} failed: {error}")
+
+        try:
+            receipt, _guards = deliver_partition(
+                pipeline.layout,
+                target,
+                day,
+                run_id=context.run_id,
+                limits=delivery.limits,
+                overrides=overrides,
+                on_attempt=on_attempt,
+            )
+        except DeliveryBlocked as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
+        except (DeliveryError, FileNotFoundError) as exc:
+            raise dg.Failure(f"delivery failed: {exc}", allow_retries=False) from exc
+        context.log.info(f"delivered {receipt['bytes']} bytes to {receipt['remote_path']}")
+        return dg.MaterializeResult(
+            metadata={
+                "target": receipt["target"],
+                "remote_path": receipt["remote_path"],
+                "bytes": receipt["bytes"],
+                "sha256": receipt["sha256"],
+                "attempts": receipt["attempts"],
+                "started_at": receipt["started_at"],
+                "ended_at": receipt["ended_at"],
+                "guard_overrides": dg.MetadataValue.json(receipt["guard_overrides"]),
+                "receipt": dg.MetadataValue.path(receipt["receipt_path"]),
+            }
+        )
+
+    return naviance_delivery

@@ -1,0 +1,168 @@
+"""The validated OneRoster frames (orgs, users, demographics), the manifest and the package."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from naviance_pipeline.assets.common import (
+    findings_metadata,
+    load_snapshot,
+    store_findings,
+    stored_error_counts,
+)
+from naviance_pipeline.checks import check_results, check_specs, column_schema
+from naviance_pipeline.delivery.guards import summarize_package
+from naviance_pipeline.delivery.service import check_guards
+from naviance_pipeline.oneroster.manifest import manifest_frame
+from naviance_pipeline.oneroster.package import build_package
+from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, ORGS, USERS, FileSpec
+from naviance_pipeline.oneroster.stages import (
+    StageResult,
+    build_demographics,
+    build_orgs,
+    build_users,
+)
+from naviance_pipeline.resources import DeliveryResource, PipelineResource
+from naviance_pipeline.storage import write_private_json
+
+GROUP = "oneroster"
+
+
+def _stage_output(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    spec: FileSpec,
+    result: StageResult,
+) -> dg.MaterializeResult:
+    asset = context.asset_key.path[-1]
+    store_findings(pipeline, context.partition_key, asset, result.findings)
+    context.log.info(f"{asset}: {result.counts}")
+    return dg.MaterializeResult(
+        value=result.frame,
+        metadata={
+            "dagster/row_count": len(result.frame),
+            "dagster/column_schema": column_schema(spec, list(result.frame.columns)),
+            "counts": dg.MetadataValue.json(result.counts),
+            **findings_metadata(result.findings),
+        },
+        check_results=check_results(asset, result.findings),
+    )
+
+
+def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
+    common = {"group_name": GROUP, "partitions_def": partitions_def}
+
+    @dg.asset(
+        kinds={"pandas", "parquet"},
+        deps=["sis_extract"],
+        check_specs=check_specs("orgs"),
+        **common,
+    )
+    def orgs(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+        """orgs.csv as Naviance gets it: the schools and district that output users belong to
+        (and their ancestors), validated against the Naviance profile (rules CSV, XLS, BULK,
+        ID, ORG). Stored as Parquet for this date."""
+        options = pipeline.options(context.partition_key)
+        source = load_snapshot(pipeline, context.partition_key, options)
+        return _stage_output(context, pipeline, ORGS, build_orgs(source, options))
+
+    @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("users"), **common)
+    def users(
+        context: dg.AssetExecutionContext, pipeline: PipelineResource, orgs: pd.DataFrame
+    ) -> dg.MaterializeResult:
+        """users.csv: students (and staff when included) with their class year in
+        metadata.classYear, validated (rules CSV, XLS, BULK, ID, USR) against the stored orgs
+        of the same date."""
+        options = pipeline.options(context.partition_key)
+        source = load_snapshot(pipeline, context.partition_key, options)
+        return _stage_output(context, pipeline, USERS, build_users(source, orgs, options))
+
+    @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("demographics"), **common)
+    def demographics(
+        context: dg.AssetExecutionContext, pipeline: PipelineResource, users: pd.DataFrame
+    ) -> dg.MaterializeResult:
+        """demographics.csv: exactly one row per student of the stored users frame, validated
+        (rules CSV, XLS, BULK, ID, DEM); a student without source demographics gets a
+        sourcedId-only row and a DEM-MISSING warning."""
+        options = pipeline.options(context.partition_key)
+        source = load_snapshot(pipeline, context.partition_key, options)
+        result = build_demographics(source, users, options)
+        return _stage_output(context, pipeline, DEMOGRAPHICS, result)
+
+    @dg.asset(kinds={"pandas", "csv"}, deps=[orgs, users, demographics], **common)
+    def manifest(
+        context: dg.AssetExecutionContext, pipeline: PipelineResource
+    ) -> dg.MaterializeResult:
+        """manifest.csv rows: OneRoster 1.1, bulk orgs/users/demographics, every other file
+        absent, and the configured source system name and district code."""
+        frame = manifest_frame(pipeline.options(context.partition_key))
+        return dg.MaterializeResult(
+            value=frame,
+            metadata={
+                "dagster/row_count": len(frame),
+                "rows": dg.MetadataValue.md(
+                    "| propertyName | value |\n|---|---|\n"
+                    + "\n".join(f"| {p} | {v} |" for p, v in frame.itertuples(index=False))
+                ),
+            },
+        )
+
+    @dg.asset(
+        kinds={"zip"},
+        deps=[manifest],
+        check_specs=check_specs("naviance_package"),
+        **common,
+    )
+    def naviance_package(
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineResource,
+        delivery: DeliveryResource,
+        orgs: pd.DataFrame,
+        users: pd.DataFrame,
+        demographics: pd.DataFrame,
+    ) -> dg.MaterializeResult:
+        """NavianceOneRoster.zip for this date, archived under the data root: the four files
+        in order, deterministic bytes, re-read and verified (PKG-VERIFY) and within the size
+        limit (PKG-SIZE). Its delivery_guards check compares it with the last package
+        delivered to the configured target (GRD-*): a blocked guard stops delivery."""
+        day = context.partition_key
+        errors = {k: v for k, v in stored_error_counts(pipeline, day).items() if v}
+        if errors:
+            raise dg.Failure(
+                f"refusing to package {day}: stages with error findings or never run: {errors}"
+            )
+        options = pipeline.options(day)
+        layout = pipeline.layout
+        dest = layout.package_path(day)
+        result = build_package(orgs, users, demographics, options, str(dest))
+        summary = summarize_package(orgs, users, day)
+        write_private_json(layout.summary_path(day), summary)
+        guards = check_guards(
+            layout,
+            delivery.target(),
+            summary,
+            limits=delivery.limits,
+            overrides=delivery.overrides(context.run.tags),
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(result.path),
+                "size": result.size,
+                "sha256": result.sha256,
+                "entries": dg.MetadataValue.md(
+                    "| entry | rows | bytes | sha256 |\n|---|---|---|---|\n"
+                    + "\n".join(
+                        f"| {e.name} | {e.rows} | {e.bytes} | `{e.sha256}` |"
+                        for e in result.entries
+                    )
+                ),
+                "active_students": summary["active_students"],
+                "disabled_students": summary["disabled_students"],
+                "compared_with": guards.last_partition or "(no earlier delivery)",
+                **findings_metadata([*result.findings, *guards.findings]),
+            },
+            check_results=check_results("naviance_package", [*result.findings, *guards.findings]),
+        )
+
+    return [orgs, users, demographics, manifest, naviance_package]

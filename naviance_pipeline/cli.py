@@ -1,0 +1,261 @@
+"""``naviance-pipeline``: validate, package, generate a sample district, run the pipeline,
+re-deliver a package and fetch an SFTP host key from the command line.
+
+Exit codes: 0 success (warnings allowed), 1 error findings or a failed run, 2 bad arguments
+or a source that cannot be opened at all (SRC-UNREADABLE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+from naviance_pipeline.oneroster.findings import Finding, has_errors, sort_findings, summarize
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.source import SourceUnreadable, open_source
+from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline.settings import parse_month_day
+
+EXAMPLES_PER_RULE = 5
+
+
+def _as_of(text: str | None) -> date:
+    # A person at a terminal means "today" when they give no date; the core never guesses.
+    try:
+        return date.fromisoformat(text) if text else date.today()
+    except ValueError as exc:
+        raise SystemExit(_usage_error(f"--as-of must be YYYY-MM-DD, got {text!r}")) from exc
+
+
+def _usage_error(message: str) -> int:
+    print(f"naviance-pipeline: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        as_of=_as_of(args.as_of),
+        include_staff=args.include_staff,
+        rollover=parse_month_day(args.rollover_day),
+        source_system_name=args.source_system,
+        district_code=args.district_code,
+        raw_sis_export=getattr(args, "raw_sis_export", False),
+    )
+
+
+def _build(args: argparse.Namespace):
+    """Read and validate a source: (options, stage results, all findings) or exit code 2."""
+    from naviance_pipeline.oneroster.stages import build_all
+
+    options = _options(args)
+    try:
+        source = open_source(args.source, options)
+    except SourceUnreadable as exc:
+        _print_findings([exc.finding], args.format, counts={}, ok=False)
+        return None
+    stages = build_all(source, options)
+    findings = [*source.findings, *(f for stage in stages for f in stage.findings)]
+    return options, stages, findings
+
+
+def _counts(stages) -> dict[str, int]:
+    names = ("orgs", "users", "demographics")
+    return {name: len(s.frame) for name, s in zip(names, stages, strict=True)}
+
+
+def _print_findings(findings: list[Finding], fmt: str, *, counts: dict, ok: bool) -> None:
+    findings = sort_findings(findings)
+    summary = summarize(findings)
+    if fmt == "json":
+        payload = {
+            "ok": ok,
+            "counts": counts,
+            "summary": summary,
+            "findings": [f.to_dict() for f in findings],
+        }
+        print(json.dumps(payload, indent=2))
+        return
+    by_rule: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_rule[f.rule].append(f)
+    for rule in sorted(by_rule, key=lambda r: (by_rule[r][0].severity != "error", r)):
+        items = by_rule[rule]
+        print(f"{rule} ({items[0].severity}) × {len(items)}")
+        for f in items[:EXAMPLES_PER_RULE]:
+            where = ":".join(str(x) for x in (f.file, f.line) if x)
+            extra = ", ".join(
+                x
+                for x in (
+                    f"column {f.column}" if f.column else "",
+                    f"sourcedId {f.sourcedId}" if f.sourcedId else "",
+                    f"value {f.value!r}" if f.value is not None else "",
+                )
+                if x
+            )
+            print(f"  {where or '(source)'}: {f.message}" + (f" [{extra}]" if extra else ""))
+        if len(items) > EXAMPLES_PER_RULE:
+            print(f"  … and {len(items) - EXAMPLES_PER_RULE} more")
+    if counts:
+        print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    verdict = "OK" if ok else "NOT OK"
+    print(f"{verdict}: {summary['errors']} error(s), {summary['warnings']} warning(s)")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    built = _build(args)
+    if built is None:
+        return 2
+    _, stages, findings = built
+    ok = not has_errors(findings)
+    _print_findings(findings, args.format, counts=_counts(stages), ok=ok)
+    return 0 if ok else 1
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from naviance_pipeline.oneroster.package import build_package
+
+    built = _build(args)
+    if built is None:
+        return 2
+    options, (orgs, users, demographics), findings = built
+    if has_errors(findings):
+        _print_findings(
+            findings, args.format, counts=_counts((orgs, users, demographics)), ok=False
+        )
+        print(f"no package written: fix the errors above ({ZIP_NAME} not created)", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = build_package(
+        orgs.frame, users.frame, demographics.frame, options, str(out / ZIP_NAME)
+    )
+    findings += result.findings
+    ok = not has_errors(findings)
+    _print_findings(findings, args.format, counts=_counts((orgs, users, demographics)), ok=ok)
+    if ok:
+        print(f"wrote {result.path} ({result.size} bytes, sha256 {result.sha256})")
+    return 0 if ok else 1
+
+
+def _progress_bar(label: str):
+    def report(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        print(
+            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+            end="" if done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report
+
+
+def cmd_sample_district(args: argparse.Namespace) -> int:
+    from naviance_pipeline.oneroster.sample import write_sample_district
+
+    progress = (
+        _progress_bar("students") if args.students >= 50_000 and sys.stderr.isatty() else None
+    )
+    path = write_sample_district(
+        args.out,
+        students=args.students,
+        schools=args.schools,
+        seed=args.seed,
+        fmt=args.format,
+        progress=progress,
+    )
+    print(f"wrote a sample district of {args.students} students to {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from naviance_pipeline.runner import run_partition
+
+    return run_partition(args.date)
+
+
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    from naviance_pipeline.runner import redeliver
+
+    return redeliver(args.date, args.override)
+
+
+def cmd_sftp_host_key(args: argparse.Namespace) -> int:
+    from naviance_pipeline.delivery.hostkey import fetch_host_key
+
+    host, _, port = args.host.partition(":")
+    try:
+        keys = fetch_host_key(host, int(port or 22))
+    except (OSError, ValueError) as exc:
+        print(f"could not fetch the host key of {args.host}: {exc}", file=sys.stderr)
+        return 1
+    for line, fp in keys:
+        print(f"{fp}\n{line}")
+    print(
+        "Verify the fingerprint with Naviance out of band, then pin the line above in "
+        "NAVIANCE_SFTP_KNOWN_HOSTS.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a OneRoster v1.1 CSV folder or ZIP (path or fsspec URL)")
+    p.add_argument("--as-of", help="as-of date YYYY-MM-DD for class years (default: today)")
+    p.add_argument("--include-staff", action="store_true", help="also teachers/administrators")
+    p.add_argument("--rollover-day", default="07-15", help="school-year rollover MM-DD")
+    p.add_argument("--district-code", default=os.environ.get("NAVIANCE_DISTRICT", "district"))
+    p.add_argument("--source-system", default=os.environ.get("NAVIANCE_SOURCE_SYSTEM", "SIS"))
+    p.add_argument("--raw-sis-export", action="store_true", help="no manifest.csv expected")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="naviance-pipeline", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check a source against the Naviance profile")
+    _source_args(v)
+    v.set_defaults(func=cmd_validate)
+
+    k = sub.add_parser("package", help=f"validate, then write DIR/{ZIP_NAME}")
+    _source_args(k)
+    k.add_argument("--out", required=True, help="output folder")
+    k.set_defaults(func=cmd_package)
+
+    s = sub.add_parser("sample-district", help="write a synthetic ClassLink-style export")
+    s.add_argument("--out", required=True)
+    s.add_argument("--students", type=int, default=500)
+    s.add_argument("--schools", type=int, default=4)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--format", choices=("zip", "folder"), default="zip")
+    s.set_defaults(func=cmd_sample_district)
+
+    r = sub.add_parser("run", help="materialize every asset for one date (default: latest)")
+    r.add_argument("--date", help="partition date YYYY-MM-DD")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("redeliver", help="re-send the archived package of a date")
+    d.add_argument("--date", required=True)
+    d.add_argument("--override", default="", help="guards to override, e.g. GRD-STALE-PARTITION")
+    d.set_defaults(func=cmd_redeliver)
+
+    h = sub.add_parser("sftp-host-key", help="print an SFTP server's host key to pin")
+    h.add_argument("host", help="HOST[:PORT]")
+    h.set_defaults(func=cmd_sftp_host_key)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

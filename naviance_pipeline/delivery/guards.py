@@ -1,0 +1,137 @@
+"""Guards against mass change (rules GRD-*), compared with the last delivered package.
+
+A student missing from tonight's file is deactivated in Naviance, so a package that would
+deactivate many students, empty a school, or replace newer data is held back until a person
+looks. An operator can override a named guard for one partition; the override is recorded in
+the delivery receipt and the finding stays visible as a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from naviance_pipeline.oneroster.findings import WARNING, Finding, as_warning, finding
+
+GUARD_RULES = (
+    "GRD-STUDENT-DROP",
+    "GRD-SCHOOL-VANISHED",
+    "GRD-DISABLED-JUMP",
+    "GRD-EMPTY",
+    "GRD-STALE-PARTITION",
+)
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    student_drop: float = 0.10  # share of active students that may disappear
+    disabled_jump_points: float = 5.0  # rise of the disabled share, in percentage points
+
+
+def summarize_package(orgs: pd.DataFrame, users: pd.DataFrame, partition: str) -> dict:
+    """Counts the guards compare: active/disabled students, active students per school."""
+    students = users[users["role"] == "student"]
+    active = students[students["enabledUser"] == "true"]
+    schools = orgs.loc[orgs["type"] == "school", "sourcedId"].astype(str)
+    memberships = active["orgSourcedIds"].astype(str).str.split(",").explode().str.strip()
+    per_school = memberships[memberships.isin(set(schools))].value_counts()
+    return {
+        "partition": partition,
+        "students": len(students),
+        "active_students": len(active),
+        "disabled_students": int(len(students) - len(active)),
+        "schools": {school: int(per_school.get(school, 0)) for school in sorted(schools)},
+    }
+
+
+def _disabled_share(summary: dict) -> float:
+    total = summary["students"]
+    return 100.0 * summary["disabled_students"] / total if total else 0.0
+
+
+def evaluate_guards(
+    current: dict,
+    last: dict | None,
+    *,
+    newest_delivered: str | None,
+    limits: GuardLimits = GuardLimits(),
+    overrides: Iterable[str] = (),
+) -> list[Finding]:
+    """GRD findings for ``current`` against the ``last`` delivered summary (None: first delivery).
+
+    ``newest_delivered`` is the newest partition already delivered to the same target. An
+    overridden guard's finding is kept but lowered to a warning that says it was overridden.
+    """
+    found: list[Finding] = []
+    if current["active_students"] == 0:
+        found.append(finding("GRD-EMPTY", "the package holds no active students"))
+    if newest_delivered and current["partition"] < newest_delivered:
+        found.append(
+            finding(
+                "GRD-STALE-PARTITION",
+                f"partition {current['partition']} is older than {newest_delivered}, already "
+                "delivered to this target; delivering it would replace newer data",
+                value=current["partition"],
+            )
+        )
+    if last:
+        found.extend(_compare(current, last, limits))
+    overridden = set(overrides)
+    return [_overridden(f) if f.rule in overridden and f.severity != WARNING else f for f in found]
+
+
+def _compare(current: dict, last: dict, limits: GuardLimits) -> list[Finding]:
+    found = []
+    before, now = last["active_students"], current["active_students"]
+    if before and (before - now) / before > limits.student_drop:
+        found.append(
+            finding(
+                "GRD-STUDENT-DROP",
+                f"active students fell from {before} to {now} "
+                f"({(before - now) / before:.1%}) since the delivery of {last['partition']}; "
+                f"the limit is {limits.student_drop:.0%}",
+                value=str(now),
+            )
+        )
+    for school, count in sorted(last["schools"].items()):
+        if count > 0 and current["schools"].get(school, 0) == 0:
+            found.append(
+                finding(
+                    "GRD-SCHOOL-VANISHED",
+                    f"school {school} had {count} active students on {last['partition']} "
+                    "and has none now",
+                    file="orgs.csv",
+                    sourced_id=school,
+                )
+            )
+    jump = _disabled_share(current) - _disabled_share(last)
+    if jump > limits.disabled_jump_points:
+        found.append(
+            finding(
+                "GRD-DISABLED-JUMP",
+                f"the share of disabled students rose by {jump:.1f} points since "
+                f"{last['partition']} (limit {limits.disabled_jump_points:g})",
+                value=f"{_disabled_share(current):.1f}%",
+            )
+        )
+    return found
+
+
+def _overridden(f: Finding) -> Finding:
+    lowered = as_warning(f)
+    return Finding(**{**lowered.__dict__, "message": f"{f.message} (overridden by an operator)"})
+
+
+def parse_overrides(text: str | Iterable[str] | None) -> list[str]:
+    """``"GRD-STUDENT-DROP, GRD-EMPTY"`` -> codes; refuses unknown codes so a typo never
+    silently leaves a guard on (or off)."""
+    if text is None:
+        return []
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    codes = [p.strip().upper() for p in parts if p.strip()]
+    unknown = [c for c in codes if c not in GUARD_RULES]
+    if unknown:
+        raise ValueError(f"unknown guard(s) {unknown}; known: {', '.join(GUARD_RULES)}")
+    return codes

@@ -1,0 +1,122 @@
+"""Dagster resources: what the pipeline reads, where it stores, where it delivers.
+
+Both are ``ConfigurableResource``s, so an operator can override any field in the Launchpad for
+one run. Defaults come from the environment when the definitions load (``settings.py``).
+Secrets are never config values: they are ``dg.EnvVar`` references, resolved at launch.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+from naviance_pipeline.delivery.guards import GuardLimits, parse_overrides
+from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.sample import write_sample_district
+from naviance_pipeline.settings import (
+    SAMPLE_SCHOOLS,
+    SAMPLE_SEED,
+    SAMPLE_STUDENTS,
+    parse_month_day,
+)
+from naviance_pipeline.storage import DataLayout
+
+SECRET_ENV = {
+    "sftp_password": "NAVIANCE_SFTP_PASSWORD",
+    "sftp_private_key": "NAVIANCE_SFTP_PRIVATE_KEY",
+    "sftp_private_key_passphrase": "NAVIANCE_SFTP_PRIVATE_KEY_PASSPHRASE",
+    "sftp_known_hosts": "NAVIANCE_SFTP_KNOWN_HOSTS",
+}
+
+
+def ensure_sample_source(path: str) -> str:
+    """The bundled synthetic district, generated on first use with a fixed seed."""
+    target = Path(path)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        write_sample_district(
+            str(tmp), students=SAMPLE_STUDENTS, schools=SAMPLE_SCHOOLS, seed=SAMPLE_SEED
+        )
+        os.replace(tmp, target)
+    return str(target)
+
+
+class PipelineResource(dg.ConfigurableResource):
+    """The source, the data root and what the package holds."""
+
+    source_url: str = ""  # blank: the bundled sample district
+    sample_path: str = ""
+    data_root: str
+    district: str
+    source_system_name: str = "SIS"
+    include_staff: bool = False
+    rollover_day: str = "07-15"
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.data_root, self.district)
+
+    def resolved_source(self) -> str:
+        return self.source_url or ensure_sample_source(self.sample_path)
+
+    def options(self, partition_key: str) -> Options:
+        return Options(
+            as_of=date.fromisoformat(partition_key),
+            include_staff=self.include_staff,
+            rollover=parse_month_day(self.rollover_day),
+            source_system_name=self.source_system_name,
+            district_code=self.district,
+        )
+
+
+class DeliveryResource(dg.ConfigurableResource):
+    """Where the package goes, how hard to try, and the guards' limits."""
+
+    target_url: str
+    sftp_password: str | None = None
+    sftp_private_key: str | None = None
+    sftp_private_key_passphrase: str | None = None
+    sftp_known_hosts: str | None = None
+    attempts: int = 4
+    backoff_seconds: float = 30.0
+    student_drop_threshold: float = 0.10
+    disabled_jump_points: float = 5.0
+    guard_overrides: list[str] = []  # noqa: RUF012 - pydantic copies field defaults
+
+    def target(self) -> Target:
+        credentials = SftpCredentials(
+            password=self.sftp_password or None,
+            private_key=self.sftp_private_key or None,
+            passphrase=self.sftp_private_key_passphrase or None,
+            known_hosts=self.sftp_known_hosts or None,
+        )
+        retry = RetryOptions(attempts=self.attempts, backoff_base=self.backoff_seconds)
+        return target_from_url(self.target_url, credentials, retry)
+
+    @property
+    def limits(self) -> GuardLimits:
+        return GuardLimits(self.student_drop_threshold, self.disabled_jump_points)
+
+    def overrides(self, run_tags: dict[str, str]) -> list[str]:
+        """Guard overrides for this run: resource config plus the run tag."""
+        return sorted(
+            {
+                *parse_overrides(self.guard_overrides),
+                *parse_overrides(run_tags.get(OVERRIDE_TAG)),
+            }
+        )
+
+
+OVERRIDE_TAG = "naviance/override-guards"
+
+
+def secret(field: str) -> dg.EnvVar | None:
+    """A secret is referenced by its variable only when the variable is set, so the embedded
+    default (a local outbox) needs none of them."""
+    name = SECRET_ENV[field]
+    return dg.EnvVar(name) if os.environ.get(name) else None

@@ -1,0 +1,80 @@
+"""Deployment settings read from the environment, with the embedded defaults.
+
+With nothing set, the pipeline runs on the bundled synthetic district, stores under
+``./.naviance/data`` and delivers to ``./.naviance/outbox`` (DESIGN.md, Embedded defaults).
+The README's configuration table documents every variable here. Secrets are not settings: they
+are read from their own environment variables at delivery time (see ``resources.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, time
+from pathlib import Path
+
+SAMPLE_SEED = 20261130
+SAMPLE_STUDENTS = 1200
+SAMPLE_SCHOOLS = 4
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a yes/no value: {text!r}")
+
+
+def parse_month_day(text: str) -> tuple[int, int]:
+    """``07-15`` -> (7, 15); validated against a leap year so 02-29 is allowed."""
+    month, day = (int(part) for part in text.strip().split("-"))
+    date(2024, month, day)
+    return month, day
+
+
+def parse_clock(text: str) -> time:
+    hour, minute = (int(part) for part in text.strip().split(":"))
+    return time(hour, minute)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: str
+    source_url: str  # blank: the bundled sample district
+    data_root: str
+    delivery_target: str
+    district: str
+    source_system_name: str
+    timezone: str
+    schedule_time: str
+    include_staff: bool
+    rollover_day: str
+    partitions_start: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = str(Path(_env("NAVIANCE_HOME", ".naviance")).resolve())
+        return cls(
+            home=home,
+            source_url=_env("NAVIANCE_SOURCE_URL", ""),
+            data_root=_env("NAVIANCE_DATA_ROOT", str(Path(home, "data"))),
+            delivery_target=_env("NAVIANCE_DELIVERY_TARGET", str(Path(home, "outbox"))),
+            district=_env("NAVIANCE_DISTRICT", "sample-district"),
+            source_system_name=_env("NAVIANCE_SOURCE_SYSTEM", "ClassLink"),
+            timezone=_env("NAVIANCE_TIMEZONE", "America/New_York"),
+            schedule_time=_env("NAVIANCE_SCHEDULE_TIME", "02:00"),
+            include_staff=parse_bool(_env("NAVIANCE_INCLUDE_STAFF", "false")),
+            rollover_day=_env("NAVIANCE_ROLLOVER_DAY", "07-15"),
+            partitions_start=_env("NAVIANCE_PARTITIONS_START", "2025-07-01"),
+        )
+
+    @property
+    def sample_source(self) -> str:
+        return str(Path(self.home, "sample", "sample-district.zip"))

@@ -1,0 +1,161 @@
+"""Where things live under the data root, and owner-only writes.
+
+One root (any fsspec URL; default a local folder) holds, per district and date::
+
+    <root>/districts/<district>/raw/<date>/...                   byte-for-byte source snapshot
+    <root>/districts/<district>/frames/<asset>/<date>.parquet     validated frames (IO manager)
+    <root>/districts/<district>/findings/<date>/<stage>.json     findings of each stage
+    <root>/districts/<district>/packages/<date>/NavianceOneRoster.zip   package, archived
+    <root>/districts/<district>/packages/<date>/summary.json     counts the delivery guards compare
+    <root>/districts/<district>/receipts/<target>/<date>__<run>.json    one receipt per delivery
+
+The district is a path component from the start so a second partition dimension (date ×
+district) needs no new layout (DESIGN.md, Scale). The data is student PII: local files are
+created 0600 in 0700 folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from upath import UPath
+
+from naviance_pipeline.oneroster.spec import ZIP_NAME
+
+CHUNK = 4 * 1024 * 1024
+
+
+def _is_local(path: UPath) -> bool:
+    return path.protocol in ("", "file", "local")
+
+
+def ensure_private_dir(path: UPath) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if _is_local(path):
+        os.chmod(path.path, 0o700)
+
+
+def make_private(path: UPath) -> None:
+    if _is_local(path):
+        os.chmod(path.path, 0o600)
+
+
+def write_private_bytes(path: UPath, data: bytes) -> None:
+    """Write a file owner-only, through a temporary name so readers never see half a file."""
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    make_private(tmp)
+    if _is_local(path):
+        os.replace(tmp.path, path.path)
+    else:
+        tmp.rename(path)
+
+
+def write_private_json(path: UPath, payload: Any) -> None:
+    write_private_bytes(path, json.dumps(payload, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def read_json(path: UPath) -> Any:
+    return json.loads(path.read_bytes())
+
+
+def slug(text: str) -> str:
+    """A file-name-safe, stable name for a target URL (no secrets are ever in it)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60]
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    root: str
+    district: str
+
+    @property
+    def base(self) -> UPath:
+        return UPath(self.root) / "districts" / self.district
+
+    def raw_dir(self, day: str) -> UPath:
+        return self.base / "raw" / day
+
+    @property
+    def frames_base(self) -> UPath:
+        return self.base / "frames"
+
+    def findings_path(self, day: str, stage: str) -> UPath:
+        return self.base / "findings" / day / f"{stage}.json"
+
+    def package_dir(self, day: str) -> UPath:
+        return self.base / "packages" / day
+
+    def package_path(self, day: str) -> UPath:
+        return self.package_dir(day) / ZIP_NAME
+
+    def summary_path(self, day: str) -> UPath:
+        return self.package_dir(day) / "summary.json"
+
+    def receipts_dir(self, target: str) -> UPath:
+        return self.base / "receipts" / slug(target)
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    path: str  # relative to the snapshot folder
+    size: int
+    sha256: str
+
+
+def snapshot_source(source_url: str, dest: UPath) -> tuple[UPath, list[SnapshotFile]]:
+    """Copy a source (a file or a folder at any fsspec URL) byte for byte under ``dest``.
+
+    Returns the path to open the snapshot with (the copied file, or the copied folder) and the
+    size and sha256 of every file copied. An existing snapshot for the date is replaced whole.
+    """
+    fs, src = fsspec.core.url_to_fs(source_url)
+    if not fs.exists(src):
+        raise FileNotFoundError(f"source not found: {source_url}")
+    if dest.exists():
+        dest.fs.rm(dest.path, recursive=True)
+    ensure_private_dir(dest)
+    if fs.isdir(src):
+        target = dest / "source"
+        files = sorted(p for p in fs.find(src) if not fs.isdir(p))
+        rels = [Path(p).relative_to(Path(src)).as_posix() for p in files]
+    else:
+        target = dest
+        files = [src]
+        rels = [Path(src).name]
+    copied = [_copy_file(fs, path, target / rel) for path, rel in zip(files, rels, strict=True)]
+    return (target if fs.isdir(src) else target / rels[0]), [
+        SnapshotFile(f"{target.name}/{rel}" if fs.isdir(src) else rel, size, digest)
+        for rel, (size, digest) in zip(rels, copied, strict=True)
+    ]
+
+
+def _copy_file(fs: fsspec.AbstractFileSystem, src: str, dest: UPath) -> tuple[int, str]:
+    ensure_private_dir(dest.parent)
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open(src, "rb") as fin, dest.open("wb") as fout:
+        while chunk := fin.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            fout.write(chunk)
+    make_private(dest)
+    return size, digest.hexdigest()
+
+
+def sha256_of(path: UPath) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny sample district and settings rooted in a temporary folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from naviance_pipeline.oneroster.sample import write_sample_district
+from naviance_pipeline.settings import Settings
+
+TINY_STUDENTS = 60
+TINY_SCHOOLS = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_district(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ClassLink-style export (ZIP), generated once per test session."""
+    out = tmp_path_factory.mktemp("sample") / "district.zip"
+    write_sample_district(str(out), students=TINY_STUDENTS, schools=TINY_SCHOOLS, seed=11)
+    return out
+
+
+def make_settings(home: Path, source: str | Path, **overrides) -> Settings:
+    settings = Settings(
+        home=str(home),
+        source_url=str(source),
+        data_root=str(home / "data"),
+        delivery_target=str(home / "outbox"),
+        district="test-district",
+        source_system_name="ClassLink",
+        timezone="America/New_York",
+        schedule_time="02:00",
+        include_staff=False,
+        rollover_day="07-15",
+        partitions_start="2026-01-01",
+    )
+    return dataclasses.replace(settings, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_district: Path) -> Settings:
+    return make_settings(tmp_path, tiny_district)

@@ -1,0 +1,122 @@
+"""The commands people type: the Dagster CLI on the code location, and naviance-pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip
+
+BIN = Path(sys.executable).parent
+
+
+def _env(home: Path, source: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NAVIANCE_", "DAGSTER_"))}
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env.update(
+        NAVIANCE_HOME=str(home),
+        NAVIANCE_SOURCE_URL=str(source),
+        NAVIANCE_PARTITIONS_START="2026-01-01",
+        DAGSTER_HOME=str(dagster_home),
+    )
+    return env
+
+
+def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "naviance-pipeline"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_smoke(tmp_path, tiny_district):
+    proc = subprocess.run(
+        [
+            str(BIN / "dagster"), "asset", "materialize", "-m", "naviance_pipeline.definitions",
+            "--select", "*", "--partition", "2026-11-30",
+        ],
+        capture_output=True, text=True, env=_env(tmp_path, tiny_district), cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "outbox" / ZIP_NAME).exists()
+
+
+def test_run_command_prints_where_the_package_landed(tmp_path, tiny_district):
+    proc = _cli("run", "--date", "2026-11-30", env=_env(tmp_path, tiny_district))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    landed = tmp_path / "outbox" / ZIP_NAME
+    assert proc.stdout.strip().splitlines()[-1] == f"NavianceOneRoster.zip landed at {landed}"
+    assert landed.exists()
+
+
+def test_validate_clean_source_exits_0_with_json(tiny_district):
+    proc = _cli("validate", str(tiny_district), "--as-of", "2026-11-30", "--format", "json")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    assert report["summary"]["errors"] == 0
+    assert set(report["counts"]) == {"orgs", "users", "demographics"}
+    assert report["counts"]["users"] == report["counts"]["demographics"] > 0
+
+
+def test_validate_bad_source_exits_1_and_names_rule_and_line(tmp_path, tiny_district):
+    bad = tmp_path / "bad.zip"
+    edit, line = first_student_editor({"enabledUser": "yes"})
+    rewrite_zip(tiny_district, bad, "users.csv", edit)
+    proc = _cli("validate", str(bad), "--as-of", "2026-11-30", "--format", "json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    hits = [f for f in report["findings"] if f["rule"] == "USR-ENABLED"]
+    assert [(f["file"], f["line"], f["column"], f["value"]) for f in hits] == [
+        ("users.csv", line[0], "enabledUser", "yes")
+    ]
+    text = _cli("validate", str(bad), "--as-of", "2026-11-30")
+    assert text.returncode == 1
+    assert "USR-ENABLED (error) × 1" in text.stdout
+
+
+def test_validate_unreadable_source_exits_2(tmp_path):
+    proc = _cli("validate", str(tmp_path / "missing.zip"), "--format", "json")
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["findings"][0]["rule"] == "SRC-UNREADABLE"
+
+
+def test_bad_arguments_exit_2(tiny_district):
+    assert _cli("validate", str(tiny_district), "--as-of", "30/11/2026").returncode == 2
+    assert _cli("validate").returncode == 2
+
+
+def test_package_writes_zip_only_when_clean(tmp_path, tiny_district):
+    out = tmp_path / "out"
+    proc = _cli("package", str(tiny_district), "--out", str(out), "--as-of", "2026-11-30")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (out / ZIP_NAME).exists()
+    assert "sha256" in proc.stdout
+
+    bad = tmp_path / "bad.zip"
+    rewrite_zip(tiny_district, bad, "users.csv", first_student_editor({"role": "pupil"})[0])
+    out2 = tmp_path / "out2"
+    proc = _cli("package", str(bad), "--out", str(out2), "--as-of", "2026-11-30")
+    assert proc.returncode == 1
+    assert not (out2 / ZIP_NAME).exists()
+
+
+def test_sample_district_command_is_deterministic(tmp_path):
+    a, b = tmp_path / "a.zip", tmp_path / "b.zip"
+    for path in (a, b):
+        proc = _cli("sample-district", "--out", str(path), "--students", "40", "--seed", "3")
+        assert proc.returncode == 0, proc.stderr
+    assert a.read_bytes() == b.read_bytes()

@@ -1,0 +1,68 @@
+"""The code location loads, with the expected assets, checks, job and schedule."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from naviance_pipeline.definitions import build_definitions
+
+EXPECTED_ASSETS = [
+    "demographics",
+    "manifest",
+    "naviance_delivery",
+    "naviance_package",
+    "orgs",
+    "sis_extract",
+    "users",
+]
+EXPECTED_CHECKS = {
+    "sis_extract": {"source_package"},
+    "orgs": {"csv_syntax", "spreadsheet_damage", "bulk_semantics", "identifiers", "org_rules"},
+    "users": {"csv_syntax", "spreadsheet_damage", "bulk_semantics", "identifiers", "user_rules"},
+    "demographics": {
+        "csv_syntax",
+        "spreadsheet_damage",
+        "bulk_semantics",
+        "identifiers",
+        "demographic_rules",
+    },
+    "naviance_package": {"package_integrity", "delivery_guards"},
+}
+
+
+def test_definitions_are_loadable(settings):
+    dg.Definitions.validate_loadable(build_definitions(settings))
+
+
+def test_module_level_defs_load_with_defaults():
+    from naviance_pipeline.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_keys_groups_and_checks(settings):
+    graph = build_definitions(settings).resolve_asset_graph()
+    keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
+    assert keys == EXPECTED_ASSETS
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups["sis_extract"] == "extract"
+    assert groups["naviance_delivery"] == "delivery"
+    assert {groups[k] for k in ("orgs", "users", "demographics", "manifest")} == {"oneroster"}
+    checks: dict[str, set[str]] = {}
+    for check_key in graph.asset_check_keys:
+        checks.setdefault(check_key.asset_key.to_user_string(), set()).add(check_key.name)
+    assert checks == EXPECTED_CHECKS
+
+
+def test_every_asset_has_a_description_and_kinds(settings):
+    graph = build_definitions(settings).resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, key
+        assert any(t.startswith("dagster/kind/") for t in node.tags), key
+
+
+def test_delivery_joins_the_delivery_pool(settings):
+    defs = build_definitions(settings)
+    asset = defs.resolve_assets_def("naviance_delivery")
+    assert asset.op.pool == "naviance_delivery"

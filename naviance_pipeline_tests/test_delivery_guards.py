@@ -1,0 +1,201 @@
+"""Guards block a harmful delivery and leave the last good file in place; overrides are
+recorded. These run the real graph against the local outbox target; the SFTP variant is in
+``delivery/test_pipeline_sftp.py``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from naviance_pipeline.delivery.guards import evaluate_guards, parse_overrides
+from naviance_pipeline.delivery.receipts import list_receipts
+from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline.resources import OVERRIDE_TAG
+from naviance_pipeline.storage import DataLayout
+from naviance_pipeline_tests.conftest import make_settings
+from naviance_pipeline_tests.pipeline_helpers import (
+    failed_checks,
+    materialized,
+    rewrite_zip,
+    run_job,
+    zip_entries,
+)
+
+FIRST, SECOND = "2026-11-29", "2026-11-30"
+
+
+def _users_edit(edit):
+    """Apply ``edit(header, row) -> row | None`` to every student row (None drops it)."""
+
+    def apply(rows):
+        header, out = rows[0], [rows[0]]
+        for row in rows[1:]:
+            if row[header.index("role")] == "student":
+                row = edit(header, row)
+            if row is not None:
+                out.append(row)
+        return out
+
+    return apply
+
+
+def _drop_every_third(header, row):
+    return None if int(row[0].lstrip("0") or 0) % 3 == 0 else row
+
+
+def _disable_all(header, row):
+    row[header.index("enabledUser")] = "false"
+    return row
+
+
+@pytest.fixture
+def delivered_first(tmp_path, tiny_district):
+    """The first night delivered: returns (instance, home)."""
+    with dg.instance_for_test() as instance:
+        assert run_job(make_settings(tmp_path, tiny_district), FIRST, instance).success
+        yield instance, tmp_path
+
+
+def _second_night(tmp_path, tiny_district, instance, edit, tags=None):
+    source = rewrite_zip(tiny_district, tmp_path / "second.zip", "users.csv", _users_edit(edit))
+    settings = make_settings(tmp_path, source)
+    outbox = Path(settings.delivery_target, ZIP_NAME)
+    before = outbox.read_bytes()
+    result = run_job(settings, SECOND, instance, tags=tags)
+    return settings, result, before, outbox
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule"),
+    [(_drop_every_third, "GRD-STUDENT-DROP"), (_disable_all, "GRD-EMPTY")],
+)
+def test_guard_blocks_and_keeps_the_last_good_file(delivered_first, tiny_district, edit, rule):
+    instance, home = delivered_first
+    _, result, before, outbox = _second_night(home, tiny_district, instance, edit)
+    assert not result.success
+    failed = failed_checks(result)
+    assert list(failed) == ["naviance_package:delivery_guards"]
+    assert rule in failed["naviance_package:delivery_guards"]
+    assert "naviance_delivery" not in materialized(result)
+    assert outbox.read_bytes() == before
+
+
+def _schools(zip_path: Path) -> list[str]:
+    entries = zip_entries(zip_path)
+    orgs = next(data for name, data in entries.items() if name.endswith("orgs.csv"))
+    rows = list(csv.DictReader(io.StringIO(orgs.decode("utf-8-sig"))))
+    return sorted(r["sourcedId"] for r in rows if r["type"] == "school")
+
+
+def test_vanished_school_blocks(delivered_first, tiny_district):
+    instance, home = delivered_first
+    gone, kept = _schools(tiny_district)[:2]
+
+    def move(header, row):
+        # The students of one school move to another: no drop in students, one empty school.
+        orgs = header.index("orgSourcedIds")
+        if row[orgs] == gone:
+            row[orgs] = kept
+        return row
+
+    _, result, before, outbox = _second_night(home, tiny_district, instance, move)
+    failed = failed_checks(result)
+    assert list(failed) == ["naviance_package:delivery_guards"]
+    assert "GRD-SCHOOL-VANISHED" in failed["naviance_package:delivery_guards"]
+    assert outbox.read_bytes() == before
+
+
+def test_override_lets_a_blocked_delivery_through_and_is_recorded(delivered_first, tiny_district):
+    instance, home = delivered_first
+    settings, result, before, outbox = _second_night(
+        home, tiny_district, instance, _drop_every_third, tags={OVERRIDE_TAG: "GRD-STUDENT-DROP"}
+    )
+    assert result.success
+    assert outbox.read_bytes() != before
+    layout = DataLayout(settings.data_root, settings.district)
+    receipts = list_receipts(layout, str(Path(settings.delivery_target).resolve()))
+    assert [r["partition"] for r in receipts] == [FIRST, SECOND]
+    assert receipts[-1]["guard_overrides"] == ["GRD-STUDENT-DROP"]
+    assert receipts[0]["guard_overrides"] == []
+    meta = result.asset_materializations_for_node("naviance_delivery")[0].metadata
+    assert meta["guard_overrides"].value == ["GRD-STUDENT-DROP"]
+
+
+def test_older_partition_is_refused_unless_overridden(tmp_path, tiny_district):
+    settings = make_settings(tmp_path, tiny_district)
+    outbox = Path(settings.delivery_target, ZIP_NAME)
+    with dg.instance_for_test() as instance:
+        assert run_job(settings, SECOND, instance).success
+        newest = outbox.read_bytes()
+        stale = run_job(settings, FIRST, instance)
+        assert not stale.success
+        assert "GRD-STALE-PARTITION" in failed_checks(stale)["naviance_package:delivery_guards"]
+        assert outbox.read_bytes() == newest
+        forced = run_job(settings, FIRST, instance, tags={OVERRIDE_TAG: "GRD-STALE-PARTITION"})
+        assert forced.success
+        assert outbox.read_bytes() != newest
+
+
+def test_receipt_has_what_an_auditor_needs(tmp_path, tiny_district):
+    settings = make_settings(tmp_path, tiny_district)
+    with dg.instance_for_test() as instance:
+        result = run_job(settings, SECOND, instance)
+    assert result.success
+    receipt_path = (
+        result.asset_materializations_for_node("naviance_delivery")[0].metadata["receipt"].value
+    )
+    receipt = json.loads(Path(receipt_path).read_text())
+    for key in (
+        "target", "remote_path", "bytes", "sha256", "partition", "run_id", "attempts",
+        "started_at", "ended_at", "guard_overrides",
+    ):  # fmt: skip
+        assert key in receipt, key
+    assert receipt["partition"] == SECOND
+    assert receipt["run_id"] == result.run_id
+    assert receipt["bytes"] == Path(settings.delivery_target, ZIP_NAME).stat().st_size
+
+
+def _summary(partition, active, disabled, schools):
+    return {
+        "partition": partition,
+        "students": active + disabled,
+        "active_students": active,
+        "disabled_students": disabled,
+        "schools": schools,
+    }
+
+
+def test_guard_rules_in_isolation():
+    last = _summary(FIRST, 100, 0, {"s1": 60, "s2": 40})
+    same = _summary(SECOND, 95, 0, {"s1": 55, "s2": 40})
+    assert evaluate_guards(same, last, newest_delivered=FIRST) == []
+    drop = evaluate_guards(
+        _summary(SECOND, 89, 0, {"s1": 49, "s2": 40}), last, newest_delivered=FIRST
+    )
+    assert [(f.rule, f.severity) for f in drop] == [("GRD-STUDENT-DROP", "error")]
+    jump = evaluate_guards(
+        _summary(SECOND, 94, 6, {"s1": 54, "s2": 40}), last, newest_delivered=FIRST
+    )
+    assert [(f.rule, f.severity) for f in jump] == [("GRD-DISABLED-JUMP", "warning")]
+    gone = evaluate_guards(
+        _summary(SECOND, 100, 0, {"s1": 100, "s2": 0}), last, newest_delivered=FIRST
+    )
+    assert [(f.rule, f.sourcedId) for f in gone] == [("GRD-SCHOOL-VANISHED", "s2")]
+    first_ever = evaluate_guards(_summary(SECOND, 0, 0, {}), None, newest_delivered=None)
+    assert [f.rule for f in first_ever] == ["GRD-EMPTY"]
+    overridden = evaluate_guards(
+        _summary(SECOND, 0, 0, {}), None, newest_delivered=None, overrides=["GRD-EMPTY"]
+    )
+    assert [(f.rule, f.severity) for f in overridden] == [("GRD-EMPTY", "warning")]
+    assert "overridden" in overridden[0].message
+
+
+def test_unknown_override_is_refused():
+    assert parse_overrides(" grd-empty , GRD-STUDENT-DROP") == ["GRD-EMPTY", "GRD-STUDENT-DROP"]
+    with pytest.raises(ValueError, match="GRD-STUDENT-DORP"):
+        parse_overrides("GRD-STUDENT-DORP")
