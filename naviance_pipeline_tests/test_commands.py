@@ -120,3 +120,25 @@ def test_sample_district_command_is_deterministic(tmp_path):
         proc = _cli("sample-district", "--out", str(path), "--students", "40", "--seed", "3")
         assert proc.returncode == 0, proc.stderr
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_redeliver_refuses_an_older_date_unless_overridden(tmp_path, tiny_district):
+    env = _env(tmp_path, tiny_district)
+    for day in ("2026-11-29", "2026-11-30"):
+        assert _cli("run", "--date", day, env=env).returncode == 0
+    outbox = tmp_path / "outbox" / ZIP_NAME
+    newest = outbox.read_bytes()
+    archived = tmp_path / "data" / "districts" / "sample-district" / "packages"
+    older = (archived / "2026-11-29" / ZIP_NAME).read_bytes()
+
+    refused = _cli("redeliver", "--date", "2026-11-29", env=env)
+    assert refused.returncode == 1
+    assert "GRD-STALE-PARTITION" in refused.stderr
+    assert outbox.read_bytes() == newest
+
+    forced = _cli("redeliver", "--date", "2026-11-29", "--override", "GRD-STALE-PARTITION", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert outbox.read_bytes() == older
+    receipt = json.loads(Path(forced.stdout.strip().splitlines()[-1].split(": ", 1)[1]).read_text())
+    assert receipt["guard_overrides"] == ["GRD-STALE-PARTITION"]
+    assert receipt["redelivery"] is True
