@@ -187,12 +187,13 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
 
 
 def cmd_sftp_host_key(args: argparse.Namespace) -> int:
+    from naviance_pipeline.delivery.errors import DeliveryError
     from naviance_pipeline.delivery.hostkey import fetch_host_key
 
     host, _, port = args.host.partition(":")
     try:
         keys = fetch_host_key(host, int(port or 22))
-    except (OSError, ValueError) as exc:
+    except (DeliveryError, OSError, ValueError) as exc:
         print(f"could not fetch the host key of {args.host}: {exc}", file=sys.stderr)
         return 1
     for line, fp in keys:

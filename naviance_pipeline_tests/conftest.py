@@ -9,6 +9,10 @@ import pytest
 
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.settings import Settings
+from naviance_pipeline_tests.sshd_server import sftp_server_fixture
+
+# One real loopback OpenSSH server per test session (skips when sshd cannot run here).
+sftp_server = pytest.fixture(scope="session", name="sftp_server")(sftp_server_fixture)
 
 TINY_STUDENTS = 60
 TINY_SCHOOLS = 3
