@@ -13,7 +13,6 @@ import pytest
 from naviance_pipeline_tests.sshd_server import SSHDServer
 
 
-
 @pytest.fixture
 def remote_dir(sftp_server: SSHDServer, request: pytest.FixtureRequest) -> tuple[Path, str]:
     """(local path, remote path) of an empty folder inside the server's upload/ folder."""
