@@ -1,7 +1,5 @@
 """``naviance_delivery``: the package, guarded, uploaded atomically, with a receipt."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition

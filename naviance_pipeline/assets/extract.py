@@ -1,7 +1,5 @@
 """``sis_extract``: an immutable, byte-for-byte snapshot of the district's source for the date."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from naviance_pipeline.assets.common import SNAPSHOT_INDEX, findings_metadata, store_findings

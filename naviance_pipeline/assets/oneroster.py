@@ -1,7 +1,5 @@
 """The validated OneRoster frames (orgs, users, demographics), the manifest and the package."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 

@@ -134,7 +134,7 @@ class Finding:
     file: str | None
     line: int | None
     column: str | None
-    sourcedId: str | None  # noqa: N815 - the spec's spelling, as it appears in reports
+    sourcedId: str | None  # the spec's spelling, as it appears in reports
     message: str
     value: str | None = None
 

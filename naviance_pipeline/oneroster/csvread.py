@@ -1,0 +1,592 @@
+"""Lenient reading of one source CSV (orgs, users or demographics) into a text-only frame.
+
+Every value is read as text, never through a type-guessing parser (``00123``, ``true``, ``NA``,
+``1.23457E+11`` stay as written), trimmed, and every problem becomes a finding (rules CSV-*,
+and SRC-VERSION for a OneRoster 1.0/1.2 users header). Nothing here raises on bad input.
+
+Line numbers are CSV *record* numbers: the header is record 1, the first data record 2, and a
+record whose quoted value holds a line break counts once, numbered by the line it starts on.
+Blank lines count as records, so the numbers are an editor's line numbers whenever no value holds
+a line break; blank lines and rows whose every field is blank (spreadsheet leftovers) carry no
+data and are dropped without a finding. Byte offsets are mapped to records assuming quotes pair
+up as RFC 4180 says; files that end lines with a bare CR are read correctly but such an offset
+(only used for CSV-ENCODING) is counted in LF lines.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from naviance_pipeline.oneroster.findings import Finding, finding
+from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, MAX_VALUE_LENGTH, USERS, FileSpec
+
+LINE = "line"  # the name of the frame's index: source record numbers
+STRING = pd.StringDtype("pyarrow")
+METADATA_PREFIX = "metadata."
+
+_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_BREAK = re.compile(rb"\r\n|\n|\r")
+_ONLY_SPACE = re.compile(rb"\s*")  # fullmatch from an offset: no copy of a large input
+_MAX_BLOCK = 2**31 - 1  # pyarrow's block_size is an int32
+
+# Columns only a OneRoster 1.2 users.csv has, and those of 1.0 (which also lacks enabledUser).
+# orgs.csv and demographics.csv headers do not differ between versions in the columns we read.
+_USERS_V12_ONLY = frozenset(
+    {
+        "userMasterIdentifier",
+        "resourceSourcedIds",
+        "preferredGivenName",
+        "preferredMiddleName",
+        "preferredFamilyName",
+        "primaryOrgSourcedId",
+        "pronouns",
+    }
+)
+_USERS_V10_ONLY = frozenset({"agents", "userId"})
+
+
+@dataclass
+class Table:
+    """One source CSV read leniently.
+
+    ``frame``: index ``line`` (int64 record numbers), every spec column in spec order (absent
+    ones blank), then the source's ``metadata.*`` columns in source order; every column
+    ``pd.StringDtype("pyarrow")``, trimmed, blank is ``""`` never NA.
+    """
+
+    spec: FileSpec
+    frame: pd.DataFrame
+    findings: list[Finding]
+    absent: frozenset[str]  # spec columns that were not in the source header (added blank)
+    present: bool  # False when the file was absent (data is None)
+
+
+def read_table(data: bytes | None, spec: FileSpec) -> Table:
+    """Read one source CSV leniently, every value as text.
+
+    Cell-level rules report one finding per cell (CSV-NEWLINE-IN-VALUE, CSV-TOO-LONG, CSV-PARSE
+    per record), except CSV-WHITESPACE: one finding per affected column, with the first line,
+    that row's sourcedId and the count, because a badly exported file would otherwise give one
+    finding per cell.
+    """
+    if data is None:
+        return _unread(spec, [], present=False)
+    report = _Reporter(spec)
+    start = 0
+    if data.startswith(_BOM):
+        start = len(_BOM)
+        report.add("CSV-BOM", "a UTF-8 byte-order mark was present and dropped", line=None)
+    if _ONLY_SPACE.fullmatch(data, start):
+        if spec.name != DEMOGRAPHICS.name:  # an empty demographics file is DEM-MISSING
+            report.add("CSV-EMPTY", "the file is empty: it needs a header and data rows")
+        return _unread(spec, report.findings)
+    bad_at = _utf8_error_offset(data, start)
+    if bad_at is not None:
+        line = _record_at(data, start, bad_at)
+        report.add("CSV-ENCODING", _encoding_message(data, start, line), line=line)
+        return _unread(spec, report.findings)
+    split = _split_header(data, start)
+    if split is None:
+        report.add("CSV-PARSE", "a quoted column name in the header is never closed", line=1)
+        return _unread(spec, report.findings)
+    names, body_start = split
+    header = _map_header(names, spec, report)
+    parsed = _parse_body(data, body_start, len(names), header, report)
+    return _build_table(spec, header, parsed, report)
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Collects findings for one file; header findings may keep the source column name."""
+
+    def __init__(self, spec: FileSpec) -> None:
+        self.spec = spec
+        self.findings: list[Finding] = []
+
+    def add(
+        self,
+        rule: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: str | None = None,
+        sourced_id: str | None = None,
+    ) -> None:
+        self.findings.append(
+            finding(
+                rule,
+                message,
+                file=self.spec.name,
+                line=line,
+                column=column,
+                sourced_id=sourced_id,
+            )
+        )
+
+    def has(self, rule: str) -> bool:
+        return any(f.rule == rule for f in self.findings)
+
+    def header(self, rule: str, message: str, column: str | None, source_name: str | None) -> None:
+        f = finding(rule, message, file=self.spec.name, line=1, column=column)
+        # A header name is not student data: keep it as the value even on a PII column.
+        self.findings.append(replace(f, value=source_name) if source_name is not None else f)
+
+
+def _unread(spec: FileSpec, findings: list[Finding], present: bool = True) -> Table:
+    """A table with no rows: the file is absent, empty or could not be read."""
+    header = _Header(kept={}, extensions=[], absent=frozenset(spec.header))
+    frame = _frame(spec, header, {}, np.empty(0, dtype=np.int64))
+    return Table(spec, frame, findings, absent=header.absent, present=present)
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def _utf8_error_offset(data: bytes, start: int) -> int | None:
+    """Byte offset of the first invalid UTF-8 byte, or None when the text is valid."""
+    buf = pa.py_buffer(data)[start:]
+    offsets = pa.array([0, buf.size], pa.int64()).buffers()[1]
+    whole = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, buf])
+    try:
+        whole.validate(full=True)  # SIMD check, no copy; Python's decoder only to locate errors
+        return None
+    except pa.ArrowInvalid:
+        pass
+    try:
+        codecs.utf_8_decode(memoryview(data)[start:], "strict", True)
+    except UnicodeDecodeError as e:
+        return start + e.start
+    return None
+
+
+def _encoding_message(data: bytes, start: int, line: int) -> str:
+    where = f"the file is not valid UTF-8 (first bad byte on line {line})"
+    if data.startswith(_UTF16_BOMS):
+        return f"{where}; it looks like UTF-16: save it as UTF-8"
+    try:
+        data[start:].decode("cp1252")
+    except UnicodeDecodeError:
+        return f"{where}; save it as UTF-8"
+    return (
+        f"{where}; it looks like Windows-1252 (as Excel saves 'CSV' rather than 'CSV UTF-8'): "
+        "save it as UTF-8"
+    )
+
+
+def _record_at(data: bytes, start: int, offset: int) -> int:
+    """The record number holding byte ``offset``: 1 + the line feeds before it outside quotes."""
+    chunk = np.frombuffer(data, dtype=np.uint8, count=offset - start, offset=start)
+    quotes = np.flatnonzero(chunk == ord('"'))
+    feeds = np.flatnonzero(chunk == ord("\n"))
+    inside_quotes = np.searchsorted(quotes, feeds) % 2 == 1
+    return 1 + int(np.count_nonzero(~inside_quotes))
+
+
+# -- header -----------------------------------------------------------------------------------
+
+
+def _split_header(data: bytes, start: int) -> tuple[list[str], int] | None:
+    """The header's field names and the offset where the data records start.
+
+    None when a quote in the header never closes. The header is parsed with the csv module
+    (it is one short record) so that pyarrow can be told every column's type up front.
+    """
+    pos = start
+    while True:
+        brk = _BREAK.search(data, pos)
+        end = brk.end() if brk else len(data)
+        if data.count(b'"', start, end) % 2 == 0:
+            break
+        if brk is None:
+            return None
+        pos = end
+    text = data[start:end].decode("utf-8")
+    names = next(csv.reader(io.StringIO(text, newline="")), [])
+    return names, end
+
+
+@dataclass
+class _Header:
+    kept: dict[str, int]  # target column -> source field index (first occurrence), source order
+    extensions: list[str]  # metadata.* targets, in source order
+    absent: frozenset[str]
+
+
+def _map_header(names: list[str], spec: FileSpec, report: _Reporter) -> _Header:
+    """Map source column names to spec columns, reporting every CSV-HEADER-* rule at line 1."""
+    spec_names = set(spec.header)
+    folded = {a.lower(): t for a, t in spec.aliases.items()} | {n.lower(): n for n in spec.header}
+    kept: dict[str, int] = {}
+    for i, raw in enumerate(names):
+        name = raw.strip()
+        if name != raw:
+            report.header(
+                "CSV-WHITESPACE", f"spaces around column name '{name}' were trimmed", name, raw
+            )
+        alias = name in spec.aliases
+        if name in spec_names or name.startswith(METADATA_PREFIX):
+            target = name
+        elif alias:
+            target = spec.aliases[name]
+        elif name.lower() in folded:
+            target = folded[name.lower()]
+            report.header(
+                "CSV-HEADER-CASE",
+                f"column '{name}' matches '{target}' only when letter case is ignored; "
+                f"OneRoster names are case-sensitive, so it is not read: rename it '{target}'",
+                target,
+                name,
+            )
+            continue
+        else:
+            label = f"column '{name}'" if name else f"column {i + 1} has no name and"
+            report.header(
+                "CSV-HEADER-UNKNOWN",
+                f"{label} is not a column of {spec.name} (extra columns must be named "
+                f"'{METADATA_PREFIX}<name>'); it is ignored",
+                name,
+                name,
+            )
+            continue
+        if target in kept:
+            report.header(
+                "CSV-HEADER-DUPLICATE",
+                f"column '{name}' appears more than once (as '{target}'); "
+                "only the first is read: remove the others",
+                target,
+                name,
+            )
+            continue
+        if alias:
+            report.header(
+                "CSV-HEADER-ALIAS",
+                f"column '{name}' was read as '{target}': rename it to the spec's spelling",
+                target,
+                name,
+            )
+        kept[target] = i
+    _report_order(kept, spec, report)
+    absent = [c for c in spec.columns if c.name not in kept]
+    for c in absent:
+        if c.required:
+            report.header(
+                "CSV-HEADER-MISSING", f"required column '{c.name}' is missing", c.name, None
+            )
+        else:
+            report.header(
+                "CSV-HEADER-INCOMPLETE",
+                f"column '{c.name}' is missing; it is written blank",
+                c.name,
+                None,
+            )
+    _report_version(names, spec, report)
+    extensions = [t for t in kept if t not in spec_names]
+    return _Header(kept, extensions, frozenset(c.name for c in absent))
+
+
+def _report_order(kept: dict[str, int], spec: FileSpec, report: _Reporter) -> None:
+    found = [t for t in kept if t in spec.header]
+    expected = sorted(found, key=spec.header.index)
+    if found != expected:
+        report.header(
+            "CSV-HEADER-ORDER",
+            f"columns are not in the spec's order; expected {','.join(expected)}",
+            None,
+            None,
+        )
+
+
+def _report_version(names: list[str], spec: FileSpec, report: _Reporter) -> None:
+    if spec.name != USERS.name:
+        return
+    present = {n.strip() for n in names}
+    if present & _USERS_V12_ONLY:
+        version = "1.2"
+    elif present & _USERS_V10_ONLY and "enabledUser" not in present:
+        version = "1.0"
+    else:
+        return
+    report.header(
+        "SRC-VERSION",
+        f"the header looks like OneRoster {version}, not 1.1: export OneRoster 1.1 CSV",
+        None,
+        None,
+    )
+
+
+# -- data records -----------------------------------------------------------------------------
+
+
+@dataclass
+class _BadRow:
+    number: int | None  # pyarrow's 1-based record number in the body (None when threaded)
+    fields: int
+    unclosed_quote: bool
+    sourced_id: str | None
+
+
+@dataclass
+class _Parsed:
+    columns: dict[str, pa.ChunkedArray]  # target -> raw values, for kept columns
+    lines: np.ndarray  # record numbers of the rows in ``columns``
+    breaks_in_values: bool  # some value may hold a CR or LF
+
+
+def _parse_body(
+    data: bytes, body_start: int, n_fields: int, header: _Header, report: _Reporter
+) -> _Parsed:
+    """Parse the data records with pyarrow, every kept column as text; report CSV-PARSE."""
+    body = pa.py_buffer(data)[body_start:]
+    if body.size == 0:
+        return _no_rows(header)
+    sid_index = header.kept.get("sourcedId")
+    try:
+        table, bad = _read_csv(body, n_fields, header, sid_index, threads=True)
+        if any(b.number is None for b in bad):  # threaded reads do not number bad rows
+            table, bad = _read_csv(body, n_fields, header, sid_index, threads=False)
+    except pa.ArrowInvalid:
+        # A record longer than a block, in practice a quote never closed: read as one block.
+        try:
+            table, bad = _read_csv(
+                body, n_fields, header, sid_index, threads=False, block=body.size + 1
+            )
+        except (pa.ArrowInvalid, OverflowError):
+            report.add("CSV-PARSE", "the file could not be parsed as CSV", line=None)
+            return _no_rows(header)
+    records = table.num_rows + len(bad)
+    keep = np.ones(records, dtype=bool)
+    keep[[b.number - 1 for b in bad]] = False
+    lines = np.arange(2, records + 2, dtype=np.int64)[keep]
+    for b in bad:
+        report.add(
+            "CSV-PARSE", _bad_row_message(b, n_fields), line=b.number + 1, sourced_id=b.sourced_id
+        )
+    columns = {t: table.column(_field(i)) for t, i in header.kept.items()}
+    ends_with_break = data[-1:] in (b"\n", b"\r")
+    terminated = records if ends_with_break else records - 1
+    return _Parsed(columns, lines, _breaks_in_values(data, body_start, terminated))
+
+
+def _no_rows(header: _Header) -> _Parsed:
+    return _Parsed({t: _blank_column(0) for t in header.kept}, np.empty(0, np.int64), False)
+
+
+def _field(i: int) -> str:
+    return f"f{i}"
+
+
+def _read_csv(
+    body: pa.Buffer,
+    n_fields: int,
+    header: _Header,
+    sid_index: int | None,
+    *,
+    threads: bool,
+    block: int | None = None,
+) -> tuple[pa.Table, list[_BadRow]]:
+    bad: list[_BadRow] = []
+
+    def on_bad_row(row: pacsv.InvalidRow) -> str:
+        # row.text may be the rest of the file (an unclosed quote): keep only what we report.
+        unclosed = row.text.count('"') % 2 == 1
+        sid = _first_line_field(row.text, sid_index)
+        bad.append(_BadRow(row.number, row.actual_columns, unclosed, sid))
+        return "skip"
+
+    names = [_field(i) for i in range(n_fields)]
+    # Field 0 always: an empty include list would mean "every column".
+    include = sorted({0, *header.kept.values()})
+    read = pacsv.ReadOptions(column_names=names, use_threads=threads)
+    if block is not None:
+        read.block_size = min(block, _MAX_BLOCK)
+    parse = pacsv.ParseOptions(
+        newlines_in_values=True,  # a quoted CR/LF parses; CSV-NEWLINE-IN-VALUE reports it
+        ignore_empty_lines=False,  # blank lines must keep their record number
+        invalid_row_handler=on_bad_row,
+    )
+    convert = pacsv.ConvertOptions(
+        column_types={_field(i): pa.large_string() for i in include},
+        include_columns=[_field(i) for i in include],
+        null_values=[],
+        strings_can_be_null=False,  # NA, null, N/A and blanks stay text
+        quoted_strings_can_be_null=False,
+        check_utf8=False,  # validated once for the whole file before parsing
+    )
+    table = pacsv.read_csv(body, read_options=read, parse_options=parse, convert_options=convert)
+    return table, bad
+
+
+def _first_line_field(text: str, index: int | None) -> str | None:
+    """Field ``index`` of a bad row's first physical line (its sourcedId), if it has one."""
+    if index is None:
+        return None
+    brk = re.search(r"[\r\n]", text)
+    fields = next(csv.reader([text[: brk.start()] if brk else text]), [])
+    return (fields[index].strip() or None) if index < len(fields) else None
+
+
+def _bad_row_message(b: _BadRow, expected: int) -> str:
+    if b.unclosed_quote:
+        return (
+            "a quoted value that starts on this line is never closed, so the rest of the file "
+            "could not be read: look for a stray double quote"
+        )
+    return (
+        f"this record has {b.fields} fields but the header has {expected}; the row is left out "
+        "(look for an unquoted comma or a missing field)"
+    )
+
+
+def _breaks_in_values(data: bytes, body_start: int, terminated: int) -> bool:
+    """Whether some value holds a CR or LF: more line breaks in the body than record ends.
+
+    Counting bytes is several times cheaper than searching every column for CR and LF.
+    """
+    if data.find(b'"', body_start) == -1:  # only a quoted value can hold a line break
+        return False
+    feeds = data.count(b"\n", body_start)
+    returns = data.count(b"\r", body_start)
+    pairs = data.count(b"\r\n", body_start) if returns else 0
+    return feeds + returns - pairs > terminated
+
+
+# -- cleaning and the frame -------------------------------------------------------------------
+
+
+def _blank_column(n: int) -> pa.ChunkedArray:
+    return pa.chunked_array([pc.fill_null(pa.nulls(n, pa.large_string()), "")])
+
+
+def _mask_rows(mask: pa.ChunkedArray) -> np.ndarray:
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+
+def _build_table(spec: FileSpec, header: _Header, parsed: _Parsed, report: _Reporter) -> Table:
+    raw = parsed.columns
+    trimmed = {t: _trim(v) for t, v in raw.items()}
+    keep = _non_blank_rows(trimmed, len(parsed.lines))
+    lines = parsed.lines
+    if keep is not None:
+        filtered = {t: v.filter(keep) for t, v in trimmed.items()}
+        # An untrimmed column stays one array, so it still skips the whitespace report.
+        raw = {t: filtered[t] if v is trimmed[t] else v.filter(keep) for t, v in raw.items()}
+        trimmed = filtered
+        lines = lines[keep.to_numpy(zero_copy_only=False)]
+    sids = trimmed.get("sourcedId")
+
+    def cells(rule: str, column: str, mask: pa.ChunkedArray, message: str) -> None:
+        rows = _mask_rows(mask)
+        found = pc.take(sids, rows).to_pylist() if sids is not None else [None] * len(rows)
+        for row, sid in zip(rows, found, strict=True):
+            report.add(rule, message, line=int(lines[row]), column=column, sourced_id=sid)
+
+    for t in trimmed:
+        if parsed.breaks_in_values:
+            has_break = pc.or_(pc.match_substring(raw[t], "\n"), pc.match_substring(raw[t], "\r"))
+            if pc.any(has_break).as_py():
+                message = f"a value in '{t}' holds a line break: remove it"
+                cells("CSV-NEWLINE-IN-VALUE", t, has_break, message)
+        _report_whitespace(t, raw[t], trimmed[t], lines, sids, report)
+        # Bytes >= characters, so only values long in bytes need counting in characters.
+        if pc.any(pc.greater(pc.binary_length(trimmed[t]), MAX_VALUE_LENGTH)).as_py():
+            too_long = pc.greater(pc.utf8_length(trimmed[t]), MAX_VALUE_LENGTH)
+            if pc.any(too_long).as_py():
+                message = f"a value in '{t}' is longer than {MAX_VALUE_LENGTH} characters"
+                cells("CSV-TOO-LONG", t, too_long, message)
+    if len(lines) == 0 and not report.has("CSV-PARSE") and spec.name != DEMOGRAPHICS.name:
+        report.add("CSV-EMPTY", "the file has a header but no data rows")
+    frame = _frame(spec, header, trimmed, lines)
+    return Table(spec, frame, report.findings, absent=header.absent, present=True)
+
+
+def _trim(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Values with surrounding whitespace trimmed; the same array when none can have any."""
+    return pc.utf8_trim_whitespace(values) if _may_have_outer_space(values) else values
+
+
+def _may_have_outer_space(values: pa.ChunkedArray) -> bool:
+    """Whether some value starts or ends with a space, control or non-ASCII byte.
+
+    Looking at the first and last byte of every value straight from the Arrow buffers is about
+    twice as fast as trimming, and a clean column then needs no trimmed copy at all. Non-ASCII
+    ends (é, or Unicode spaces) only send the column to the exact trim.
+    """
+    for chunk in values.chunks:
+        _, offsets_buf, data_buf = chunk.buffers()
+        if len(chunk) == 0 or data_buf is None or data_buf.size == 0:
+            continue
+        first = chunk.offset * 8  # large_string offsets are int64
+        offsets = np.frombuffer(offsets_buf, np.int64, count=len(chunk) + 1, offset=first)
+        data = np.frombuffer(data_buf, np.uint8)
+        starts, ends = offsets[:-1], offsets[1:]
+        filled = ends > starts
+        ends_bytes = np.concatenate((data[starts[filled]], data[ends[filled] - 1]))
+        if ((ends_bytes <= ord(" ")) | (ends_bytes >= 0x80)).any():
+            return True
+    return False
+
+
+def _non_blank_rows(trimmed: dict[str, pa.ChunkedArray], n: int) -> pa.ChunkedArray | None:
+    """Mask of rows with some non-blank field, or None when every row has one (the usual case).
+
+    Starts with sourcedId, which is almost never blank, so a clean file costs one comparison.
+    """
+    order = sorted(trimmed, key=lambda t: t != "sourcedId")
+    blank = None
+    for t in order:
+        empty = pc.equal(pc.binary_length(trimmed[t]), 0)
+        blank = empty if blank is None else pc.and_(blank, empty)
+        if not pc.any(blank).as_py():
+            return None
+    return None if blank is None or n == 0 else pc.invert(blank)
+
+
+def _report_whitespace(
+    column: str,
+    raw: pa.ChunkedArray,
+    trimmed: pa.ChunkedArray,
+    lines: np.ndarray,
+    sids: pa.ChunkedArray | None,
+    report: _Reporter,
+) -> None:
+    if trimmed is raw:
+        return
+    changed = pc.not_equal(pc.binary_length(raw), pc.binary_length(trimmed))
+    count = pc.sum(changed).as_py() or 0
+    if not count:
+        return
+    first = int(pc.index(changed, True).as_py())
+    report.add(
+        "CSV-WHITESPACE",
+        f"{count} value(s) in '{column}' had leading or trailing spaces, which were trimmed "
+        f"(the first on line {int(lines[first])})",
+        line=int(lines[first]),
+        column=column,
+        sourced_id=sids[first].as_py() if sids is not None else None,
+    )
+
+
+def _frame(
+    spec: FileSpec, header: _Header, trimmed: dict[str, pa.ChunkedArray], lines: np.ndarray
+) -> pd.DataFrame:
+    blank = _blank_column(len(lines)) if header.absent else None
+    columns = {c: trimmed.get(c, blank) for c in spec.header}
+    columns.update((t, trimmed[t]) for t in header.extensions)
+    index = pd.Index(lines, dtype="int64", name=LINE)
+    return pd.DataFrame(
+        {name: pd.arrays.ArrowStringArray(values) for name, values in columns.items()},
+        index=index,
+    )

@@ -1,0 +1,334 @@
+"""Open a district's OneRoster v1.1 CSV source: a folder or a ZIP (any name) at any fsspec URL.
+
+Only the entries the package needs (manifest, orgs, users, demographics) are read, into memory;
+nothing is ever extracted to disk. An archive with an unsafe entry, or one that would expand too
+far, is not read at all: its findings say why and the result holds no files. Everything else
+about the source package (rules SRC-*) is a finding; only a source that cannot be opened or
+listed at all raises ``SourceUnreadable``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import stat
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+from naviance_pipeline.oneroster.findings import Finding, finding
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.spec import ONEROSTER_V11_FILES, ORGS, PACKAGE_ENTRIES, USERS
+
+MANIFEST = "manifest.csv"
+NEEDED = PACKAGE_ENTRIES  # the entries read: manifest, orgs, users, demographics
+REQUIRED = (ORGS.name, USERS.name)  # absent demographics is the demographics stage's DEM-MISSING
+RATIO_MIN_BYTES = 1_000_000  # smaller entries may compress very well without being a bomb
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_FILE_PROPERTY = "file."
+_FILE_STATES = ("bulk", "delta", "absent")
+_STATED_FILES = frozenset(ONEROSTER_V11_FILES) - {MANIFEST}  # those a file.<name> row describes
+
+
+class SourceUnreadable(Exception):
+    """The source cannot be opened or listed at all (missing path, permission, not a ZIP,
+    corrupt ZIP)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.finding: Finding = finding("SRC-UNREADABLE", message)
+
+
+@dataclass
+class Source:
+    url: str
+    files: dict[str, bytes]  # raw bytes of the needed entries present, by base name
+    entries: list[str]  # every file name found in the source (relative paths), for reports
+    findings: list[Finding]  # source-package findings (SRC-*)
+
+
+def open_source(url: str, options: Options, storage_options: dict | None = None) -> Source:
+    """Open a OneRoster v1.1 CSV source: a folder or a ZIP file (any name) at any fsspec URL or
+    local path. Raises SourceUnreadable only when it cannot be opened at all."""
+    shown = redact_url(url)
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as e:  # unknown protocol, or its driver is not installed
+        raise SourceUnreadable(f"{shown} cannot be opened: its URL scheme is not supported") from e
+    try:
+        if fs.isdir(path):
+            return _open_folder(url, fs, path, options)
+        if not fs.exists(path):
+            raise SourceUnreadable(f"{shown} does not exist")
+        with fs.open(path, "rb") as fh:
+            return _open_zip(url, fh, options, shown)
+    except FileNotFoundError as e:
+        raise SourceUnreadable(f"{shown} does not exist") from e
+    except PermissionError as e:
+        raise SourceUnreadable(f"permission denied reading {shown}") from e
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise SourceUnreadable(
+            f"{shown} is a damaged ZIP archive (bad checksum or cut short)"
+        ) from e
+    except NotImplementedError as e:  # e.g. Deflate64 or bzip2 variants zipfile cannot read
+        raise SourceUnreadable(
+            f"{shown} uses a ZIP compression method that is not supported"
+        ) from e
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise SourceUnreadable(f"{shown} cannot be read: {reason}") from e
+
+
+def redact_url(url: str) -> str:
+    """The URL without user, password or query, for messages (they may hold credentials)."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# -- folders and archives ---------------------------------------------------------------------
+
+
+def _open_folder(url: str, fs: AbstractFileSystem, path: str, options: Options) -> Source:
+    root = path.rstrip("/")
+    # Two levels: the root and one enclosing folder are all a OneRoster source may use.
+    found = fs.find(root, maxdepth=2, withdirs=False)
+    names = sorted(p[len(root) + 1 :] for p in found if p.startswith(root + "/"))
+    return _assemble(url, names, lambda name: fs.cat_file(f"{root}/{name}"), options)
+
+
+def _open_zip(url: str, fh: IO[bytes], options: Options, shown: str) -> Source:
+    if not zipfile.is_zipfile(fh):
+        raise SourceUnreadable(
+            f"{shown} is neither a folder nor a ZIP archive (or it is cut short)"
+        )
+    fh.seek(0)
+    with zipfile.ZipFile(fh) as zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos if not i.is_dir()]
+        refused = _unsafe_findings(infos) or _size_findings(infos, options)
+        if refused:
+            return Source(url, {}, names, refused)
+        by_name: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            by_name.setdefault(info.filename, info)  # a repeated name: the first one counts
+        return _assemble(url, names, lambda name: _read_entry(zf, by_name[name], shown), options)
+
+
+def _unsafe_findings(infos: list[zipfile.ZipInfo]) -> list[Finding]:
+    out = []
+    for info in infos:
+        reason = _unsafe_reason(info)
+        if reason:
+            out.append(
+                finding(
+                    "SRC-UNSAFE-ENTRY",
+                    f"archive entry {reason}; nothing was extracted from the archive",
+                    file=info.filename,
+                )
+            )
+    return out
+
+
+def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    parts = name.replace("\\", "/").split("/")
+    if stat.S_ISLNK(info.external_attr >> 16):  # unix mode bits live in the high word
+        return "is a symbolic link"
+    if name.startswith(("/", "\\")):
+        return "has an absolute path"
+    if _DRIVE.match(name):
+        return "has a drive-letter path"
+    if ".." in parts:
+        return "climbs out of its folder with '..'"
+    return None
+
+
+def _size_findings(infos: list[zipfile.ZipInfo], options: Options) -> list[Finding]:
+    out = []
+    total = sum(i.file_size for i in infos)
+    if total > options.max_expanded_bytes:
+        out.append(
+            finding(
+                "SRC-TOO-LARGE",
+                f"the archive expands to {total:,} bytes, more than the limit of "
+                f"{options.max_expanded_bytes:,}; nothing was read",
+            )
+        )
+    for i in infos:
+        ratio = i.file_size / max(i.compress_size, 1)
+        if i.file_size > RATIO_MIN_BYTES and ratio > options.max_compression_ratio:
+            out.append(
+                finding(
+                    "SRC-TOO-LARGE",
+                    f"archive entry is compressed {ratio:,.0f} times, more than the limit of "
+                    f"{options.max_compression_ratio:,.0f} (a zip bomb?); nothing was read",
+                    file=i.filename,
+                )
+            )
+    return out
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> bytes:
+    """An entry's bytes, never more than its declared size (the CRC check catches a lie)."""
+    if info.flag_bits & 0x1:
+        raise SourceUnreadable(f"{shown}: entry {info.filename} is password-protected")
+    with zf.open(info) as entry:
+        data = entry.read(info.file_size + 1)
+    if len(data) != info.file_size:
+        raise SourceUnreadable(f"{shown}: entry {info.filename} does not have its declared size")
+    return data
+
+
+# -- the package inside the source ------------------------------------------------------------
+
+
+def _assemble(url: str, names: list[str], read: Callable[[str], bytes], options: Options) -> Source:
+    """Find the package folder, read the needed files and report the package-level rules."""
+    prefix, findings = _package_folder(names)
+    here = {n[len(prefix) :] for n in names if _in_folder(n, prefix)}
+    files = {name: read(prefix + name) for name in NEEDED if name in here}
+    for n in names:
+        if not (_in_folder(n, prefix) and n[len(prefix) :] in ONEROSTER_V11_FILES):
+            findings.append(
+                finding(
+                    "SRC-EXTRA-FILE",
+                    "this file is not part of a OneRoster v1.1 package; it is ignored",
+                    file=n,
+                )
+            )
+    for name in REQUIRED:
+        if name not in files:
+            findings.append(finding("SRC-MISSING-FILE", _missing_message(name, names), file=name))
+    if MANIFEST in files:
+        findings.extend(_manifest_findings(files[MANIFEST], here))
+    elif not options.raw_sis_export:
+        findings.append(
+            finding(
+                "SRC-MANIFEST-MISSING",
+                "manifest.csv is missing: export the full OneRoster package, or configure the "
+                "source as a raw SIS export",
+                file=MANIFEST,
+            )
+        )
+    return Source(url, files, names, findings)
+
+
+def _in_folder(name: str, prefix: str) -> bool:
+    return name.startswith(prefix) and "/" not in name[len(prefix) :]
+
+
+def _package_folder(names: list[str]) -> tuple[str, list[Finding]]:
+    """``""`` when the needed files are at the root, else ``"folder/"`` when exactly one
+    enclosing folder holds them (SRC-NESTED)."""
+    if any(n in NEEDED for n in names):
+        return "", []
+    folders = {n.split("/")[0] for n in names if n.count("/") == 1 and n.split("/")[1] in NEEDED}
+    if len(folders) != 1:
+        return "", []
+    folder = folders.pop()
+    nested = finding(
+        "SRC-NESTED",
+        f"the CSV files are inside the folder '{folder}', not at the root of the source; "
+        "they were read from there",
+    )
+    return folder + "/", [nested]
+
+
+def _missing_message(name: str, names: list[str]) -> str:
+    message = f"{name} is missing from the source"
+    elsewhere = [n for n in names if n.rsplit("/", 1)[-1].lower() == name.lower()]
+    if elsewhere:
+        message += (
+            f" (found {', '.join(elsewhere)}: OneRoster file names are case-sensitive and the "
+            "files must sit at the root or in one enclosing folder)"
+        )
+    return message
+
+
+# -- manifest ---------------------------------------------------------------------------------
+
+
+def _manifest_findings(data: bytes, present: set[str]) -> list[Finding]:
+    """Check the source manifest (``propertyName,value``; BOM and CRLF tolerated)."""
+    out: list[Finding] = []
+
+    def report(rule: str, message: str, line: int, column: str, value: str) -> None:
+        out.append(finding(rule, message, file=MANIFEST, line=line, column=column, value=value))
+
+    records, stopped_at = _manifest_records(data)
+    seen: set[str] = set()
+    for line, prop, value in records:
+        if prop in seen:
+            message = f"property '{prop}' appears more than once"
+            report("SRC-MANIFEST-MISMATCH", message, line, "propertyName", prop)
+            continue
+        seen.add(prop)
+        file_name = f"{prop.removeprefix(_FILE_PROPERTY)}.csv"
+        if prop == "oneroster.version":
+            if value != "1.1":
+                message = f"the source is OneRoster '{value}', not 1.1: export OneRoster 1.1 CSV"
+                report("SRC-VERSION", message, line, "value", value)
+        elif prop.startswith(_FILE_PROPERTY) and file_name in _STATED_FILES:
+            problem = _file_state_problem(file_name, value.lower(), present)
+            if problem:
+                report(*problem, line, "value", value)
+        elif prop != "manifest.version" and not prop.startswith("source."):
+            message = f"'{prop}' is not a OneRoster v1.1 manifest property"
+            report("SRC-MANIFEST-MISMATCH", message, line, "propertyName", prop)
+    if stopped_at is not None:
+        # Unread properties could hide a delta file or another version: fail closed.
+        out.append(
+            finding(
+                "SRC-MANIFEST-MISSING",
+                f"manifest.csv cannot be read as CSV from line {stopped_at} on: re-export it",
+                file=MANIFEST,
+                line=stopped_at,
+            )
+        )
+    return out
+
+
+def _manifest_records(data: bytes) -> tuple[list[tuple[int, str, str]], int | None]:
+    """(record number, property, value) for every non-blank record after the header, and the
+    record number where reading stopped when the rest is not CSV (else None)."""
+    text = data.decode("utf-8-sig", errors="replace")
+    records = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    line = 0
+    try:
+        for line, record in enumerate(reader, start=1):
+            cells = [c.strip() for c in record]
+            if not any(cells) or (line == 1 and cells[0] == "propertyName"):
+                continue
+            records.append((line, cells[0], cells[1] if len(cells) > 1 else ""))
+    except csv.Error:
+        return records, line + 1
+    return records, None
+
+
+def _file_state_problem(name: str, state: str, present: set[str]) -> tuple[str, str] | None:
+    if state == "delta":
+        if name in NEEDED:
+            return (
+                "SRC-DELTA",
+                f"the manifest marks {name} as delta: Naviance takes bulk files only",
+            )
+        return None
+    if state not in _FILE_STATES:
+        return "SRC-MANIFEST-MISMATCH", f"the state of {name} must be bulk, delta or absent"
+    if state == "bulk" and name not in present:
+        return "SRC-MANIFEST-MISMATCH", f"the manifest says {name} is bulk but it is missing"
+    if state == "absent" and name in present:
+        return "SRC-MANIFEST-MISMATCH", f"the manifest says {name} is absent but it is present"
+    return None
