@@ -1,0 +1,361 @@
+"""NavianceOneRoster.zip (spec section 2): a deterministic build, a re-read that verifies it, and
+the size limit (PKG-SIZE, PKG-VERIFY).
+
+The ZIP is written by a small writer of its own rather than ``zipfile``, for two reasons: it
+compresses with ISA-L's deflate (``isal``, several times faster than zlib at a slightly larger
+size) and it pins every byte that varies between runs or machines: entry timestamps are the
+as-of date at 00:00:00, the permissions are 0o644 on a Unix "made by" system, and there are no
+extra fields, comments or data descriptors. Verification re-reads the file with ``zipfile`` so
+that an independent reader checks what was written.
+
+Deflate output is byte-identical for the same library and CPU family; across machines whose
+deflate differs, the entries' sha256 (of the CSV bytes, in :class:`EntryInfo`) stay identical,
+and those are what "nothing changed since last night" should compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import posixpath
+import struct
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from hashlib import sha256
+from typing import BinaryIO
+
+import fsspec
+import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
+
+from naviance_pipeline.oneroster.findings import WARNING, Finding, finding, has_errors
+from naviance_pipeline.oneroster.manifest import manifest_frame
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.spec import (
+    DEMOGRAPHICS,
+    MANIFEST_HEADER,
+    MAX_PACKAGE_BYTES,
+    ORGS,
+    PACKAGE_ENTRIES,
+    WARN_PACKAGE_BYTES,
+    ZIP_NAME,
+    user_output_header,
+)
+from naviance_pipeline.oneroster.writer import iter_csv
+
+try:  # ISA-L deflate; zlib has the same interface, only slower (and other bytes)
+    from isal import isal_zlib as _deflate
+
+    DEFLATE_LEVEL = 2  # ISA-L levels are 0-3
+except ImportError:  # pragma: no cover - isal is a dependency; this keeps a bare install working
+    import zlib as _deflate
+
+    DEFLATE_LEVEL = 6
+
+_READ_CHUNK = 1 << 20
+_MAX_ZIP32 = 0xFFFFFFFF  # no ZIP64: an entry or offset beyond this cannot be written
+_LOCAL_SIGNATURE = 0x04034B50
+_CENTRAL_SIGNATURE = 0x02014B50
+_END_SIGNATURE = 0x06054B50
+_VERSION_NEEDED = 20  # 2.0: deflate
+_MADE_BY = (3 << 8) | _VERSION_NEEDED  # Unix, so external_attr carries the mode
+_REGULAR_FILE_0644 = 0o100644 << 16
+_UTF8_NAME_FLAG = 0x800
+
+
+@dataclass
+class EntryInfo:
+    """One CSV in a ZIP: its name, data rows (records after the header), uncompressed size,
+    sha256 of the uncompressed bytes and header columns."""
+
+    name: str
+    rows: int
+    bytes: int
+    sha256: str
+    header: list[str]
+
+
+@dataclass
+class PackageResult:
+    """What :func:`build_package` did. With error findings, nothing was written at ``path``."""
+
+    path: str  # where the ZIP was written (str of a local path or fsspec URL)
+    size: int
+    sha256: str
+    entries: list[EntryInfo]  # manifest, orgs, users, demographics in that order
+    findings: list[Finding]  # PKG-SIZE (W over 800 MB, E over 1,000,000,000 bytes), PKG-VERIFY (E)
+
+
+def build_package(
+    orgs: pd.DataFrame,
+    users: pd.DataFrame,
+    demographics: pd.DataFrame,
+    options: Options,
+    dest: str,
+    *,
+    max_bytes: int = MAX_PACKAGE_BYTES,
+    warn_bytes: int = WARN_PACKAGE_BYTES,
+) -> PackageResult:
+    """Write NavianceOneRoster.zip to `dest` (a path or fsspec URL of the FILE to create).
+
+    Deterministic: entries manifest.csv, orgs.csv, users.csv, demographics.csv in that order at
+    the root, Deflate, every entry timestamp = options.as_of at 00:00:00, fixed permissions
+    (0o644 regular file, Unix "made by"), no extra fields/comments: same frames + same as_of ->
+    byte-identical ZIP. The users header is the frame's columns, which must equal
+    spec.user_output_header(options.include_staff); orgs and demographics frames must have
+    exactly the spec headers (ValueError otherwise: a programming error, not bad input).
+
+    The ZIP is written to a temporary name beside `dest` (owner-only when local), re-read and
+    verified there (PKG-VERIFY) and its size checked (PKG-SIZE, thresholds injectable). Only a
+    ZIP without error findings is renamed to `dest`, so `dest` never holds a partial or
+    unverified ZIP. With error findings the new ZIP is deleted and `dest` is left as it was
+    (absent, or an earlier run's file: check ``findings`` before using ``path``). A ValueError
+    from the writer (a value holding CR/LF) also leaves no temporary file behind.
+
+    ``max_bytes``/``warn_bytes`` exist so tests can reach PKG-SIZE with a small ZIP.
+    """
+    entries = _package_entries(orgs, users, demographics, options)
+    fs, path = fsspec.core.url_to_fs(dest)
+    parent, name = posixpath.split(path)  # fsspec paths are posix-style, local ones too
+    temp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    fs.makedirs(parent, exist_ok=True)
+    try:
+        with fs.open(temp, "wb") as out:
+            if isinstance(fs, LocalFileSystem):
+                os.chmod(temp, 0o600)  # student PII: owner-only
+            sink = _HashingSink(out)
+            written = write_zip(
+                sink,
+                ((name, iter_csv(frame, header)) for name, frame, header in entries),
+                options.as_of,
+            )
+        expected = [
+            EntryInfo(name, len(frame), w.bytes, w.sha256, list(header))
+            for (name, frame, header), w in zip(entries, written, strict=True)
+        ]
+        findings = check_size(sink.size, max_bytes=max_bytes, warn_bytes=warn_bytes)
+        findings += _verify(fs, temp, expected)
+        if has_errors(findings):
+            fs.rm(temp)
+        else:
+            fs.mv(temp, path)
+    except BaseException:
+        if fs.exists(temp):
+            fs.rm(temp)
+        raise
+    return PackageResult(dest, sink.size, sink.sha256.hexdigest(), expected, findings)
+
+
+def verify_package(path: str, expected: list[EntryInfo]) -> list[Finding]:
+    """Re-read a built ZIP: exactly the four entries in order at the root, each entry's header,
+    row count (records after the header) and sha256 as expected, CRC ok, Deflate. Any
+    difference -> PKG-VERIFY (E) naming the entry; an unreadable ZIP -> one PKG-VERIFY."""
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    return _verify(fs, fs_path, expected)
+
+
+def read_package_summary(path: str) -> list[EntryInfo]:
+    """Every entry of a ZIP (e.g. an earlier NavianceOneRoster.zip) in stored order, read in
+    streaming chunks. Raises ``zipfile.BadZipFile`` (also on a CRC mismatch) or ``OSError``."""
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    return _summary(fs, fs_path)
+
+
+def check_size(
+    size: int, *, max_bytes: int = MAX_PACKAGE_BYTES, warn_bytes: int = WARN_PACKAGE_BYTES
+) -> list[Finding]:
+    """PKG-SIZE: an error over ``max_bytes`` (Naviance's 1 GB), a warning over ``warn_bytes``."""
+    if size > max_bytes:
+        return [_size_finding(size, f"over the limit of {max_bytes:,} bytes", None)]
+    if size > warn_bytes:
+        return [_size_finding(size, f"close to the limit (warning above {warn_bytes:,})", WARNING)]
+    return []
+
+
+def write_zip(
+    out: BinaryIO, entries: Iterable[tuple[str, Iterable[bytes]]], day: date
+) -> list[EntryInfo]:
+    """Write a deterministic ZIP of ``(name, chunks)`` entries to ``out``, in order; return each
+    entry's summary (from the bytes written; ``rows`` counts records after the first line).
+
+    Streams: only one entry's compressed bytes are held (the sizes go in the local header, not
+    in a data descriptor, for the widest reader support). ValueError past the ZIP32 limits."""
+    if day.year < 1980:
+        raise ValueError("ZIP timestamps start in 1980")
+    dos_date = ((day.year - 1980) << 9) | (day.month << 5) | day.day
+    offset = 0
+    central: list[bytes] = []
+    summaries: list[EntryInfo] = []
+    for name, chunks in entries:
+        digest, crc, compressed = _EntryDigest(), 0, []
+        compressor = _deflate.compressobj(DEFLATE_LEVEL, _deflate.DEFLATED, -15)
+        for chunk in chunks:
+            digest.update(chunk)
+            crc = _deflate.crc32(chunk, crc)
+            compressed.append(compressor.compress(chunk))
+        compressed.append(compressor.flush())
+        packed_size = sum(map(len, compressed))
+        if max(digest.size, packed_size, offset) > _MAX_ZIP32:
+            raise ValueError(f"{name}: too large for a ZIP without ZIP64 extensions")
+        encoded = name.encode()
+        flags = 0 if encoded.isascii() else _UTF8_NAME_FLAG
+        # version needed, flags, method, time 00:00:00, date, crc, sizes: local and central.
+        common = struct.pack(
+            "<HHHHHIII", _VERSION_NEEDED, flags, zipfile.ZIP_DEFLATED, 0, dos_date, crc,
+            packed_size, digest.size,
+        )  # fmt: skip
+        out.write(struct.pack("<I", _LOCAL_SIGNATURE) + common)
+        out.write(struct.pack("<HH", len(encoded), 0) + encoded)
+        for part in compressed:
+            out.write(part)
+        central.append(
+            struct.pack("<IH", _CENTRAL_SIGNATURE, _MADE_BY) + common
+            + struct.pack("<HHHHHII", len(encoded), 0, 0, 0, 0, _REGULAR_FILE_0644, offset)
+            + encoded
+        )  # fmt: skip
+        offset += 30 + len(encoded) + packed_size
+        summaries.append(digest.summary(name))
+    directory = b"".join(central)
+    out.write(directory)
+    out.write(
+        struct.pack(
+            "<IHHHHIIH", _END_SIGNATURE, 0, 0, len(central), len(central), len(directory),
+            offset, 0,
+        )
+    )  # fmt: skip
+    return summaries
+
+
+def _package_entries(
+    orgs: pd.DataFrame, users: pd.DataFrame, demographics: pd.DataFrame, options: Options
+) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """(entry name, frame, header) in package order; ValueError if a frame's columns are off."""
+    frames = (manifest_frame(options), orgs, users, demographics)
+    headers = (
+        list(MANIFEST_HEADER),
+        ORGS.header,
+        user_output_header(options.include_staff),
+        DEMOGRAPHICS.header,
+    )
+    for name, frame, header in zip(PACKAGE_ENTRIES, frames, headers, strict=True):
+        if list(frame.columns) != header:
+            raise ValueError(f"{name}: frame columns {list(frame.columns)} are not {header}")
+    return list(zip(PACKAGE_ENTRIES, frames, headers, strict=True))
+
+
+def _verify(fs: fsspec.AbstractFileSystem, path: str, expected: list[EntryInfo]) -> list[Finding]:
+    try:
+        with fs.open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+            methods = {i.filename: i.compress_type for i in zf.infolist()}
+            actual = _summaries(zf)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
+        # The exception text names ZIP structures or paths only; the CSV data is not in it.
+        return [_verify_finding(None, f"the built ZIP cannot be re-read ({exc})")]
+    names = [e.name for e in actual]
+    if names != [e.name for e in expected]:
+        return [_verify_finding(None, f"entries are {names}, not {[e.name for e in expected]}")]
+    findings = []
+    for want, got in zip(expected, actual, strict=True):
+        if methods[got.name] != zipfile.ZIP_DEFLATED:
+            findings.append(_verify_finding(got.name, "the entry is not Deflate-compressed"))
+        if got.header != want.header:
+            findings.append(_verify_finding(got.name, _header_difference(got.header, want.header)))
+        for field in ("rows", "bytes", "sha256"):
+            if getattr(got, field) != getattr(want, field):
+                problem = f"re-read {field} {getattr(got, field)}, expected {getattr(want, field)}"
+                findings.append(_verify_finding(got.name, problem))
+    return findings
+
+
+def _header_difference(got: list[str], want: list[str]) -> str:
+    """Where a re-read header departs from the expected one, naming only expected columns: a
+    damaged entry's first line may be a data record, whose values must not be printed."""
+    pairs = enumerate(zip(got, want, strict=False))  # lengths may differ
+    at = next((i for i, (g, w) in pairs if g != w), min(len(got), len(want)))
+    expected = repr(want[at]) if at < len(want) else "no further column"
+    return f"the re-read header differs at column {at + 1} (expected {expected})"
+
+
+def _summary(fs: fsspec.AbstractFileSystem, path: str) -> list[EntryInfo]:
+    with fs.open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+        return _summaries(zf)
+
+
+def _summaries(zf: zipfile.ZipFile) -> list[EntryInfo]:
+    summaries = []
+    for info in zf.infolist():
+        digest = _EntryDigest()
+        with zf.open(info) as entry:  # reading to the end checks the CRC
+            while chunk := entry.read(_READ_CHUNK):
+                digest.update(chunk)
+        summaries.append(digest.summary(info.filename))
+    return summaries
+
+
+class _EntryDigest:
+    """Size, sha256, line count and first line of a CSV fed in chunks: the same measure for
+    what is written and what is re-read. Values hold no newline (spec section 3), so records
+    are lines."""
+
+    _HEADER_LIMIT = 1 << 16
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._sha256 = sha256()
+        self._newlines = 0
+        self._first = b""
+        self._last = b""
+
+    def update(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.size += len(chunk)
+        self._sha256.update(chunk)
+        self._newlines += chunk.count(b"\n")
+        if b"\n" not in self._first and len(self._first) < self._HEADER_LIMIT:
+            self._first += chunk[: self._HEADER_LIMIT]
+        self._last = chunk[-1:]
+
+    def summary(self, name: str) -> EntryInfo:
+        lines = self._newlines + (1 if self._last not in (b"", b"\n") else 0)
+        first = self._first.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+        header = next(csv.reader([first]), []) if first else []
+        return EntryInfo(name, max(lines - 1, 0), self.size, self._sha256.hexdigest(), header)
+
+
+class _HashingSink:
+    """A write-only file wrapper that counts and hashes what passes through: the ZIP's size
+    and sha256 without reading it back."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.size = 0
+        self.sha256 = sha256()
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        self.size += len(data)
+        self.sha256.update(data)
+        return len(data)
+
+
+def _verify_finding(entry: str | None, problem: str) -> Finding:
+    where = entry or ZIP_NAME
+    return finding("PKG-VERIFY", f"{where}: {problem}", file=where)
+
+
+def _size_finding(size: int, problem: str, severity: str | None) -> Finding:
+    return finding(
+        "PKG-SIZE", f"{ZIP_NAME} is {size:,} bytes, {problem}", file=ZIP_NAME, severity=severity
+    )

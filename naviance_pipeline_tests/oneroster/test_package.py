@@ -1,0 +1,358 @@
+"""NavianceOneRoster.zip: deterministic bytes, layout, verification (PKG-VERIFY), size
+(PKG-SIZE), and nothing half-written at the destination."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from naviance_pipeline.oneroster.findings import ERROR, WARNING
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.package import (
+    EntryInfo,
+    build_package,
+    check_size,
+    read_package_summary,
+    verify_package,
+    write_zip,
+)
+from naviance_pipeline.oneroster.spec import (
+    DEMOGRAPHICS,
+    ORGS,
+    PACKAGE_ENTRIES,
+    ZIP_NAME,
+    user_output_header,
+)
+from naviance_pipeline.oneroster.writer import write_csv
+
+TEXT = pd.StringDtype("pyarrow")
+AS_OF = date(2026, 11, 30)
+
+
+def rows(header: list[str], *records: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [[r.get(c, "") for c in header] for r in records], columns=header, dtype=TEXT
+    )
+
+
+def orgs() -> pd.DataFrame:
+    return rows(
+        ORGS.header,
+        {"sourcedId": "0001", "name": "Lakeview USD", "type": "district"},
+        {"sourcedId": "0100", "name": "Lakeview High", "type": "school", "parentSourcedId": "0001"},
+        {"sourcedId": "0101", "name": "Cedar Middle", "type": "school", "parentSourcedId": "0001"},
+    )
+
+
+def users(include_staff: bool = False) -> pd.DataFrame:
+    student = {"enabledUser": "true", "role": "student", "grades": "09"}
+    return rows(
+        user_output_header(include_staff),
+        {
+            **student,
+            "sourcedId": "00012345",
+            "orgSourcedIds": "0100",
+            "username": "ajose",
+            "givenName": "José",
+            "familyName": "Núñez",
+            "metadata.classYear": "2030",
+        },
+        {
+            **student,
+            "sourcedId": "00012346",
+            "orgSourcedIds": "0100,0101",
+            "username": "bzoe",
+            "givenName": "Zoë",
+            "familyName": "Smith-Jones",
+            "metadata.classYear": "2030",
+        },
+    )
+
+
+def demographics() -> pd.DataFrame:
+    return rows(
+        DEMOGRAPHICS.header,
+        {"sourcedId": "00012345", "birthDate": "2011-03-04", "sex": "male", "white": "true"},
+        {"sourcedId": "00012346", "birthDate": "2011-05-06", "sex": "female"},
+    )
+
+
+def build(dest: Path, as_of: date = AS_OF, **kwargs):
+    return build_package(orgs(), users(), demographics(), Options(as_of=as_of), str(dest), **kwargs)
+
+
+@pytest.fixture
+def built(tmp_path: Path):
+    return build(tmp_path / ZIP_NAME)
+
+
+def entries_of(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def rezip(path: Path, entries: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+
+
+def pkg_rules(findings) -> list[tuple[str, str, str | None, int | None]]:
+    return [(f.rule, f.severity, f.file, f.line) for f in findings]
+
+
+# ---- deterministic build --------------------------------------------------------------------
+
+
+def test_same_frames_and_as_of_give_byte_identical_zips(tmp_path: Path):
+    first = build(tmp_path / "a" / ZIP_NAME)
+    second = build(tmp_path / "b" / ZIP_NAME)
+    assert (tmp_path / "a" / ZIP_NAME).read_bytes() == (tmp_path / "b" / ZIP_NAME).read_bytes()
+    assert first.sha256 == second.sha256 and first.size == second.size
+    assert first.findings == second.findings == []
+
+
+def test_another_as_of_changes_the_entry_timestamps_not_the_content(tmp_path: Path):
+    build(tmp_path / "a" / ZIP_NAME, as_of=date(2026, 11, 30))
+    build(tmp_path / "b" / ZIP_NAME, as_of=date(2027, 1, 2))
+    a, b = (zipfile.ZipFile(tmp_path / d / ZIP_NAME) for d in "ab")
+    assert {i.date_time for i in a.infolist()} == {(2026, 11, 30, 0, 0, 0)}
+    assert {i.date_time for i in b.infolist()} == {(2027, 1, 2, 0, 0, 0)}
+    assert [a.read(n) for n in a.namelist()] == [b.read(n) for n in b.namelist()]
+    assert (tmp_path / "a" / ZIP_NAME).read_bytes() != (tmp_path / "b" / ZIP_NAME).read_bytes()
+
+
+def test_entries_are_the_four_files_in_order_at_the_root_deflated_with_fixed_metadata(built):
+    with zipfile.ZipFile(built.path) as zf:
+        infos = zf.infolist()
+        assert zf.comment == b""
+    assert [i.filename for i in infos] == list(PACKAGE_ENTRIES)
+    assert [i.filename for i in infos] == [
+        "manifest.csv",
+        "orgs.csv",
+        "users.csv",
+        "demographics.csv",
+    ]
+    for info in infos:
+        assert "/" not in info.filename and not info.is_dir()
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+        assert info.date_time == (2026, 11, 30, 0, 0, 0)
+        assert info.external_attr >> 16 == 0o100644
+        assert info.create_system == 3
+        assert info.extra == b"" and info.comment == b""
+        assert info.flag_bits & 0x08 == 0  # sizes in the local header, no data descriptor
+
+
+def test_entries_hold_the_strict_csv_of_each_frame(built):
+    entries = entries_of(Path(built.path))
+    assert entries["orgs.csv"] == write_csv(orgs(), ORGS.header)
+    assert entries["users.csv"] == write_csv(users(), user_output_header(False))
+    assert entries["demographics.csv"] == write_csv(demographics(), DEMOGRAPHICS.header)
+    assert entries["manifest.csv"].startswith(b"propertyName,value\r\nmanifest.version,1.0\r\n")
+    assert b'"0100,0101"' in entries["users.csv"]
+
+
+def test_result_describes_every_entry(built):
+    assert [e.name for e in built.entries] == list(PACKAGE_ENTRIES)
+    assert [e.rows for e in built.entries] == [17, 3, 2, 2]
+    assert built.entries[2].header == user_output_header(False)
+    entries = entries_of(Path(built.path))
+    assert [e.bytes for e in built.entries] == [len(entries[n]) for n in PACKAGE_ENTRIES]
+    assert built.size == os.path.getsize(built.path)
+
+
+def test_read_package_summary_reads_back_what_was_built(built):
+    assert read_package_summary(built.path) == built.entries
+
+
+def test_local_zip_is_owner_only(built):
+    assert os.stat(built.path).st_mode & 0o777 == 0o600
+
+
+def test_builds_to_an_fsspec_url():
+    dest = "memory://district-7/2026-11-30/NavianceOneRoster.zip"
+    result = build_package(orgs(), users(), demographics(), Options(as_of=AS_OF), dest)
+    assert result.findings == []
+    assert result.path == dest
+    assert read_package_summary(dest) == result.entries
+
+
+def test_users_frame_must_have_the_configured_output_header(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"users\.csv"):
+        build_package(
+            orgs(),
+            users(include_staff=True),
+            demographics(),
+            Options(as_of=AS_OF),
+            str(tmp_path / ZIP_NAME),
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staff_header_is_accepted_when_staff_are_included(tmp_path: Path):
+    result = build_package(
+        orgs(),
+        users(include_staff=True),
+        demographics(),
+        Options(as_of=AS_OF, include_staff=True),
+        str(tmp_path / ZIP_NAME),
+    )
+    assert result.findings == []
+    assert result.entries[2].header == user_output_header(True)
+
+
+def test_zip_timestamps_cannot_predate_1980():
+    with pytest.raises(ValueError):
+        write_zip(io.BytesIO(), [("a.csv", [b"a\r\n"])], date(1979, 12, 31))
+
+
+# ---- PKG-VERIFY -----------------------------------------------------------------------------
+
+
+def test_verify_package_passes_an_untouched_zip(built):
+    assert verify_package(built.path, built.entries) == []
+
+
+def test_verify_package_catches_users_csv_with_a_row_removed(built):
+    path = Path(built.path)
+    entries = entries_of(path)
+    header, first, _second = entries["users.csv"].split(b"\r\n", 2)
+    entries["users.csv"] = header + b"\r\n" + first + b"\r\n"
+    rezip(path, entries)
+
+    findings = verify_package(built.path, built.entries)
+    assert findings, "a removed row must be caught"
+    assert {(f.rule, f.severity, f.file, f.line) for f in findings} == {
+        ("PKG-VERIFY", ERROR, "users.csv", None)
+    }
+    assert any("re-read rows 1, expected 2" in f.message for f in findings)
+
+
+def test_verify_package_catches_a_changed_header(built):
+    path = Path(built.path)
+    entries = entries_of(path)
+    entries["orgs.csv"] = entries["orgs.csv"].replace(b"parentSourcedId", b"parentSourceId", 1)
+    rezip(path, entries)
+    findings = verify_package(built.path, built.entries)
+    assert {(f.rule, f.file) for f in findings} == {("PKG-VERIFY", "orgs.csv")}
+    assert any(
+        "header differs at column 7 (expected 'parentSourcedId')" in f.message for f in findings
+    )
+
+
+def test_verify_package_never_prints_a_data_row_read_as_header(built):
+    path = Path(built.path)
+    entries = entries_of(path)
+    entries["users.csv"] = entries["users.csv"].split(b"\r\n", 1)[1]  # header line lost
+    rezip(path, entries)
+    findings = verify_package(built.path, built.entries)
+    assert {(f.rule, f.file) for f in findings} == {("PKG-VERIFY", "users.csv")}
+    messages = " ".join(f.message for f in findings)
+    assert "column 1 (expected 'sourcedId')" in messages
+    for pii in ("José", "Núñez", "ajose", "00012345"):
+        assert pii not in messages
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["manifest.csv", "users.csv", "orgs.csv", "demographics.csv"],  # order
+        ["manifest.csv", "orgs.csv", "users.csv"],  # missing
+        [*PACKAGE_ENTRIES, "extra.csv"],  # extra
+        ["manifest.csv", "orgs.csv", "data/users.csv", "demographics.csv"],  # folder
+    ],
+)
+def test_verify_package_catches_wrong_entry_names_or_order(built, names):
+    path = Path(built.path)
+    entries = entries_of(path)
+    rezip(path, {n: entries.get(n.split("/")[-1], b"x\r\n") for n in names})
+    assert pkg_rules(verify_package(built.path, built.entries)) == [
+        ("PKG-VERIFY", ERROR, ZIP_NAME, None)
+    ]
+
+
+def test_verify_package_catches_an_entry_that_is_not_deflated(built):
+    path = Path(built.path)
+    entries = entries_of(path)
+    with zipfile.ZipFile(path, "w") as zf:  # ZIP_STORED
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    findings = verify_package(built.path, built.entries)
+    assert {(f.rule, f.file) for f in findings} == {("PKG-VERIFY", n) for n in PACKAGE_ENTRIES}
+
+
+def test_verify_package_catches_corrupt_data(built):
+    path = Path(built.path)
+    data = bytearray(path.read_bytes())
+    # Flip bits inside users.csv's compressed data: its CRC (or the deflate stream) breaks.
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("users.csv")
+    start = info.header_offset + 30 + len(info.filename)
+    data[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert pkg_rules(verify_package(built.path, built.entries)) == [
+        ("PKG-VERIFY", ERROR, ZIP_NAME, None)
+    ]
+
+
+def test_verify_package_reports_a_file_that_is_not_a_zip(tmp_path: Path):
+    path = tmp_path / ZIP_NAME
+    path.write_bytes(b"sourcedId\r\n")
+    expected = [EntryInfo(n, 0, 0, "", []) for n in PACKAGE_ENTRIES]
+    findings = verify_package(str(path), expected)
+    assert pkg_rules(findings) == [("PKG-VERIFY", ERROR, ZIP_NAME, None)]
+
+
+# ---- PKG-SIZE and what is left at dest ------------------------------------------------------
+
+
+def test_pkg_size_warning_keeps_the_zip(tmp_path: Path):
+    result = build(tmp_path / ZIP_NAME, warn_bytes=100)
+    assert pkg_rules(result.findings) == [("PKG-SIZE", WARNING, ZIP_NAME, None)]
+    assert (tmp_path / ZIP_NAME).exists()
+
+
+def test_pkg_size_error_removes_the_zip_and_leaves_nothing_behind(tmp_path: Path):
+    result = build(tmp_path / ZIP_NAME, max_bytes=100, warn_bytes=50)
+    assert pkg_rules(result.findings) == [("PKG-SIZE", ERROR, ZIP_NAME, None)]
+    assert f"{result.size:,} bytes" in result.findings[0].message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_build_leaves_an_earlier_file_at_dest_untouched(tmp_path: Path):
+    dest = tmp_path / ZIP_NAME
+    dest.write_bytes(b"earlier package")
+    result = build(dest, max_bytes=100)
+    assert result.findings[0].severity == ERROR
+    assert dest.read_bytes() == b"earlier package"
+    assert list(tmp_path.iterdir()) == [dest]
+
+
+def test_writer_error_leaves_no_partial_file(tmp_path: Path):
+    bad = users()
+    bad.loc[1, "familyName"] = "Line\nBreak"
+    with pytest.raises(ValueError, match="familyName"):
+        build_package(orgs(), bad, demographics(), Options(as_of=AS_OF), str(tmp_path / ZIP_NAME))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [(800, []), (801, [WARNING]), (1000, [WARNING]), (1001, [ERROR])],
+)
+def test_check_size_thresholds_are_exclusive(size, expected):
+    findings = check_size(size, max_bytes=1000, warn_bytes=800)
+    assert [f.severity for f in findings] == expected
+    assert all(f.rule == "PKG-SIZE" for f in findings)
+
+
+def test_check_size_defaults_are_naviance_limits():
+    assert check_size(800_000_000) == []
+    assert [f.severity for f in check_size(800_000_001)] == [WARNING]
+    assert [f.severity for f in check_size(1_000_000_001)] == [ERROR]
