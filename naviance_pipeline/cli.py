@@ -160,7 +160,7 @@ def cmd_sample_district(args: argparse.Namespace) -> int:
     from naviance_pipeline.oneroster.sample import write_sample_district
 
     progress = (
-        _progress_bar("students") if args.students >= 50_000 and sys.stderr.isatty() else None
+        _progress_bar("rows") if args.students >= 50_000 and sys.stderr.isatty() else None
     )
     path = write_sample_district(
         args.out,

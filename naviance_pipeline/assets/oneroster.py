@@ -12,6 +12,7 @@ from naviance_pipeline.assets.common import (
 from naviance_pipeline.checks import check_results, check_specs, column_schema
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import check_guards
+from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, ORGS, USERS, FileSpec
@@ -135,7 +136,12 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         dest = layout.package_path(day)
         result = build_package(orgs, users, demographics, options, str(dest))
         summary = summarize_package(orgs, users, day)
-        write_private_json(layout.summary_path(day), summary)
+        if has_errors(result.findings):
+            # An earlier package of this date must not be delivered in place of this one.
+            for stale in (dest, layout.summary_path(day)):
+                stale.unlink(missing_ok=True)
+        else:
+            write_private_json(layout.summary_path(day), summary)
         guards = check_guards(
             layout,
             delivery.target(),
