@@ -12,7 +12,7 @@ NIGHTLY_JOB = "nightly_job"
 def build_nightly_job() -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         NIGHTLY_JOB,
-        selection=dg.AssetSelection.all(include_sources=False),
+        selection=dg.AssetSelection.all(),
         description="sis_extract → orgs → users → demographics → manifest → package → delivery",
     )
 

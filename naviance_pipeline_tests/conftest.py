@@ -46,3 +46,14 @@ def make_settings(home: Path, source: str | Path, **overrides) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path, tiny_district: Path) -> Settings:
     return make_settings(tmp_path, tiny_district)
+
+
+@pytest.fixture(autouse=True)
+def _forget_closed_dagster_instances():
+    """Dagster 1.13 keeps the last instance's state storage in a context variable; when test
+    instances close out of order it can outlive its instance and break the next definitions
+    load ("Attempted to resolve undefined DagsterInstance weakref"). Clear it between tests."""
+    yield
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)

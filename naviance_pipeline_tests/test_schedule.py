@@ -26,9 +26,9 @@ NY = ZoneInfo("America/New_York")
     ],
 )
 def test_tick_requests_the_local_date(tmp_path, local_tick, expected):
-    defs = build_definitions(make_settings(tmp_path, tmp_path / "unused.zip"))
-    schedule = defs.resolve_schedule_def("nightly_schedule")
     with dg.instance_for_test() as instance:
+        defs = build_definitions(make_settings(tmp_path, tmp_path / "unused.zip"))
+        schedule = defs.resolve_schedule_def("nightly_schedule")
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=local_tick)
         requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == [expected]
