@@ -37,9 +37,12 @@ def _is_local(path: UPath) -> bool:
 
 
 def ensure_private_dir(path: UPath) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+    """Create a folder (and any missing parents) owner-only."""
     if _is_local(path):
+        os.makedirs(path.path, mode=0o700, exist_ok=True)
         os.chmod(path.path, 0o700)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
 
 
 def make_private(path: UPath) -> None:

@@ -45,7 +45,7 @@ def test_dagster_asset_materialize_smoke(tmp_path, tiny_district):
     proc = subprocess.run(
         [
             str(BIN / "dagster"), "asset", "materialize", "-m", "naviance_pipeline.definitions",
-            "--select", "*", "--partition", "2026-11-30",
+            "--select", "*", "--partition", "2026-11-24",
         ],
         capture_output=True, text=True, env=_env(tmp_path, tiny_district), cwd=tmp_path,
         timeout=300,
@@ -55,7 +55,7 @@ def test_dagster_asset_materialize_smoke(tmp_path, tiny_district):
 
 
 def test_run_command_prints_where_the_package_landed(tmp_path, tiny_district):
-    proc = _cli("run", "--date", "2026-11-30", env=_env(tmp_path, tiny_district))
+    proc = _cli("run", "--date", "2026-11-24", env=_env(tmp_path, tiny_district))
     assert proc.returncode == 0, proc.stderr[-3000:]
     landed = tmp_path / "outbox" / ZIP_NAME
     assert proc.stdout.strip().splitlines()[-1] == f"NavianceOneRoster.zip landed at {landed}"
@@ -63,7 +63,7 @@ def test_run_command_prints_where_the_package_landed(tmp_path, tiny_district):
 
 
 def test_validate_clean_source_exits_0_with_json(tiny_district):
-    proc = _cli("validate", str(tiny_district), "--as-of", "2026-11-30", "--format", "json")
+    proc = _cli("validate", str(tiny_district), "--as-of", "2026-11-24", "--format", "json")
     assert proc.returncode == 0, proc.stdout[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] is True
@@ -76,14 +76,14 @@ def test_validate_bad_source_exits_1_and_names_rule_and_line(tmp_path, tiny_dist
     bad = tmp_path / "bad.zip"
     edit, line = first_student_editor({"enabledUser": "yes"})
     rewrite_zip(tiny_district, bad, "users.csv", edit)
-    proc = _cli("validate", str(bad), "--as-of", "2026-11-30", "--format", "json")
+    proc = _cli("validate", str(bad), "--as-of", "2026-11-24", "--format", "json")
     assert proc.returncode == 1
     report = json.loads(proc.stdout)
     hits = [f for f in report["findings"] if f["rule"] == "USR-ENABLED"]
     assert [(f["file"], f["line"], f["column"], f["value"]) for f in hits] == [
         ("users.csv", line[0], "enabledUser", "yes")
     ]
-    text = _cli("validate", str(bad), "--as-of", "2026-11-30")
+    text = _cli("validate", str(bad), "--as-of", "2026-11-24")
     assert text.returncode == 1
     assert "USR-ENABLED (error) × 1" in text.stdout
 
@@ -101,7 +101,7 @@ def test_bad_arguments_exit_2(tiny_district):
 
 def test_package_writes_zip_only_when_clean(tmp_path, tiny_district):
     out = tmp_path / "out"
-    proc = _cli("package", str(tiny_district), "--out", str(out), "--as-of", "2026-11-30")
+    proc = _cli("package", str(tiny_district), "--out", str(out), "--as-of", "2026-11-24")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (out / ZIP_NAME).exists()
     assert "sha256" in proc.stdout
@@ -109,7 +109,7 @@ def test_package_writes_zip_only_when_clean(tmp_path, tiny_district):
     bad = tmp_path / "bad.zip"
     rewrite_zip(tiny_district, bad, "users.csv", first_student_editor({"role": "pupil"})[0])
     out2 = tmp_path / "out2"
-    proc = _cli("package", str(bad), "--out", str(out2), "--as-of", "2026-11-30")
+    proc = _cli("package", str(bad), "--out", str(out2), "--as-of", "2026-11-24")
     assert proc.returncode == 1
     assert not (out2 / ZIP_NAME).exists()
 
@@ -124,19 +124,19 @@ def test_sample_district_command_is_deterministic(tmp_path):
 
 def test_redeliver_refuses_an_older_date_unless_overridden(tmp_path, tiny_district):
     env = _env(tmp_path, tiny_district)
-    for day in ("2026-11-29", "2026-11-30"):
+    for day in ("2026-11-23", "2026-11-24"):
         assert _cli("run", "--date", day, env=env).returncode == 0
     outbox = tmp_path / "outbox" / ZIP_NAME
     newest = outbox.read_bytes()
     archived = tmp_path / "data" / "districts" / "sample-district" / "packages"
-    older = (archived / "2026-11-29" / ZIP_NAME).read_bytes()
+    older = (archived / "2026-11-23" / ZIP_NAME).read_bytes()
 
-    refused = _cli("redeliver", "--date", "2026-11-29", env=env)
+    refused = _cli("redeliver", "--date", "2026-11-23", env=env)
     assert refused.returncode == 1
     assert "GRD-STALE-PARTITION" in refused.stderr
     assert outbox.read_bytes() == newest
 
-    forced = _cli("redeliver", "--date", "2026-11-29", "--override", "GRD-STALE-PARTITION", env=env)
+    forced = _cli("redeliver", "--date", "2026-11-23", "--override", "GRD-STALE-PARTITION", env=env)
     assert forced.returncode == 0, forced.stderr
     assert outbox.read_bytes() == older
     receipt = json.loads(Path(forced.stdout.strip().splitlines()[-1].split(": ", 1)[1]).read_text())

@@ -26,7 +26,7 @@ from naviance_pipeline_tests.pipeline_helpers import (
     zip_entries,
 )
 
-FIRST, SECOND = "2026-11-29", "2026-11-30"
+FIRST, SECOND = "2026-11-23", "2026-11-24"
 
 
 def _users_edit(edit):

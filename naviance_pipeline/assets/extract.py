@@ -6,7 +6,7 @@ from naviance_pipeline.assets.common import SNAPSHOT_INDEX, findings_metadata, s
 from naviance_pipeline.checks import check_results, check_specs
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source
 from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.storage import snapshot_source, write_private_json
+from naviance_pipeline.storage import ensure_private_dir, snapshot_source, write_private_json
 
 
 def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -28,6 +28,8 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         day = context.partition_key
         source_url = pipeline.resolved_source()
         raw = pipeline.layout.raw_dir(day)
+        # Everything of the district lives below one owner-only folder.
+        ensure_private_dir(pipeline.layout.base)
         try:
             open_path, files = snapshot_source(source_url, raw)
         except FileNotFoundError as exc:

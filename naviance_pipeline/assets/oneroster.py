@@ -33,7 +33,7 @@ def _stage_output(
     pipeline: PipelineResource,
     spec: FileSpec,
     result: StageResult,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[pd.DataFrame]:
     asset = context.asset_key.path[-1]
     store_findings(pipeline, context.partition_key, asset, result.findings)
     context.log.info(f"{asset}: {result.counts}")
@@ -58,7 +58,9 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         check_specs=check_specs("orgs"),
         **common,
     )
-    def orgs(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    def orgs(
+        context: dg.AssetExecutionContext, pipeline: PipelineResource
+    ):
         """orgs.csv as Naviance gets it: the schools and district that output users belong to
         (and their ancestors), validated against the Naviance profile (rules CSV, XLS, BULK,
         ID, ORG). Stored as Parquet for this date."""
@@ -69,7 +71,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
     @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("users"), **common)
     def users(
         context: dg.AssetExecutionContext, pipeline: PipelineResource, orgs: pd.DataFrame
-    ) -> dg.MaterializeResult:
+    ):
         """users.csv: students (and staff when included) with their class year in
         metadata.classYear, validated (rules CSV, XLS, BULK, ID, USR) against the stored orgs
         of the same date."""
@@ -80,7 +82,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
     @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("demographics"), **common)
     def demographics(
         context: dg.AssetExecutionContext, pipeline: PipelineResource, users: pd.DataFrame
-    ) -> dg.MaterializeResult:
+    ):
         """demographics.csv: exactly one row per student of the stored users frame, validated
         (rules CSV, XLS, BULK, ID, DEM); a student without source demographics gets a
         sourcedId-only row and a DEM-MISSING warning."""
@@ -92,7 +94,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
     @dg.asset(kinds={"pandas", "csv"}, deps=[orgs, users, demographics], **common)
     def manifest(
         context: dg.AssetExecutionContext, pipeline: PipelineResource
-    ) -> dg.MaterializeResult:
+    ):
         """manifest.csv rows: OneRoster 1.1, bulk orgs/users/demographics, every other file
         absent, and the configured source system name and district code."""
         frame = manifest_frame(pipeline.options(context.partition_key))

@@ -29,10 +29,10 @@ def sftp_settings(tmp_path, tiny_district, sftp_server, remote_dir, monkeypatch)
 def test_pipeline_delivers_to_sftp_with_password(sftp_settings):
     settings, local_dir = sftp_settings
     with dg.instance_for_test() as instance:
-        result = run_job(settings, "2026-11-30", instance)
+        result = run_job(settings, "2026-11-24", instance)
     assert result.success, failed_checks(result)
     layout = DataLayout(settings.data_root, settings.district)
-    archived = layout.package_path("2026-11-30").read_bytes()
+    archived = layout.package_path("2026-11-24").read_bytes()
     landed = (local_dir / ZIP_NAME).read_bytes()
     assert landed == archived
     meta = result.asset_materializations_for_node("naviance_delivery")[0].metadata
@@ -49,7 +49,7 @@ def test_pipeline_delivers_to_sftp_with_password(sftp_settings):
 def test_guard_blocks_sftp_delivery_and_remote_file_stays(sftp_settings, tiny_district, tmp_path):
     settings, local_dir = sftp_settings
     with dg.instance_for_test() as instance:
-        assert run_job(settings, "2026-11-29", instance).success
+        assert run_job(settings, "2026-11-23", instance).success
         before = (local_dir / ZIP_NAME).read_bytes()
 
         def drop_most(rows):
@@ -60,7 +60,7 @@ def test_guard_blocks_sftp_delivery_and_remote_file_stays(sftp_settings, tiny_di
             return [header, *(r for r in rows[1:] if r[role] != "student" or id(r) in keep)]
 
         smaller = rewrite_zip(tiny_district, tmp_path / "smaller.zip", "users.csv", drop_most)
-        result = run_job(replace(settings, source_url=str(smaller)), "2026-11-30", instance)
+        result = run_job(replace(settings, source_url=str(smaller)), "2026-11-24", instance)
     assert not result.success
     assert "GRD-STUDENT-DROP" in failed_checks(result)["naviance_package:delivery_guards"]
     assert (local_dir / ZIP_NAME).read_bytes() == before
