@@ -14,6 +14,7 @@ import pytest
 
 from naviance_pipeline.delivery.guards import evaluate_guards, parse_overrides
 from naviance_pipeline.delivery.receipts import list_receipts
+from naviance_pipeline.delivery.target import target_from_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.resources import OVERRIDE_TAG
 from naviance_pipeline.storage import DataLayout
@@ -118,7 +119,7 @@ def test_override_lets_a_blocked_delivery_through_and_is_recorded(delivered_firs
     assert result.success
     assert outbox.read_bytes() != before
     layout = DataLayout(settings.data_root, settings.district)
-    receipts = list_receipts(layout, str(Path(settings.delivery_target).resolve()))
+    receipts = list_receipts(layout, target_from_url(settings.delivery_target).describe())
     assert [r["partition"] for r in receipts] == [FIRST, SECOND]
     assert receipts[-1]["guard_overrides"] == ["GRD-STUDENT-DROP"]
     assert receipts[0]["guard_overrides"] == []
