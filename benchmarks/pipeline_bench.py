@@ -28,7 +28,7 @@ import time
 import zipfile
 from pathlib import Path
 
-DAY = "2026-11-30"
+DAY = "2026-11-24"
 STAGES = (
     "sis_extract",
     "orgs",
