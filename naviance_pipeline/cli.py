@@ -159,9 +159,7 @@ def _progress_bar(label: str):
 def cmd_sample_district(args: argparse.Namespace) -> int:
     from naviance_pipeline.oneroster.sample import write_sample_district
 
-    progress = (
-        _progress_bar("rows") if args.students >= 50_000 and sys.stderr.isatty() else None
-    )
+    progress = _progress_bar("rows") if args.students >= 50_000 and sys.stderr.isatty() else None
     path = write_sample_district(
         args.out,
         students=args.students,
@@ -206,6 +204,57 @@ def cmd_sftp_host_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout():
+    from naviance_pipeline.settings import Settings
+    from naviance_pipeline.storage import DataLayout
+
+    settings = Settings.from_env()
+    return DataLayout(settings.data_root, settings.district)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from naviance_pipeline.reporting.report import build_report, render_report_text, write_report
+
+    layout = _layout()
+    if not layout.raw_dir(args.date).exists():
+        print(f"nothing was run for {args.date} under {layout.base}", file=sys.stderr)
+        return 1
+    report = build_report(layout, args.date)
+    json_path, html_path = write_report(layout, args.date, report)
+    if args.format == "json":
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(render_report_text(report))
+        print(f"\nHTML report: {html_path}\nJSON report: {json_path}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from naviance_pipeline.reporting.diff import diff_partitions, render_diff_text
+
+    try:
+        summary = diff_partitions(_layout(), args.date, args.against)
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2) if args.format == "json" else render_diff_text(summary))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from naviance_pipeline.retention import purge
+
+    result = purge(
+        _layout(), keep_days=args.keep_days, today=_as_of(args.today), dry_run=args.dry_run
+    )
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{verb} {result['files']} file(s), {result['bytes']} bytes older than "
+        f"{result['cutoff']}; kept delivered packages {sorted(result['kept_packages'])}"
+    )
+    return 0
+
+
 def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a OneRoster v1.1 CSV folder or ZIP (path or fsspec URL)")
     p.add_argument("--as-of", help="as-of date YYYY-MM-DD for class years (default: today)")
@@ -246,6 +295,23 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--date", required=True)
     d.add_argument("--override", default="", help="guards to override, e.g. GRD-STALE-PARTITION")
     d.set_defaults(func=cmd_redeliver)
+
+    rp = sub.add_parser("report", help="the validation report of a date (also HTML/JSON)")
+    rp.add_argument("--date", required=True)
+    rp.add_argument("--format", choices=("text", "json"), default="text")
+    rp.set_defaults(func=cmd_report)
+
+    df = sub.add_parser("diff", help="students added/removed/moved since another date")
+    df.add_argument("--date", required=True)
+    df.add_argument("--against", help="baseline date (default: the previous packaged date)")
+    df.add_argument("--format", choices=("text", "json"), default="text")
+    df.set_defaults(func=cmd_diff)
+
+    pg = sub.add_parser("purge", help="retention: delete partitions older than N days")
+    pg.add_argument("--keep-days", type=int, default=30)
+    pg.add_argument("--today", help="reference date (default: today)")
+    pg.add_argument("--dry-run", action="store_true")
+    pg.set_defaults(func=cmd_purge)
 
     h = sub.add_parser("sftp-host-key", help="print an SFTP server's host key to pin")
     h.add_argument("host", help="HOST[:PORT]")

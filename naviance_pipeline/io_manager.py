@@ -8,30 +8,10 @@ from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from upath import UPath
 
 from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.storage import ensure_private_dir, make_private
-
-_ARROW_STRINGS = {
-    pa.string(): pd.StringDtype("pyarrow"),
-    pa.large_string(): pd.StringDtype("pyarrow"),
-}
-
-
-def write_frame(frame: pd.DataFrame, path: UPath) -> None:
-    ensure_private_dir(path.parent)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with path.open("wb") as f:
-        pq.write_table(table, f)
-    make_private(path)
-
-
-def read_frame(path: UPath) -> pd.DataFrame:
-    with path.open("rb") as f:
-        return pq.read_table(f).to_pandas(types_mapper=_ARROW_STRINGS.get)
+from naviance_pipeline.storage import read_frame, write_frame
 
 
 class ParquetFrameIOManager(dg.UPathIOManager):

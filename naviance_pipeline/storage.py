@@ -25,11 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from upath import UPath
 
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 
 CHUNK = 4 * 1024 * 1024
+# The stages that store findings, in pipeline order; the delivery guards store theirs as
+# "guards" beside them.
+FINDING_STAGES = ("sis_extract", "orgs", "users", "demographics")
+GUARDS_STAGE = "guards"
+STRING = pd.StringDtype("pyarrow")
+_ARROW_STRINGS = {pa.string(): STRING, pa.large_string(): STRING}
 
 
 def _is_local(path: UPath) -> bool:
@@ -92,6 +101,13 @@ class DataLayout:
     @property
     def frames_base(self) -> UPath:
         return self.base / "frames"
+
+    def frame_path(self, asset: str, day: str) -> UPath:
+        """Where the Parquet IO manager stores an asset's frame for a date."""
+        return self.frames_base / asset / f"{day}.parquet"
+
+    def reports_dir(self, day: str) -> UPath:
+        return self.base / "reports" / day
 
     def findings_path(self, day: str, stage: str) -> UPath:
         return self.base / "findings" / day / f"{stage}.json"
@@ -162,3 +178,18 @@ def sha256_of(path: UPath) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_frame(frame: pd.DataFrame, path: UPath) -> None:
+    """A frame as Parquet, owner-only; arrow strings stay arrow strings."""
+    ensure_private_dir(path.parent)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with path.open("wb") as f:
+        pq.write_table(table, f)
+    make_private(path)
+
+
+def read_frame(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stored frame (or only ``columns`` of it) with arrow-backed string columns."""
+    with path.open("rb") as f:
+        return pq.read_table(f, columns=columns).to_pandas(types_mapper=_ARROW_STRINGS.get)

@@ -73,6 +73,10 @@ def test_full_run_builds_checks_and_delivers(settings, instance):
     delivery_meta = result.asset_materializations_for_node("naviance_delivery")[0].metadata
     assert delivery_meta["remote_path"].value == str(delivered)
     assert delivery_meta["attempts"].value == 1
+    # The validation report is linked from the delivery and says the date was delivered.
+    report = json.loads(Path(delivery_meta["report_json"].value).read_text())
+    assert report["verdict"]["status"] == "delivered"
+    assert Path(delivery_meta["report"].value).read_text().lstrip().startswith("<!DOCTYPE html>")
 
 
 def test_files_under_the_data_root_are_owner_only(settings, instance):
@@ -113,6 +117,11 @@ def test_bad_role_fails_users_check_and_delivers_nothing(tmp_path, tiny_district
     findings = json.loads(Path(str(layout.findings_path(DAY, "users"))).read_text())
     role = [f for f in findings if f["rule"] == "USR-ROLE"]
     assert [(f["line"], f["value"]) for f in role] == [(edited_line[0], "pupil")]
+    # The blocked date has a report that says why.
+    users_meta = result.asset_materializations_for_node("users")[0].metadata
+    report = json.loads(Path(users_meta["report_json"].value).read_text())
+    assert report["verdict"]["status"] == "blocked"
+    assert "USR-ROLE" in report["verdict"]["reason"]
 
 
 def test_rerunning_users_alone_reads_the_stored_orgs(settings, instance):
@@ -135,8 +144,13 @@ def test_two_partitions_stay_independent(settings, instance):
     assert run_job(settings, "2026-11-23", instance).success
     layout = DataLayout(settings.data_root, settings.district)
     first = Path(str(layout.package_path("2026-11-23"))).read_bytes()
-    assert run_job(settings, DAY, instance).success
+    second_run = run_job(settings, DAY, instance)
+    assert second_run.success
     assert Path(str(layout.package_path("2026-11-23"))).read_bytes() == first
+    changes = second_run.asset_materializations_for_node("naviance_package")[0].metadata
+    assert changes["changes_against"].value == "2026-11-23"
+    # Same source, next day: nobody added, removed or moved.
+    assert ": 0 added, 0 removed, 0 deactivated" in changes["changes"].value
     second = Path(str(layout.package_path(DAY))).read_bytes()
     # Same data, different as-of date: entry timestamps differ, so the bytes do too.
     assert second != first

@@ -8,10 +8,9 @@ from naviance_pipeline.oneroster.findings import Finding, summarize
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import Source, SourceUnreadable, open_source
 from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.storage import read_json, write_private_json
+from naviance_pipeline.storage import FINDING_STAGES, read_json, write_private_json
 
 SNAPSHOT_INDEX = "snapshot.json"
-STAGES = ("sis_extract", "orgs", "users", "demographics")
 
 
 def load_snapshot(pipeline: PipelineResource, day: str, options: Options) -> Source:
@@ -34,7 +33,7 @@ def store_findings(pipeline: PipelineResource, day: str, stage: str, findings: l
 def stored_error_counts(pipeline: PipelineResource, day: str) -> dict[str, int]:
     """Error findings per stage for ``day`` (a stage never run counts as missing: -1)."""
     counts = {}
-    for stage in STAGES:
+    for stage in FINDING_STAGES:
         path = pipeline.layout.findings_path(day, stage)
         if not path.exists():
             counts[stage] = -1
@@ -49,4 +48,18 @@ def findings_metadata(findings: list[Finding]) -> dict:
         "findings/errors": summary["errors"],
         "findings/warnings": summary["warnings"],
         "findings/by_rule": dg.MetadataValue.json(summary["by_rule"]),
+    }
+
+
+def refresh_report(pipeline: PipelineResource, day: str) -> dict:
+    """Rewrite the date's validation report (HTML + JSON) from what is stored now; returns
+    the metadata entries that link it from the asset in the UI."""
+    from naviance_pipeline.reporting.report import build_report, write_report
+
+    report = build_report(pipeline.layout, day)
+    json_path, html_path = write_report(pipeline.layout, day, report)
+    return {
+        "report": dg.MetadataValue.path(str(html_path)),
+        "report_json": dg.MetadataValue.path(str(json_path)),
+        "verdict": report["verdict"]["status"],
     }

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from naviance_pipeline.assets.common import refresh_report
 from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition
 from naviance_pipeline.delivery.target import DeliveryError
 from naviance_pipeline.resources import DeliveryResource, PipelineResource
@@ -44,7 +45,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
                 pipeline.layout,
                 target,
                 day,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 limits=delivery.limits,
                 overrides=overrides,
                 on_attempt=on_attempt,
@@ -54,6 +55,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
         except (DeliveryError, FileNotFoundError) as exc:
             raise dg.Failure(f"delivery failed: {exc}", allow_retries=False) from exc
         context.log.info(f"delivered {receipt['bytes']} bytes to {receipt['remote_path']}")
+        report = refresh_report(pipeline, day)
         return dg.MaterializeResult(
             metadata={
                 "target": receipt["target"],
@@ -65,6 +67,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
                 "ended_at": receipt["ended_at"],
                 "guard_overrides": dg.MetadataValue.json(receipt["guard_overrides"]),
                 "receipt": dg.MetadataValue.path(receipt["receipt_path"]),
+                **report,
             }
         )
 

@@ -6,6 +6,7 @@ import pandas as pd
 from naviance_pipeline.assets.common import (
     findings_metadata,
     load_snapshot,
+    refresh_report,
     store_findings,
     stored_error_counts,
 )
@@ -22,8 +23,9 @@ from naviance_pipeline.oneroster.stages import (
     build_orgs,
     build_users,
 )
+from naviance_pipeline.reporting.diff import diff_markdown, diff_partitions
 from naviance_pipeline.resources import DeliveryResource, PipelineResource
-from naviance_pipeline.storage import write_private_json
+from naviance_pipeline.storage import GUARDS_STAGE, DataLayout, write_private_json
 
 GROUP = "oneroster"
 
@@ -37,6 +39,8 @@ def _stage_output(
     asset = context.asset_key.path[-1]
     store_findings(pipeline, context.partition_key, asset, result.findings)
     context.log.info(f"{asset}: {result.counts}")
+    # A blocked date gets its report now: the package asset that would write it won't run.
+    report = refresh_report(pipeline, context.partition_key) if has_errors(result.findings) else {}
     return dg.MaterializeResult(
         value=result.frame,
         metadata={
@@ -44,9 +48,23 @@ def _stage_output(
             "dagster/column_schema": column_schema(spec, list(result.frame.columns)),
             "counts": dg.MetadataValue.json(result.counts),
             **findings_metadata(result.findings),
+            **report,
         },
         check_results=check_results(asset, result.findings),
     )
+
+
+def _change_summary(layout: DataLayout, day: str, last_delivered: str | None) -> dict:
+    """Students added, deactivated, removed, moved and regraded since the last delivery (or
+    the previous packaged date): the numbers to check before overriding a guard."""
+    try:
+        summary = diff_partitions(layout, day, last_delivered)
+    except FileNotFoundError:
+        return {}
+    return {
+        "changes": dg.MetadataValue.md(diff_markdown(summary)),
+        "changes_against": summary["against"] or "(nothing earlier)",
+    }
 
 
 def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
@@ -58,9 +76,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         check_specs=check_specs("orgs"),
         **common,
     )
-    def orgs(
-        context: dg.AssetExecutionContext, pipeline: PipelineResource
-    ):
+    def orgs(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         """orgs.csv as Naviance gets it: the schools and district that output users belong to
         (and their ancestors), validated against the Naviance profile (rules CSV, XLS, BULK,
         ID, ORG). Stored as Parquet for this date."""
@@ -69,9 +85,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         return _stage_output(context, pipeline, ORGS, build_orgs(source, options))
 
     @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("users"), **common)
-    def users(
-        context: dg.AssetExecutionContext, pipeline: PipelineResource, orgs: pd.DataFrame
-    ):
+    def users(context: dg.AssetExecutionContext, pipeline: PipelineResource, orgs: pd.DataFrame):
         """users.csv: students (and staff when included) with their class year in
         metadata.classYear, validated (rules CSV, XLS, BULK, ID, USR) against the stored orgs
         of the same date."""
@@ -92,9 +106,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         return _stage_output(context, pipeline, DEMOGRAPHICS, result)
 
     @dg.asset(kinds={"pandas", "csv"}, deps=[orgs, users, demographics], **common)
-    def manifest(
-        context: dg.AssetExecutionContext, pipeline: PipelineResource
-    ):
+    def manifest(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         """manifest.csv rows: OneRoster 1.1, bulk orgs/users/demographics, every other file
         absent, and the configured source system name and district code."""
         frame = manifest_frame(pipeline.options(context.partition_key))
@@ -151,6 +163,8 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             limits=delivery.limits,
             overrides=delivery.overrides(context.run.tags),
         )
+        store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
+        changes = _change_summary(layout, day, guards.last_partition)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(result.path),
@@ -167,6 +181,8 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 "disabled_students": summary["disabled_students"],
                 "compared_with": guards.last_partition or "(no earlier delivery)",
                 **findings_metadata([*result.findings, *guards.findings]),
+                **changes,
+                **refresh_report(pipeline, day),
             },
             check_results=check_results("naviance_package", [*result.findings, *guards.findings]),
         )

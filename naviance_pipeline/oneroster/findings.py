@@ -15,7 +15,7 @@ from naviance_pipeline.oneroster.spec import PII_COLUMNS
 ERROR = "error"
 WARNING = "warning"
 
-# code -> (severity letter from rules.md, family)
+# code -> severity letter from rules.md (E error, W warning, R repair reported as a warning)
 RULES: dict[str, str] = {
     # Source package
     "SRC-UNREADABLE": "E",

@@ -1,0 +1,408 @@
+"""Shared pieces of the row and cross-file rules: vectorised value predicates, list splitting,
+finding builders, bulk semantics (status/dateLastModified) and the "left out → warning" rule.
+
+Frames here are ``csvread.Table`` frames: index = source record number (``line``), every column
+a pyarrow-backed string with blank = "". Predicates take a Series and return a boolean Series on
+the same index, True where the value is *acceptable*, so Pandera can use them as checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from naviance_pipeline.oneroster.findings import Finding, as_warning, finding
+from naviance_pipeline.oneroster.spec import DROPPED_STATUSES, MAX_VALUE_LENGTH, FileSpec
+
+SOURCED_ID = "sourcedId"
+STRING = pd.StringDtype("pyarrow")
+
+# Spreadsheet scientific notation of a long number (1.23457E+11). The explicit "+" keeps
+# legitimate alphanumeric ids such as "2E05" out.
+SCIENTIFIC = r"-?[0-9](\.[0-9]+)?[Ee]\+[0-9]+"
+ID_CHARSET = rf"[A-Za-z0-9._/@-]{{1,{MAX_VALUE_LENGTH}}}"
+
+
+# ---- lists ("a,b,c" cells: orgSourcedIds, agentSourcedIds, grades) ------------------------------
+
+
+def arrow(values: pd.Series | pd.Index | list[str]) -> pa.Array:
+    """The values as one contiguous pyarrow large_string array (zero-copy for a single-chunk
+    pyarrow-backed Series; several chunks, as a threaded CSV read gives, are combined)."""
+    data = values.array if isinstance(values, (pd.Series, pd.Index)) else values
+    arr = pa.array(data, type=pa.large_string())
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def strings(arr: pa.Array, index: pd.Index) -> pd.Series:
+    """A pyarrow string array as a ``pd.StringDtype("pyarrow")`` Series on ``index``."""
+    return pd.Series(pd.arrays.ArrowStringArray(arr.cast(pa.large_string())), index=index)
+
+
+def choose(mask: np.ndarray | pd.Series, values: pd.Series, other: pd.Series | str) -> pd.Series:
+    """``values`` where ``mask`` is set, else ``other``, by Arrow (pandas' ``where`` on string
+    arrays converts every value in Python)."""
+    alt = pa.scalar(other, pa.large_string()) if isinstance(other, str) else arrow(other)
+    chosen = pc.if_else(pa.array(np.asarray(mask, dtype=bool)), arrow(values), alt)
+    return strings(chosen, values.index)
+
+
+def is_in(values: pd.Series, pool: pd.Series | pd.Index | list[str]) -> np.ndarray:
+    """``values.isin(pool)`` as a bool array, hashed by pyarrow (pandas' isin converts every
+    element of a large pool in Python)."""
+    hit = pc.is_in(arrow(values), value_set=arrow(pool))
+    return hit.to_numpy(zero_copy_only=False)
+
+
+def duplicated(values: pd.Series) -> np.ndarray:
+    """True for every occurrence of a value that appears more than once (sort-based: cheaper
+    than hashing a million strings)."""
+    n = len(values)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    arr = arrow(values)
+    order = pc.sort_indices(arr).to_numpy()
+    ordered = arr.take(pa.array(order))
+    same = pc.equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
+    in_run = np.zeros(n, dtype=bool)
+    in_run[1:] |= same
+    in_run[:-1] |= same
+    out = np.empty(n, dtype=bool)
+    out[order] = in_run
+    return out
+
+
+def split_list(values: pd.Series) -> tuple[pa.Array, np.ndarray]:
+    """Split comma-separated cells into trimmed tokens.
+
+    Returns ``(tokens, rows)``: ``rows[i]`` is the position (0-based, not the line) of the cell
+    token ``i`` came from. A blank cell yields no token; ``"a,"`` yields ``"a"`` and ``""``.
+    """
+    arr = arrow(values)
+    lists = pc.split_pattern(arr, ",")
+    # A blank cell is "no list", not a list holding one blank token.
+    lists = pc.if_else(pc.equal(arr, ""), pa.scalar(None, lists.type), lists)
+    tokens = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    return tokens, rows
+
+
+def any_per_row(n: int, rows: np.ndarray, token_mask: pa.Array) -> np.ndarray:
+    """For each of ``n`` cells, whether any of its tokens has ``token_mask`` set."""
+    hit = token_mask.fill_null(False).to_numpy(zero_copy_only=False)
+    out = np.zeros(n, dtype=bool)
+    out[rows[hit]] = True
+    return out
+
+
+def join_list(n: int, tokens: pa.Array, rows: np.ndarray) -> pa.Array:
+    """Inverse of ``split_list``: join each cell's tokens with "," (cells without tokens → "")."""
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), tokens)
+    return pc.binary_join(lists, pa.scalar(",", tokens.type))
+
+
+def list_all_in(values: pd.Series, allowed: Iterable[str]) -> pd.Series:
+    """True where every token of the cell is one of ``allowed`` (blank cells pass)."""
+    allowed = list(allowed)
+    single = values.isin([*allowed, ""]).to_numpy(bool)
+    if single.all():  # the common case: one valid token or blank per cell
+        return pd.Series(True, index=values.index)
+    tokens, rows = split_list(values)
+    bad = pc.invert(pc.is_in(tokens, value_set=pa.array(allowed, pa.large_string())))
+    return pd.Series(~any_per_row(len(values), rows, bad), index=values.index)
+
+
+def list_none_match(values: pd.Series, pattern: str) -> pd.Series:
+    """True where no token of the cell fully matches the regular expression ``pattern``."""
+    tokens, rows = split_list(values)
+    hit = pc.match_substring_regex(tokens, f"^(?:{pattern})$")
+    return pd.Series(~any_per_row(len(values), rows, hit), index=values.index)
+
+
+# ---- identifier predicates (True = acceptable) -------------------------------------------------
+
+
+def not_blank(values: pd.Series) -> pd.Series:
+    return values != ""
+
+
+def unique_or_blank(values: pd.Series) -> pd.Series:
+    """False for every occurrence of a non-blank value that appears more than once."""
+    return pd.Series(~(duplicated(values) & (values != "").to_numpy(bool)), index=values.index)
+
+
+def id_charset_ok(values: pd.Series) -> pd.Series:
+    # Plain letters-and-digits ids (most) need no regex; the rest are matched in full.
+    ok = pd.Series(
+        pc.ascii_is_alnum(arrow(values)).to_numpy(zero_copy_only=False), index=values.index
+    )
+    ok &= (values.str.len() <= MAX_VALUE_LENGTH).to_numpy(bool)
+    rest = (~ok).to_numpy() & (values != "").to_numpy(bool)
+    ok[values == ""] = True
+    if rest.any():
+        ok[rest] = values[rest].str.fullmatch(ID_CHARSET).astype(bool).to_numpy()
+    return ok
+
+
+def _plus(values: pd.Series) -> np.ndarray:
+    """Values holding a "+": only those can be in scientific notation."""
+    return pc.match_substring(arrow(values), "+").to_numpy(zero_copy_only=False)
+
+
+def not_scientific(values: pd.Series) -> pd.Series:
+    ok = pd.Series(True, index=values.index)
+    plus = _plus(values)
+    if plus.any():
+        ok[plus] = ~values[plus].str.fullmatch(SCIENTIFIC).astype(bool).to_numpy()
+    return ok
+
+
+def no_scientific_in_list(values: pd.Series) -> pd.Series:
+    ok = pd.Series(True, index=values.index)
+    plus = _plus(values)
+    if plus.any():
+        ok[plus] = list_none_match(values[plus], SCIENTIFIC).to_numpy()
+    return ok
+
+
+def no_case_collision(values: pd.Series) -> pd.Series:
+    """False for ids whose lower case equals that of a *different* id (``AB1`` vs ``ab1``).
+
+    Exact duplicates alone are ID-DUPLICATE, not a collision.
+    """
+    folded = values.str.lower()
+    ok = pd.Series(True, index=values.index)
+    upper = (folded != values).to_numpy(bool)
+    if not upper.any():  # no letter to fold: a collision would be an exact duplicate
+        return ok
+    suspects = duplicated(folded) & (values != "").to_numpy(bool)
+    if suspects.any():
+        sub = pd.DataFrame({"id": values[suspects], "folded": folded[suspects]})
+        distinct = sub.groupby("folded")["id"].transform("nunique")
+        ok[distinct.index[distinct.to_numpy() > 1]] = False
+    return ok
+
+
+def no_stripped_zeros(values: pd.Series) -> pd.Series:
+    """XLS-LEADING-ZERO heuristic, over the all-digit ids of one file.
+
+    If some all-digit ids start with ``0``, the district zero-pads its ids; the padded width is
+    the shortest length among those zero-led ids. Every all-digit id shorter than that width
+    then looks like a padded id whose zeros a spreadsheet stripped, and is flagged. Files with
+    no zero-led id, or with only non-digit ids, are never flagged.
+    """
+    zero_led = pc.starts_with(arrow(values), "0").to_numpy(zero_copy_only=False)
+    if not zero_led.any():
+        return pd.Series(True, index=values.index)
+    digits = pc.ascii_is_decimal(arrow(values)).to_numpy(zero_copy_only=False)
+    lengths = values.str.len().to_numpy()
+    zero_led &= digits
+    if not zero_led.any():
+        return pd.Series(True, index=values.index)
+    width = lengths[zero_led].min()
+    return pd.Series(~(digits & (lengths < width)), index=values.index)
+
+
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def real_dates(dates: pd.Series) -> np.ndarray:
+    """For values all shaped ``YYYY-MM-DD`` (ASCII digits): whether each is a calendar date.
+
+    Reads the digits straight from the Arrow buffer (every value is exactly 10 bytes), which
+    is several times cheaper than a date parser on a million values.
+    """
+    arr = arrow(dates)
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    digits = raw.reshape(n, 10).astype(np.int32) - ord("0")
+    year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+    month = digits[:, 5] * 10 + digits[:, 6]
+    day = digits[:, 8] * 10 + digits[:, 9]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    valid_month = (month >= 1) & (month <= 12)
+    last = _DAYS_IN_MONTH[np.clip(month - 1, 0, 11)] + (leap & (month == 2))
+    return valid_month & (year >= 1) & (day >= 1) & (day <= last)
+
+
+# ---- findings ----------------------------------------------------------------------------------
+
+
+def column_at(frame: pd.DataFrame, column: str | None, positions: np.ndarray) -> list:
+    """The values of ``column`` at row ``positions`` (None everywhere when there is no such
+    column), gathered by one Arrow ``take`` rather than a lookup per row."""
+    if column not in frame.columns:
+        return [None] * len(positions)
+    return arrow(frame[column]).take(pa.array(positions, pa.int64())).to_pylist()
+
+
+def sourced_ids(frame: pd.DataFrame, lines: Iterable[int]) -> list[str | None]:
+    """The sourcedId of each line (all lines must be in the frame)."""
+    positions = frame.index.get_indexer(pd.Index(list(lines)))
+    return column_at(frame, SOURCED_ID, positions)
+
+
+def many_findings(
+    rule: str,
+    message: str,
+    *,
+    file: str,
+    column: str | None,
+    lines: Iterable[int],
+    ids: Iterable[str | None],
+    values: Iterable[str | None],
+) -> list[Finding]:
+    """``finding(...)`` for many rows of one rule and column, checked once by ``finding`` (rule
+    code, PII column) and then built directly: failing files can have millions of rows."""
+    template = finding(rule, message, file=file, column=column, value="")
+    keep_value = template.value is not None  # finding() drops values of PII columns
+    severity = template.severity
+    return [
+        Finding(
+            rule,
+            severity,
+            file,
+            int(line),
+            column,
+            sid or None,
+            message,
+            value if keep_value else None,
+        )
+        for line, sid, value in zip(lines, ids, values, strict=True)
+    ]
+
+
+def row_findings(
+    frame: pd.DataFrame,
+    mask: pd.Series | np.ndarray,
+    rule: str,
+    spec: FileSpec,
+    column: str | None,
+    message: str,
+    *,
+    with_value: bool = True,
+) -> list[Finding]:
+    """One finding per row where ``mask`` is set (only those rows are visited).
+
+    ``value`` is the row's value in ``column`` (never kept for PII columns).
+    """
+    positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+    if len(positions) == 0:
+        return []
+    return many_findings(
+        rule,
+        message,
+        file=spec.name,
+        column=column,
+        lines=frame.index[positions].tolist(),
+        ids=column_at(frame, SOURCED_ID, positions),
+        values=column_at(frame, column if with_value else None, positions),
+    )
+
+
+def summary_finding(
+    frame: pd.DataFrame,
+    mask: pd.Series | np.ndarray,
+    rule: str,
+    spec: FileSpec,
+    column: str | None,
+    what: str,
+) -> list[Finding]:
+    """One finding for all rows where ``mask`` is set: count, first line, and the first row's
+    sourcedId and value. Used for repairs, blanking and rows left out by role, which can touch
+    every row of a big file. ``what`` says what happened, e.g. "values in role changed to …".
+    """
+    failing = frame.index[np.asarray(mask, dtype=bool)]
+    if len(failing) == 0:
+        return []
+    first = failing[0]
+    value = frame.at[first, column] if column in frame.columns else None
+    rows = "1 row" if len(failing) == 1 else f"{len(failing)} rows"
+    message = f"{what} ({rows}, the first on line {first})"
+    (sid,) = sourced_ids(frame, [first])
+    return [
+        finding(
+            rule, message, file=spec.name, line=first, column=column, sourced_id=sid, value=value
+        )
+    ]
+
+
+def at_most_warnings(findings: Iterable[Finding], left_out_lines: Iterable[int]) -> list[Finding]:
+    """Findings on rows the package leaves out anyway become warnings (spec section 10)."""
+    left_out = set(int(x) for x in left_out_lines)
+    return [as_warning(f) if f.line in left_out else f for f in findings]
+
+
+# ---- bulk semantics ----------------------------------------------------------------------------
+
+
+def bulk_status(frame: pd.DataFrame, spec: FileSpec) -> tuple[pd.Series, list[Finding]]:
+    """BULK-STATUS and BULK-DATE for one source file.
+
+    Returns ``(dropped, findings)``: ``dropped`` marks rows whose status is ``tobedeleted`` or
+    the deprecated ``inactive`` (any case); each gets its own BULK-STATUS finding. Any other
+    status and every dateLastModified are blanked on output; those are reported once per
+    column with a count and the first line, because exports often fill them on every row.
+    """
+    status = frame["status"].str.lower()
+    dropped = status.isin(DROPPED_STATUSES).astype(bool)
+    findings = row_findings(
+        frame,
+        dropped,
+        "BULK-STATUS",
+        spec,
+        "status",
+        "row is marked for deletion in the source; it is left out of the package",
+    )
+    findings += summary_finding(
+        frame,
+        (status != "") & ~dropped,
+        "BULK-STATUS",
+        spec,
+        "status",
+        "status values blanked: bulk files carry no status",
+    )
+    findings += summary_finding(
+        frame,
+        frame["dateLastModified"] != "",
+        "BULK-DATE",
+        spec,
+        "dateLastModified",
+        "dateLastModified values blanked: bulk files carry no dateLastModified",
+    )
+    return dropped, findings
+
+
+def output_frame(
+    frame: pd.DataFrame, keep: pd.Series | np.ndarray, header: list[str]
+) -> pd.DataFrame:
+    """The rows to write: ``keep`` rows with a sourcedId, the first occurrence (in source order)
+    of each sourcedId, exactly ``header`` columns (blank where ``frame`` lacks one), sorted by
+    sourcedId (plain code-point order), RangeIndex. One Arrow ``take`` per column.
+    """
+    ids = frame[SOURCED_ID]
+    rows = np.flatnonzero(np.asarray(keep, dtype=bool) & (ids != "").to_numpy(bool))
+    kept_ids = arrow(ids).take(pa.array(rows))
+    order = pc.sort_indices(kept_ids).to_numpy()  # a stable sort: repeats stay in source order
+    ordered = kept_ids.take(pa.array(order))
+    repeat = np.zeros(len(order), dtype=bool)
+    if len(order) > 1:
+        repeat[1:] = pc.equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
+    take = pa.array(rows[order[~repeat]])
+    index = pd.RangeIndex(len(take))
+    blank = pa.nulls(len(take), pa.large_string()).fill_null("")
+    # Take from the (possibly chunked) column as it is: combining chunks first would copy it.
+    columns = {
+        c: strings(pa.array(frame[c].array).take(take) if c in frame.columns else blank, index)
+        for c in header
+    }
+    return pd.DataFrame(columns, index=index)

@@ -1,0 +1,266 @@
+"""Row selection and cross-file rules of users.csv: which users are written (role and status),
+references to orgs and agents, passwords, staff titles and class years.
+
+Single-file value rules (required names, enums, ids, grades, e-mail, …) are Pandera checks in
+``schemas.py``; what needs the selection, the orgs frame or the whole file is here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from naviance_pipeline.oneroster import classyear
+from naviance_pipeline.oneroster.classyear import ClassYears
+from naviance_pipeline.oneroster.findings import Finding, finding
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.rules_common import (
+    SOURCED_ID,
+    arrow,
+    column_at,
+    many_findings,
+    row_findings,
+    split_list,
+    summary_finding,
+)
+from naviance_pipeline.oneroster.spec import (
+    CLASS_YEAR_COLUMN,
+    ROLES_NOT_TAKEN,
+    ROLES_STAFF,
+    ROLES_V11,
+    USERS,
+)
+
+
+@dataclass
+class UserSelection:
+    """Why each row of a users frame is or is not written (boolean arrays, frame order).
+
+    The masks are exclusive in this order: a deleted row is only ``dropped_status``.
+    """
+
+    dropped_status: np.ndarray  # source status tobedeleted/inactive (BULK-STATUS)
+    not_taken: np.ndarray  # aide, guardian, parent, proctor, relative (USR-ROLE-NAVIANCE)
+    staff_excluded: np.ndarray  # teacher/administrator while staff are not included
+    bad_role: np.ndarray  # not a v1.1 role (USR-ROLE): reported as an error, never written
+    written: np.ndarray  # students, and staff when included
+    students: np.ndarray  # role student, whatever the status
+    staff: np.ndarray  # role teacher/administrator, whatever the status
+
+    @property
+    def left_out(self) -> np.ndarray:
+        """Rows the package leaves out anyway: their findings are warnings at most."""
+        return self.dropped_status | self.not_taken | self.staff_excluded
+
+
+def select_users(
+    frame: pd.DataFrame, dropped_status: np.ndarray, options: Options
+) -> UserSelection:
+    """Apply the role filter to a repaired users frame whose deleted rows are ``dropped_status``."""
+    role = frame["role"]
+    live = ~np.asarray(dropped_status, dtype=bool)
+    students = (role == "student").to_numpy(bool)
+    staff = role.isin(ROLES_STAFF).to_numpy(bool)
+    return UserSelection(
+        dropped_status=~live,
+        not_taken=live & role.isin(ROLES_NOT_TAKEN).to_numpy(bool),
+        staff_excluded=live & staff & (not options.include_staff),
+        bad_role=live & ~role.isin(ROLES_V11).to_numpy(bool),
+        written=live & (students | (staff & options.include_staff)),
+        students=students,
+        staff=staff,
+    )
+
+
+def role_findings(frame: pd.DataFrame, selection: UserSelection) -> list[Finding]:
+    """USR-ROLE-NAVIANCE once per role left out, with the count and the first line: exports
+    often hold several guardians per student, and one finding each would bury the report."""
+    findings: list[Finding] = []
+    for role in ROLES_NOT_TAKEN:
+        rows = selection.not_taken & (frame["role"] == role).to_numpy(bool)
+        findings += summary_finding(
+            frame,
+            rows,
+            "USR-ROLE-NAVIANCE",
+            USERS,
+            "role",
+            f"users with role {role} left out: Naviance does not take this role",
+        )
+    return findings
+
+
+def org_reference_findings(
+    frame: pd.DataFrame, written: np.ndarray, orgs: pd.DataFrame
+) -> list[Finding]:
+    """USR-ORG-REF (blank orgSourcedIds, or an id not in the orgs frame) and USR-STUDENT-SCHOOL
+    (a student with at least one known org, none of them a school) for written users."""
+    if len(orgs) == 0:
+        if not written.any():
+            return []
+        return [
+            finding(
+                "USR-ORG-REF",
+                "the package has no orgs, so no user's orgSourcedIds can be resolved",
+                file=USERS.name,
+                column="orgSourcedIds",
+            )
+        ]
+    n = len(frame)
+    tokens, rows = split_list(frame["orgSourcedIds"])
+    org_ids = arrow(orgs[SOURCED_ID])
+    schools = arrow(orgs.loc[orgs["type"] == "school", SOURCED_ID])
+    known = pc.is_in(tokens, value_set=org_ids).to_numpy(zero_copy_only=False)
+    school = pc.is_in(tokens, value_set=schools).to_numpy(zero_copy_only=False)
+    unknown_rows = np.zeros(n, dtype=bool)
+    unknown_rows[rows[~known]] = True
+    has_known = np.bincount(rows[known], minlength=n) > 0
+    has_school = np.bincount(rows[school], minlength=n) > 0
+    blank = (frame["orgSourcedIds"] == "").to_numpy(bool)
+
+    findings = row_findings(
+        frame,
+        written & blank,
+        "USR-ORG-REF",
+        USERS,
+        "orgSourcedIds",
+        "orgSourcedIds is blank: every user must belong to an org in orgs.csv",
+    )
+    findings += _unknown_id_findings(
+        frame,
+        written & unknown_rows,
+        tokens,
+        rows,
+        known,
+        "USR-ORG-REF",
+        "orgSourcedIds",
+        "orgSourcedIds names orgs that are not in orgs.csv (or are left out as deleted)",
+    )
+    students = written & (frame["role"] == "student").to_numpy(bool)
+    findings += row_findings(
+        frame,
+        students & has_known & ~has_school,
+        "USR-STUDENT-SCHOOL",
+        USERS,
+        "orgSourcedIds",
+        "this student belongs to no org of type school; add the student's school",
+    )
+    return findings
+
+
+def _unknown_id_findings(
+    frame: pd.DataFrame,
+    rows_mask: np.ndarray,
+    tokens: pa.Array,
+    rows: np.ndarray,
+    known: np.ndarray,
+    rule: str,
+    column: str,
+    message: str,
+) -> list[Finding]:
+    """One finding per ``rows_mask`` row whose id list holds tokens that are not ``known``;
+    the value names those ids (ids are not PII)."""
+    bad = ~known & rows_mask[rows]
+    if not bad.any():
+        return []
+    unknown = pd.Series(tokens.filter(pa.array(bad)).to_pylist()).groupby(rows[bad]).agg(",".join)
+    positions = unknown.index.to_numpy()
+    return many_findings(
+        rule,
+        message,
+        file=USERS.name,
+        column=column,
+        lines=frame.index[positions].tolist(),
+        ids=column_at(frame, SOURCED_ID, positions),
+        values=unknown.tolist(),
+    )
+
+
+def agent_findings(frame: pd.DataFrame, written: np.ndarray) -> list[Finding]:
+    """USR-AGENT-REF: agentSourcedIds of a written user naming users not in the file."""
+    tokens, rows = split_list(frame["agentSourcedIds"])
+    known = pc.is_in(tokens, value_set=arrow(frame[SOURCED_ID])).to_numpy(zero_copy_only=False)
+    return _unknown_id_findings(
+        frame,
+        written,
+        tokens,
+        rows,
+        known,
+        "USR-AGENT-REF",
+        "agentSourcedIds",
+        "agentSourcedIds names users that are not in users.csv; the column is written blank",
+    )
+
+
+def password_findings(frame: pd.DataFrame) -> list[Finding]:
+    """USR-PASSWORD once, file-level, when any row holds a password (never written)."""
+    held = (frame["password"] != "").to_numpy(bool)
+    if not held.any():
+        return []
+    first = int(frame.index[held][0])
+    return [
+        finding(
+            "USR-PASSWORD",
+            f"{int(held.sum())} row(s) hold a password (the first on line {first}); passwords "
+            "are never written: leave the column blank",
+            file=USERS.name,
+            column="password",
+        )
+    ]
+
+
+def title_findings(
+    frame: pd.DataFrame, selection: UserSelection, options: Options
+) -> list[Finding]:
+    """USR-STAFF-TITLE for written staff: once file-level when the source has no title column
+    (``options.title_column``), else per staff row with a blank title."""
+    staff = selection.written & selection.staff
+    if not options.include_staff or not staff.any():
+        return []
+    column = options.title_column
+    if column not in frame.columns:
+        return [
+            finding(
+                "USR-STAFF-TITLE",
+                f"staff are included but the source has no column '{column}' for their title; "
+                "Naviance needs a title to import staff",
+                file=USERS.name,
+                column=column,
+            )
+        ]
+    return row_findings(
+        frame,
+        staff & (frame[column] == "").to_numpy(bool),
+        "USR-STAFF-TITLE",
+        USERS,
+        column,
+        "staff are included but this teacher/administrator has no title",
+    )
+
+
+def class_year_findings(frame: pd.DataFrame, years: ClassYears) -> list[Finding]:
+    """USR-CLASSYEAR (active student, no class year) and USR-GRADE-MULTI. ``frame`` carries
+    the computed ``metadata.classYear``; USR-CLASSYEAR-RANGE is a Pandera check."""
+    missing = classyear.missing(frame)
+    source = f" or {years.supplied_column}" if years.supplied_column else ""
+    findings = row_findings(
+        frame,
+        missing,
+        "USR-CLASSYEAR",
+        USERS,
+        CLASS_YEAR_COLUMN,
+        f"this active student has no class year: give a numeric grade (KG, 01-12){source}",
+        with_value=False,
+    )
+    findings += row_findings(
+        frame,
+        years.multi_grade,
+        "USR-GRADE-MULTI",
+        USERS,
+        "grades",
+        "this student has more than one grade; the highest is used for the class year",
+    )
+    return findings

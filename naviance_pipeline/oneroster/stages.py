@@ -1,0 +1,237 @@
+"""The three stages that turn a source into output frames: orgs, users, demographics.
+
+Each stage reads its source file leniently (``csvread``), repairs what is certain
+(``repair``), drops deleted rows (BULK-STATUS), selects the rows the package needs, validates
+every row with the file's Pandera model (``schemas``) plus the cross-file rules (``rules_*``),
+lowers findings about rows left out to warnings, and returns the output frame: exactly the
+output header, sorted by sourcedId, RangeIndex, pyarrow-backed strings, blank = "".
+
+Rows with an error are still written when they can be (errors block delivery anyway), so the
+frames keep their shape; rows that cannot be written at all (role outside v1.1, blank sourcedId,
+a repeated sourcedId after its first occurrence) are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from naviance_pipeline.oneroster import rules_demographics as rd
+from naviance_pipeline.oneroster import rules_orgs as ro
+from naviance_pipeline.oneroster import rules_users as ru
+from naviance_pipeline.oneroster import schemas
+from naviance_pipeline.oneroster.classyear import class_years
+from naviance_pipeline.oneroster.csvread import Table, read_table
+from naviance_pipeline.oneroster.findings import Finding, sort_findings
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.repair import repair
+from naviance_pipeline.oneroster.rules_common import (
+    SOURCED_ID,
+    STRING,
+    at_most_warnings,
+    bulk_status,
+    choose,
+    is_in,
+    output_frame,
+)
+from naviance_pipeline.oneroster.source import Source
+from naviance_pipeline.oneroster.spec import (
+    CLASS_YEAR_COLUMN,
+    DEMOGRAPHICS,
+    ORGS,
+    ROLES_STAFF,
+    TITLE_COLUMN,
+    USERS,
+    FileSpec,
+    user_output_header,
+)
+
+# Written blank whatever the source holds (bulk files; passwords and guardians never sent).
+ALWAYS_BLANK = {
+    ORGS.name: ("status", "dateLastModified"),
+    USERS.name: ("status", "dateLastModified", "password", "agentSourcedIds"),
+    DEMOGRAPHICS.name: ("status", "dateLastModified"),
+}
+
+
+@dataclass
+class StageResult:
+    """One stage's output frame, its findings (severities adjusted) and row counts."""
+
+    frame: pd.DataFrame
+    findings: list[Finding]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Read:
+    """A source file read and repaired, with its deleted rows marked."""
+
+    table: Table
+    frame: pd.DataFrame
+    dropped: np.ndarray
+    findings: list[Finding]
+
+
+def _read(source: Source, spec: FileSpec, columns: list[str] | None = None) -> _Read:
+    """Read, repair and mark deleted rows of one source file (only ``columns`` when given)."""
+    table = read_table(source.files.get(spec.name), spec)
+    frame = table.frame if columns is None else table.frame[columns]
+    frame, repairs = repair(frame, spec)
+    dropped, bulk = bulk_status(frame, spec)
+    return _Read(table, frame, dropped.to_numpy(bool), [*table.findings, *repairs, *bulk])
+
+
+def _candidates(frame: pd.DataFrame, header: list[str], spec: FileSpec) -> pd.DataFrame:
+    """Every source row shaped as output (header columns, blanks applied), index = line."""
+    out = pd.DataFrame(
+        {c: frame[c] if c in frame.columns else "" for c in header}, index=frame.index
+    ).astype(STRING)
+    for c in ALWAYS_BLANK[spec.name]:
+        out[c] = pd.Series("", index=out.index, dtype=STRING)
+    return out
+
+
+def _finish(
+    read: _Read,
+    candidates: pd.DataFrame,
+    keep: np.ndarray,
+    left_out: np.ndarray,
+    findings: list[Finding],
+    counts: dict[str, int],
+) -> StageResult:
+    findings = at_most_warnings(findings, read.frame.index[left_out])
+    frame = output_frame(candidates, keep, list(candidates.columns))
+    return StageResult(
+        frame, sort_findings(findings), {"read": len(read.frame), **counts, "written": len(frame)}
+    )
+
+
+def _written_users(source: Source, options: Options) -> tuple[pd.DataFrame, np.ndarray, bool]:
+    """The users frame, which of its rows the users stage writes, and whether the file is there.
+    Findings are the users stage's to report, so none are kept here."""
+    read = _read(source, USERS, [SOURCED_ID, "status", "dateLastModified", "role", "orgSourcedIds"])
+    selection = ru.select_users(read.frame, read.dropped, options)
+    return read.frame, selection.written, read.table.present
+
+
+def build_orgs(source: Source, options: Options) -> StageResult:
+    """orgs.csv: the orgs written users belong to, plus their ancestors."""
+    read = _read(source, ORGS)
+    frame = read.frame
+    users, users_written, users_present = _written_users(source, options)
+    kept = ~read.dropped
+    parent, dangling = ro.parent_positions(frame, kept)
+    needed = kept & is_in(frame[SOURCED_ID], ro.referenced_org_ids(users, users_written))
+    written = ro.with_ancestors(parent, needed)
+
+    candidates = _candidates(frame, ORGS.header, ORGS)
+    findings = read.findings + schemas.validate(
+        candidates, ORGS, options, skip_columns=read.table.absent
+    )
+    rules = ro.org_findings(frame, parent, dangling, written)
+    if not (read.table.present and users_present):  # SRC-MISSING-FILE says it already
+        rules = [f for f in rules if f.rule != "ORG-NO-SCHOOL"]
+    counts = {
+        "dropped_status": int(read.dropped.sum()),
+        "dropped_unneeded": int((kept & ~written).sum()),
+    }
+    return _finish(read, candidates, written, ~written, findings + rules, counts)
+
+
+def build_users(source: Source, orgs: pd.DataFrame, options: Options) -> StageResult:
+    """users.csv: students (and staff when included), with class year and title."""
+    read = _read(source, USERS)
+    frame = read.frame
+    selection = ru.select_users(frame, read.dropped, options)
+    years = class_years(frame, selection.students, options)
+
+    header = user_output_header(options.include_staff)
+    candidates = _candidates(frame, header, USERS)
+    candidates[CLASS_YEAR_COLUMN] = years.values
+    if options.include_staff:
+        # Staff titles come from the configured source column; students get none.
+        if options.title_column in frame.columns:
+            title = choose(selection.staff, frame[options.title_column], "")
+        else:
+            title = pd.Series("", index=frame.index, dtype=STRING)
+        candidates[TITLE_COLUMN] = title
+
+    written = selection.written
+    findings = [
+        *read.findings,
+        *schemas.validate(candidates, USERS, options, skip_columns=read.table.absent),
+        *ru.role_findings(frame, selection),
+        *ru.org_reference_findings(frame, written, orgs),
+        *ru.agent_findings(frame, written),
+        *ru.password_findings(frame),
+        *ru.title_findings(frame, selection, options),
+        *ru.class_year_findings(candidates, years),
+    ]
+    result = _finish(
+        read,
+        candidates,
+        written,
+        selection.left_out,
+        findings,
+        {
+            "dropped_status": int(selection.dropped_status.sum()),
+            "dropped_role": int(selection.not_taken.sum()),
+            "dropped_staff": int(selection.staff_excluded.sum()),
+            "invalid_role": int(selection.bad_role.sum()),
+        },
+    )
+    out = result.frame
+    result.counts.update(
+        disabled=int((out["enabledUser"] == "false").sum()),
+        students=int((out["role"] == "student").sum()),
+        staff=int(out["role"].isin(ROLES_STAFF).sum()),
+    )
+    return result
+
+
+def build_demographics(source: Source, users: pd.DataFrame, options: Options) -> StageResult:
+    """demographics.csv: exactly one row per student of ``users`` (the users stage's frame)."""
+    read = _read(source, DEMOGRAPHICS)
+    frame = read.frame
+    students = rd.package_students(users)
+    known, refs = rd.user_ref_findings(frame, ~read.dropped, students, users)
+    kept = known & ~read.dropped
+
+    candidates = _candidates(frame, DEMOGRAPHICS.header, DEMOGRAPHICS)
+    findings = [
+        *read.findings,
+        *schemas.validate(candidates, DEMOGRAPHICS, options, skip_columns=read.table.absent),
+        *refs,
+    ]
+    result = _finish(
+        read,
+        candidates,
+        kept,
+        ~kept,
+        findings,
+        {
+            "dropped_status": int(read.dropped.sum()),
+            "dropped_user_ref": int((~known & ~read.dropped).sum()),
+        },
+    )
+    missing, missing_findings = rd.missing_findings(
+        students, result.frame[SOURCED_ID], file_has_rows=len(frame) > 0
+    )
+    if len(missing):
+        filler = pd.DataFrame({c: "" for c in DEMOGRAPHICS.header}, index=range(len(missing)))
+        filler[SOURCED_ID] = missing.to_numpy()
+        both = pd.concat([result.frame, filler.astype(STRING)], ignore_index=True)
+        result.frame = both.sort_values(SOURCED_ID, kind="stable").reset_index(drop=True)
+    result.findings = sort_findings([*result.findings, *missing_findings])
+    result.counts.update(missing=len(missing), written=len(result.frame))
+    return result
+
+
+def build_all(source: Source, options: Options) -> tuple[StageResult, StageResult, StageResult]:
+    """All three stages in order: orgs, users (against those orgs), demographics."""
+    orgs = build_orgs(source, options)
+    users = build_users(source, orgs.frame, options)
+    return orgs, users, build_demographics(source, users.frame, options)

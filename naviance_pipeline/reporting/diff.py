@@ -1,0 +1,260 @@
+"""Change summary: which students tonight's package changes, against an earlier package.
+
+A student missing from tonight's file is deactivated in Naviance, so before (or after) a
+delivery an operator wants to see who is added, removed, deactivated, reactivated, moved school
+or changed grade — in total and per school. Counts and student sourcedIds only (ids are not
+PII); school names come from orgs (not PII). Everything is a hashed look-up (pyarrow
+``is_in``/``index_in``) or a ``value_counts``: no Python loop over students, and about two
+seconds for a million students against a million.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from naviance_pipeline.oneroster.rules_common import arrow, is_in
+from naviance_pipeline.reporting import (
+    ORG_COLUMNS,
+    STRING,
+    STUDENT,
+    flags,
+    load_frame,
+    memberships,
+    packaged_dates,
+    school_names,
+    text_table,
+)
+from naviance_pipeline.storage import DataLayout
+
+# Per student; "moved" is counted per school as moved_in (new school) and moved_out (old one).
+CATEGORIES = ("added", "removed", "deactivated", "reactivated", "moved", "grade_changed")
+SCHOOL_COLUMNS = (
+    "students",
+    "previous_students",
+    "added",
+    "removed",
+    "deactivated",
+    "reactivated",
+    "moved_in",
+    "moved_out",
+    "grade_changed",
+)
+LABELS = {
+    "students": "students",
+    "previous_students": "before",
+    "added": "added",
+    "removed": "removed",
+    "deactivated": "deactivated",
+    "reactivated": "reactivated",
+    "moved": "moved school",
+    "moved_in": "moved in",
+    "moved_out": "moved out",
+    "grade_changed": "grade changed",
+}
+FIRST_IDS = 20
+COMPARED = ("sourcedId", "enabledUser", "orgSourcedIds", "grades")
+
+
+def _students(users: pd.DataFrame | None) -> pd.DataFrame:
+    """The students' compared columns only (callers may pass whole frames, PII included)."""
+    if users is None:
+        return pd.DataFrame({c: pd.Series(dtype=STRING) for c in COMPARED})
+    return users.loc[flags(users["role"] == STUDENT), list(COMPARED)]
+
+
+def _empty_orgs() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=STRING) for c in ORG_COLUMNS})
+
+
+def _first_ids(ids: pd.Series, n: int) -> list[str]:
+    """The ``n`` smallest ids in string order (a partial sort: ``ids`` may be a million)."""
+    if ids.empty:
+        return []
+    table = pa.table({"id": arrow(ids)})
+    picked = pc.select_k_unstable(table, min(n, len(ids)), [("id", "ascending")])
+    return sorted(table["id"].take(picked).to_pylist())
+
+
+def _count_by_school(ids: pd.Series, members: pd.DataFrame) -> pd.Series:
+    """How many of ``ids`` each school holds (a student in two schools counts in both)."""
+    return members.loc[is_in(members["sourcedId"], ids), "school"].value_counts()
+
+
+def _new_pairs(members: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
+    """Which (student, school) rows of ``members`` are not in ``other``: one hashed look-up of
+    "id NUL school" keys instead of a merge (a pandas merge of a million arrow strings is
+    several times slower)."""
+
+    def keys(frame: pd.DataFrame) -> pa.Array:
+        return pc.binary_join_element_wise(
+            arrow(frame["sourcedId"]), arrow(frame["school"]), pa.scalar("\x00", pa.large_string())
+        )
+
+    found = pc.is_in(keys(members), value_set=keys(other))
+    return ~found.to_numpy(zero_copy_only=False)
+
+
+def change_summary(
+    current_users: pd.DataFrame,
+    current_orgs: pd.DataFrame,
+    previous_users: pd.DataFrame | None,
+    previous_orgs: pd.DataFrame | None,
+    *,
+    first_ids: int = FIRST_IDS,
+) -> dict:
+    """Students added, removed (in the previous package, absent now: Naviance will deactivate
+    them), deactivated (enabledUser true→false), reactivated, moved school (their set of school
+    orgs changed) and with a changed grade — in total and per school — plus the first
+    ``first_ids`` sourcedIds of each category. With no previous package (None) every student
+    counts as added. ``against`` is left None (``diff_partitions`` sets it)."""
+    now, before = _students(current_users), _students(previous_users)
+    previous_orgs = _empty_orgs() if previous_orgs is None else previous_orgs
+    # Each current student's row in the previous frame (null: new), by hash look-up.
+    at = pc.index_in(arrow(now["sourcedId"]), value_set=arrow(before["sourcedId"]))
+    present = at.is_valid().to_numpy(zero_copy_only=False)
+    rows_before = at.drop_null()
+    enabled = flags(now["enabledUser"] == "true")
+    was_enabled = np.zeros(len(now), dtype=bool)
+    was_enabled[present] = flags(before["enabledUser"] == "true")[rows_before]
+    grade_changed = np.zeros(len(now), dtype=bool)
+    grade_changed[present] = pc.not_equal(
+        arrow(now["grades"]).filter(pa.array(present)), arrow(before["grades"]).take(rows_before)
+    ).to_numpy(zero_copy_only=False)
+
+    members_now = memberships(now, current_orgs)
+    members_before = memberships(before, previous_orgs)
+    joined = _new_pairs(members_now, members_before)
+    left = _new_pairs(members_before, members_now)
+    changed = pd.concat([members_now["sourcedId"][joined], members_before["sourcedId"][left]])
+    masks = {
+        "added": ~present,
+        "deactivated": present & was_enabled & ~enabled,
+        "reactivated": present & ~was_enabled & enabled,
+        "moved": present & is_in(now["sourcedId"], changed),
+        "grade_changed": grade_changed,
+    }
+    selected = {name: now["sourcedId"][mask] for name, mask in masks.items()}
+    selected["removed"] = before["sourcedId"][~is_in(before["sourcedId"], now["sourcedId"])]
+    moved_in = joined & is_in(members_now["sourcedId"], selected["moved"])
+    moved_out = left & is_in(members_before["sourcedId"], selected["moved"])
+
+    per_school = pd.DataFrame(
+        {
+            "students": members_now["school"].value_counts(),
+            "previous_students": members_before["school"].value_counts(),
+            "added": _count_by_school(selected["added"], members_now),
+            "removed": _count_by_school(selected["removed"], members_before),
+            "deactivated": _count_by_school(selected["deactivated"], members_now),
+            "reactivated": _count_by_school(selected["reactivated"], members_now),
+            "moved_in": members_now["school"][moved_in].value_counts(),
+            "moved_out": members_before["school"][moved_out].value_counts(),
+            "grade_changed": _count_by_school(selected["grade_changed"], members_now),
+        },
+        columns=list(SCHOOL_COLUMNS),
+    )
+    per_school = per_school.fillna(0).astype(int).sort_index()
+    names = {**school_names(previous_orgs), **school_names(current_orgs)}
+    return {
+        "against": None,
+        "compared": previous_users is not None,
+        "students": {"current": len(now), "previous": len(before)},
+        "totals": {name: len(selected[name]) for name in CATEGORIES},
+        "first_ids": {name: _first_ids(selected[name], first_ids) for name in CATEGORIES},
+        "by_school": [
+            {"school": school, "name": names.get(school, ""), **row}
+            for school, row in zip(
+                per_school.index.tolist(), per_school.to_dict("records"), strict=True
+            )
+        ],
+    }
+
+
+def previous_packaged_date(layout: DataLayout, day: str) -> str | None:
+    """The newest date before ``day`` that has a package summary."""
+    return max((d for d in packaged_dates(layout) if d < day), default=None)
+
+
+def _frames(layout: DataLayout, day: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    users, orgs = load_frame(layout, "users", day), load_frame(layout, "orgs", day)
+    if users is None or orgs is None:
+        raise FileNotFoundError(f"no stored users and orgs frames for {day}")
+    return users, orgs
+
+
+def diff_partitions(layout: DataLayout, day: str, against: str | None = None) -> dict:
+    """``change_summary`` of the stored frames of ``day`` against those of ``against``
+    (default: the newest earlier date with a package summary; none: every student is added).
+    Raises FileNotFoundError when a date's frames were never stored."""
+    against = against or previous_packaged_date(layout, day)
+    users, orgs = _frames(layout, day)
+    previous_users, previous_orgs = _frames(layout, against) if against else (None, None)
+    summary = change_summary(users, orgs, previous_users, previous_orgs)
+    summary["partition"] = day
+    summary["against"] = against
+    return summary
+
+
+def _table_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows shared by the terminal and Markdown tables (totals row last)."""
+    header = ["school", "name", *(LABELS[c] for c in SCHOOL_COLUMNS)]
+    rows = [
+        [row["school"], row["name"], *(f"{row[c]:,}" for c in SCHOOL_COLUMNS)]
+        for row in summary["by_school"]
+    ]
+    totals = summary["totals"]
+    students = summary["students"]
+    total_cells = {
+        "students": students["current"],
+        "previous_students": students["previous"],
+        "moved_in": totals["moved"],
+        "moved_out": totals["moved"],
+        **totals,
+    }
+    rows.append(["(total)", "", *(f"{total_cells[c]:,}" for c in SCHOOL_COLUMNS)])
+    return header, rows
+
+
+def _headline(summary: dict) -> str:
+    against = summary.get("against")
+    if against:
+        compared = f"against {against}"
+    elif summary.get("compared"):
+        compared = "against the previous package"
+    else:
+        compared = "no earlier package: every student counts as added"
+    counts = ", ".join(f"{summary['totals'][c]:,} {LABELS[c]}" for c in CATEGORIES)
+    return f"Changes in {summary.get('partition') or 'this package'} ({compared}): {counts}"
+
+
+def render_diff_text(summary: dict) -> str:
+    """The change summary as an aligned table for the terminal, then the first ids."""
+    header, rows = _table_rows(summary)
+    out = [_headline(summary), "", *text_table(header, rows, names=2)]
+    firsts = [(c, ids) for c, ids in summary["first_ids"].items() if ids]
+    if firsts:
+        out += ["", "First sourcedIds per change (look them up in the SIS):"]
+        out += [f"  {LABELS[c]}: {', '.join(ids)}" for c, ids in firsts]
+    return "\n".join(out) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def diff_markdown(summary: dict) -> str:
+    """The change summary as a Markdown table (for Dagster metadata)."""
+    header, rows = _table_rows(summary)
+    out = [
+        _md(_headline(summary)),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * 2 + "---:|" * (len(header) - 2),
+    ]
+    out += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
+    firsts = [(c, ids) for c, ids in summary["first_ids"].items() if ids]
+    if firsts:
+        out += ["", *(f"- {LABELS[c]}: {_md(', '.join(ids))}" for c, ids in firsts)]
+    return "\n".join(out) + "\n"

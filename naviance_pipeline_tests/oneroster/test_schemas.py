@@ -1,0 +1,204 @@
+"""The Pandera models generated from the spec table, the mapping of failure cases to findings,
+and the identifier rules (ID-*, XLS-SCIENTIFIC-ID, XLS-LEADING-ZERO) through the stages."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+import pytest
+
+from naviance_pipeline.oneroster.findings import ERROR, RULES, WARNING
+from naviance_pipeline.oneroster.schemas import model_for, rule_checks, validate
+from naviance_pipeline.oneroster.spec import (
+    DEMOGRAPHICS,
+    FILES,
+    ORGS,
+    USERS,
+    output_header,
+)
+from naviance_pipeline.oneroster.stages import build_orgs, build_users
+from naviance_pipeline_tests.oneroster.factories import (
+    OPTIONS,
+    STAFF_OPTIONS,
+    district_orgs,
+    errors,
+    file_bytes,
+    line,
+    of_rule,
+    one,
+    org,
+    person,
+    source,
+    student,
+)
+
+STRING = pd.StringDtype("pyarrow")
+
+
+@pytest.mark.parametrize("options", [OPTIONS, STAFF_OPTIONS], ids=["students", "with-staff"])
+@pytest.mark.parametrize("name", list(FILES))
+def test_model_columns_are_the_output_header_strict_and_ordered(name, options):
+    spec = FILES[name]
+    model = model_for(spec, options)
+    schema = model.to_schema()
+    assert issubclass(model, pa.DataFrameModel)
+    assert list(schema.columns) == output_header(spec, options.include_staff)
+    assert schema.strict is True and schema.ordered is True
+    assert {str(c.dtype) for c in schema.columns.values()} == {"string[pyarrow]"}
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_every_check_is_named_by_a_rule_code(name):
+    spec = FILES[name]
+    schema = model_for(spec, OPTIONS).to_schema()
+    names = [c.name for col in schema.columns.values() for c in col.checks]
+    names += [c.name for c in schema.checks]
+    assert names and set(names) <= set(RULES)
+    assert sorted(names) == sorted(c.rule for c in rule_checks(spec, OPTIONS))
+
+
+def test_models_are_cached_per_file_and_options():
+    assert model_for(USERS, OPTIONS) is model_for(USERS, OPTIONS)
+    assert model_for(USERS, OPTIONS) is not model_for(USERS, STAFF_OPTIONS)
+
+
+def output_like(spec, rows: list[dict], lines: list[int]) -> pd.DataFrame:
+    header = output_header(spec)
+    frame = pd.DataFrame([{c: r.get(c, "") for c in header} for r in rows], dtype=STRING)
+    frame.index = pd.Index(lines, name="line")
+    return frame
+
+
+def test_failure_cases_become_findings_with_line_sourced_id_and_no_pii_value():
+    rows = [
+        {"sourcedId": "o1", "name": "One", "type": "school"},
+        {"sourcedId": "o2", "name": "", "type": "School"},
+    ]
+    found = validate(output_like(ORGS, rows, [7, 12]), ORGS, OPTIONS)
+    assert [(f.rule, f.line, f.sourcedId, f.column, f.value) for f in found] == [
+        ("ORG-NAME", 12, "o2", "name", ""),
+        ("ORG-TYPE", 12, "o2", "type", "School"),
+    ]
+    row = {**student("u1", username=""), "metadata.classYear": "2030"}
+    found = validate(output_like(USERS, [row], [3]), USERS, OPTIONS)
+    f = one(found, "USR-REQUIRED", line=3, sourced_id="u1", column="username")
+    assert f.value is None
+
+
+def test_skip_columns_drops_findings_on_absent_columns():
+    frame = output_like(ORGS, [{"sourcedId": "o1", "type": "school"}], [2])
+    assert (
+        of_rule(validate(frame, ORGS, OPTIONS, skip_columns=frozenset({"name"})), "ORG-NAME") == []
+    )
+
+
+def test_a_frame_without_the_model_columns_is_a_programming_error():
+    frame = output_like(ORGS, [{"sourcedId": "o1", "name": "Secret Name", "type": "school"}], [2])
+    with pytest.raises(ValueError) as raised:
+        validate(frame.drop(columns=["identifier"]), ORGS, OPTIONS)
+    assert "Secret Name" not in str(raised.value)
+    with pytest.raises(ValueError):
+        validate(frame.astype(object), ORGS, OPTIONS)
+
+
+def test_clean_frames_validate_without_findings():
+    rows = [{"sourcedId": "u1", "birthDate": "2010-01-31", "sex": "male", "white": "true"}]
+    assert validate(output_like(DEMOGRAPHICS, rows, [2]), DEMOGRAPHICS, OPTIONS) == []
+
+
+# ---- identifier rules through the stages -------------------------------------------------------
+
+
+def users_result(users: list[dict], orgs: list[dict] | None = None):
+    src = source(orgs or district_orgs(), users)
+    return build_users(src, build_orgs(src, OPTIONS).frame, OPTIONS)
+
+
+def test_id_required():
+    result = users_result([student("u1"), student("")])
+    one(result.findings, "ID-REQUIRED", line=line(1), sourced_id=None, severity=ERROR)
+    assert result.frame["sourcedId"].tolist() == ["u1"]
+
+
+def test_id_duplicate_every_occurrence():
+    found = of_rule(
+        users_result([student("u1"), student("u2"), student("u1")]).findings, "ID-DUPLICATE"
+    )
+    assert [(f.line, f.sourcedId, f.severity) for f in found] == [
+        (line(0), "u1", ERROR),
+        (line(2), "u1", ERROR),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["u 1", "u#1", "ü1", "u" * 256])
+def test_id_charset(bad):
+    result = users_result([student("ok.id-1_/@x"), student(bad)])
+    one(result.findings, "ID-CHARSET", line=line(1), severity=WARNING)
+    assert errors(result.findings) == []
+
+
+def test_id_case_collision_reports_both_ids():
+    found = of_rule(
+        users_result([student("ab1"), student("x"), student("AB1")]).findings, "ID-CASE-COLLISION"
+    )
+    assert [(f.line, f.sourcedId, f.severity) for f in found] == [
+        (line(0), "ab1", WARNING),
+        (line(2), "AB1", WARNING),
+    ]
+
+
+def test_scientific_id_in_sourced_id_and_in_id_lists():
+    users = [student("1.23457E+11"), student("u2", orgs="s1,4.5E+10"), student("12E5")]
+    found = of_rule(users_result(users).findings, "XLS-SCIENTIFIC-ID")
+    assert [(f.line, f.column, f.severity) for f in found] == [
+        (line(0), "sourcedId", ERROR),
+        (line(1), "orgSourcedIds", ERROR),
+    ]
+
+
+def test_scientific_id_in_parent_sourced_id():
+    orgs = [org("d1", "district"), org("s1", "school", "1.2E+5")]
+    result = build_orgs(source(orgs, [student("u1")]), OPTIONS)
+    one(
+        result.findings,
+        "XLS-SCIENTIFIC-ID",
+        line=line(1),
+        sourced_id="s1",
+        column="parentSourcedId",
+        severity=ERROR,
+    )
+
+
+def test_leading_zero_flags_all_digit_ids_shorter_than_the_padded_width():
+    users = [
+        student("000123"),
+        student("004567"),
+        student("89"),
+        student("1234567"),
+        student("abc"),
+    ]
+    found = of_rule(users_result(users).findings, "XLS-LEADING-ZERO")
+    assert [(f.line, f.sourcedId, f.severity) for f in found] == [(line(2), "89", WARNING)]
+
+
+def test_leading_zero_is_silent_without_zero_padded_ids():
+    users = [student("123"), student("45"), student("6789")]
+    assert of_rule(users_result(users).findings, "XLS-LEADING-ZERO") == []
+
+
+def test_absent_required_column_is_one_header_finding_not_one_per_row():
+    rows = [student("u1"), student("u2")]
+    header = [c for c in USERS.header if c != "familyName"]
+    data = file_bytes(
+        USERS, [{k: v for k, v in r.items() if k != "familyName"} for r in rows], header
+    )
+    result = users_result(data)  # type: ignore[arg-type]
+    one(result.findings, "CSV-HEADER-MISSING", line=1, column="familyName")
+    assert of_rule(result.findings, "USR-REQUIRED") == []
+
+
+def test_staff_rows_validate_with_the_staff_model():
+    users = [student("u1"), person("t1", "teacher", **{"metadata.title": "Teacher"})]
+    src = source(district_orgs(), users)
+    result = build_users(src, build_orgs(src, STAFF_OPTIONS).frame, STAFF_OPTIONS)
+    assert result.findings == []
