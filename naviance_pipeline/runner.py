@@ -61,6 +61,7 @@ def run_partition(day: str | None) -> int:
             )
     if not result.success:
         print(f"run {result.run_id} FAILED: nothing was delivered for {partition}", file=sys.stderr)
+        _alert(settings, partition, result.run_id)
         return 1
     delivered = result.asset_materializations_for_node("naviance_delivery")
     where = delivered[-1].metadata["remote_path"].value if delivered else "?"
@@ -105,3 +106,16 @@ def _secrets_from_env() -> dict:
     from naviance_pipeline.resources import SECRET_ENV
 
     return {field: os.environ.get(name) or None for field, name in SECRET_ENV.items()}
+
+
+def _alert(settings: Settings, partition: str, run_id: str) -> None:
+    """No daemon runs the failure sensor here, so send its alert directly."""
+    from naviance_pipeline.alerts import notifiers_from_env, send_all
+    from naviance_pipeline.sensors import failure_alert
+    from naviance_pipeline.storage import DataLayout
+
+    notifiers = notifiers_from_env()
+    if notifiers:
+        alert = failure_alert(DataLayout(settings.data_root, settings.district), partition, run_id)
+        for error in send_all(alert, notifiers):
+            print(f"alert not sent: {error}", file=sys.stderr)

@@ -9,6 +9,7 @@ import pytest
 
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.settings import Settings
+from naviance_pipeline_tests.local_servers import smtp_server, webhook_server  # noqa: F401
 from naviance_pipeline_tests.sshd_server import sftp_server_fixture
 
 # One real loopback OpenSSH server per test session (skips when sshd cannot run here).

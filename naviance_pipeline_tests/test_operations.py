@@ -1,0 +1,118 @@
+"""Operations on a real instance: alerts on a failed run or a missed delivery, retention."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from naviance_pipeline.definitions import build_definitions
+from naviance_pipeline.storage import DataLayout
+from naviance_pipeline_tests.conftest import make_settings
+from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip, run_job
+
+
+def _hook_env(monkeypatch, webhook_server) -> None:
+    host, port = webhook_server.server_address[:2]
+    monkeypatch.setenv("NAVIANCE_ALERT_WEBHOOK_URL", f"http://{host}:{port}/hook")
+    monkeypatch.setenv("NAVIANCE_UI_URL", "http://dagster.example:3000")
+
+
+def _failure_event(result: dg.ExecuteInProcessResult) -> dg.DagsterEvent:
+    return next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+
+
+def test_failed_run_sends_one_alert_with_rule_codes_and_run_link(
+    tmp_path, tiny_district, monkeypatch, webhook_server
+):
+    _hook_env(monkeypatch, webhook_server)
+    bad = rewrite_zip(
+        tiny_district, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
+    )
+    settings = make_settings(tmp_path, bad)
+    with dg.instance_for_test() as instance:
+        result = run_job(settings, "2026-11-24", instance)
+        assert not result.success
+        sensor = build_definitions(settings).resolve_sensor_def("alert_on_failure")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_failure",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=_failure_event(result),
+        ).for_run_failure()
+        sensor(context)
+    [(_, _, body)] = webhook_server.posts
+    payload = json.loads(body)
+    assert payload["alert"]["kind"] == "run_failed"
+    assert payload["alert"]["counts"] == {"USR-ROLE": 1}
+    assert payload["alert"]["run_url"] == f"http://dagster.example:3000/runs/{result.run_id}"
+    assert payload["alert"]["partition"] == "2026-11-24"
+
+
+def test_guard_block_is_alerted_as_such(tmp_path, tiny_district, monkeypatch, webhook_server):
+    _hook_env(monkeypatch, webhook_server)
+    settings = make_settings(tmp_path, tiny_district)
+    with dg.instance_for_test() as instance:
+        assert run_job(settings, "2026-11-24", instance).success
+        stale = run_job(settings, "2026-11-23", instance)  # older than what was delivered
+        assert not stale.success
+        sensor = build_definitions(settings).resolve_sensor_def("alert_on_failure")
+        sensor(
+            dg.build_run_status_sensor_context(
+                sensor_name="alert_on_failure",
+                dagster_instance=instance,
+                dagster_run=stale.dagster_run,
+                dagster_event=_failure_event(stale),
+            ).for_run_failure()
+        )
+    [(_, _, body)] = webhook_server.posts
+    alert = json.loads(body)["alert"]
+    assert alert["kind"] == "guard_blocked"
+    assert alert["counts"] == {"GRD-STALE-PARTITION": 1}
+
+
+def test_missed_delivery_alerts_once(tmp_path, tiny_district, monkeypatch, webhook_server):
+    _hook_env(monkeypatch, webhook_server)
+    monkeypatch.setenv("NAVIANCE_DELIVERY_MAX_AGE_HOURS", "0")  # any delivery is "too old"
+    settings = make_settings(tmp_path, tiny_district)
+    with dg.instance_for_test() as instance:
+        sensor = build_definitions(settings).resolve_sensor_def("alert_on_missed_delivery")
+        first = sensor(dg.build_sensor_context(instance=instance))
+        assert "nothing delivered yet" in first.skip_message
+        assert run_job(settings, "2026-11-24", instance).success
+        context = dg.build_sensor_context(instance=instance)
+        sensor(context)
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+        assert "last delivery" in again.skip_message
+    [(_, _, body)] = webhook_server.posts  # one alert for one missed stretch
+    alert = json.loads(body)["alert"]
+    assert alert["kind"] == "delivery_missed"
+    assert alert["partition"] == "2026-11-24"
+
+
+def test_retention_job_purges_old_dates_and_keeps_the_delivered_package(tmp_path, tiny_district):
+    settings = make_settings(tmp_path, tiny_district)
+    layout = DataLayout(settings.data_root, settings.district)
+    with dg.instance_for_test() as instance:
+        for day in ("2026-11-01", "2026-11-24"):
+            assert run_job(settings, day, instance).success
+        today = datetime.now(ZoneInfo(settings.timezone)).date()
+        keep_days = (today - date(2026, 11, 10)).days  # cutoff between the two dates
+        job = build_definitions(settings).resolve_job_def("retention_job")
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"ops": {"purge_old_partitions": {"config": {"keep_days": keep_days}}}},
+        )
+    assert result.success
+    assert not Path(str(layout.raw_dir("2026-11-01"))).exists()
+    assert not Path(str(layout.package_path("2026-11-01"))).exists()
+    assert Path(str(layout.raw_dir("2026-11-24"))).exists()
+    assert Path(str(layout.package_path("2026-11-24"))).exists()
+    receipts = list(Path(str(layout.base / "receipts")).rglob("*.json"))
+    assert sorted(json.loads(p.read_text())["partition"] for p in receipts) == [
+        "2026-11-01",
+        "2026-11-24",
+    ]
