@@ -53,14 +53,31 @@ def _build(args: argparse.Namespace):
     from naviance_pipeline.oneroster.stages import build_all
 
     options = _options(args)
+    step = _step_reporter()
+    step("reading the source")
     try:
         source = open_source(args.source, options)
     except SourceUnreadable as exc:
         _print_findings([exc.finding], args.format, counts={}, ok=False)
         return None
+    step("validating orgs, users and demographics")
     stages = build_all(source, options)
+    step("done")
     findings = [*source.findings, *(f for stage in stages for f in stage.findings)]
     return options, stages, findings
+
+
+def _step_reporter():
+    """Progress lines on stderr for a person at a terminal (a big source takes seconds)."""
+    import time
+
+    start = time.perf_counter()
+
+    def step(what: str) -> None:
+        if sys.stderr.isatty():
+            print(f"[{time.perf_counter() - start:5.1f}s] {what}", file=sys.stderr, flush=True)
+
+    return step
 
 
 def _counts(stages) -> dict[str, int]:

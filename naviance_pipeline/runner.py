@@ -51,7 +51,11 @@ def run_partition(day: str | None) -> int:
     print(f"materializing every asset for {partition} (district {settings.district})")
     with local_instance(settings) as instance:
         result = job.execute_in_process(
-            partition_key=partition, instance=instance, raise_on_error=False
+            partition_key=partition,
+            instance=instance,
+            raise_on_error=False,
+            # Progress at INFO: one line per stage, not Dagster's every debug event.
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
