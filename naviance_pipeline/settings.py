@@ -75,6 +75,28 @@ class Settings:
             partitions_start=_env("NAVIANCE_PARTITIONS_START", "2025-07-01"),
         )
 
+    @classmethod
+    def in_folder(cls, home: str | Path, source_url: str | Path, **overrides) -> Settings:
+        """Everything under one folder (tests, benchmarks): data root ``home/data`` and a
+        local outbox ``home/outbox``; other settings at their defaults unless overridden."""
+        home = Path(home)
+        values = {
+            "home": str(home),
+            "source_url": str(source_url),
+            "data_root": str(home / "data"),
+            "delivery_target": str(home / "outbox"),
+            "district": "test-district",
+            "source_system_name": "ClassLink",
+            "timezone": "America/New_York",
+            "schedule_time": "02:00",
+            "include_staff": False,
+            "rollover_day": "07-15",
+            "partitions_start": "2026-01-01",
+        }
+        return cls(
+            **{**values, **{k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}}
+        )
+
     @property
     def sample_source(self) -> str:
         return str(Path(self.home, "sample", "sample-district.zip"))

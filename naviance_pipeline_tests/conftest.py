@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -28,20 +27,7 @@ def tiny_district(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_settings(home: Path, source: str | Path, **overrides) -> Settings:
-    settings = Settings(
-        home=str(home),
-        source_url=str(source),
-        data_root=str(home / "data"),
-        delivery_target=str(home / "outbox"),
-        district="test-district",
-        source_system_name="ClassLink",
-        timezone="America/New_York",
-        schedule_time="02:00",
-        include_staff=False,
-        rollover_day="07-15",
-        partitions_start="2026-01-01",
-    )
-    return dataclasses.replace(settings, **overrides)
+    return Settings.in_folder(home, source, **overrides)
 
 
 @pytest.fixture
