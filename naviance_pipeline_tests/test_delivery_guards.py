@@ -1,12 +1,13 @@
 """Guards block a harmful delivery and leave the last good file in place; overrides are
-recorded. These run the real graph against the local outbox target; the SFTP variant is in
-``delivery/test_pipeline_sftp.py``."""
+recorded. These run the real graph against both targets: the local outbox and a real OpenSSH
+server on loopback (skipped where sshd cannot run)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -54,21 +55,39 @@ def _disable_all(header, row):
     return row
 
 
+@dataclass
+class Target:
+    overrides: dict  # settings overrides that point delivery at this target
+    landed: Path  # where the delivered NavianceOneRoster.zip can be read back here
+
+
+@pytest.fixture(params=["outbox", "sftp"])
+def target(request, tmp_path, monkeypatch) -> Target:
+    if request.param == "outbox":
+        return Target({}, tmp_path / "outbox" / ZIP_NAME)
+    server = request.getfixturevalue("sftp_server")
+    local_dir, remote = server.make_remote_dir(f"guards-{tmp_path.name}")
+    monkeypatch.setenv("NAVIANCE_SFTP_PASSWORD", server.password)
+    monkeypatch.setenv("NAVIANCE_SFTP_KNOWN_HOSTS", server.known_hosts_text)
+    url = f"sftp://{server.user}@{server.host}:{server.port}{remote}"
+    return Target({"delivery_target": url}, local_dir / ZIP_NAME)
+
+
 @pytest.fixture
-def delivered_first(tmp_path, tiny_district):
-    """The first night delivered: returns (instance, home)."""
+def delivered_first(tmp_path, tiny_district, target):
+    """The first night delivered: returns (instance, home, target)."""
     with dg.instance_for_test() as instance:
-        assert run_job(make_settings(tmp_path, tiny_district), FIRST, instance).success
-        yield instance, tmp_path
+        settings = make_settings(tmp_path, tiny_district, **target.overrides)
+        assert run_job(settings, FIRST, instance).success
+        yield instance, tmp_path, target
 
 
-def _second_night(tmp_path, tiny_district, instance, edit, tags=None):
+def _second_night(tmp_path, tiny_district, instance, target, edit, tags=None):
     source = rewrite_zip(tiny_district, tmp_path / "second.zip", "users.csv", _users_edit(edit))
-    settings = make_settings(tmp_path, source)
-    outbox = Path(settings.delivery_target, ZIP_NAME)
-    before = outbox.read_bytes()
+    settings = make_settings(tmp_path, source, **target.overrides)
+    before = target.landed.read_bytes()
     result = run_job(settings, SECOND, instance, tags=tags)
-    return settings, result, before, outbox
+    return settings, result, before, target.landed
 
 
 @pytest.mark.parametrize(
@@ -76,8 +95,8 @@ def _second_night(tmp_path, tiny_district, instance, edit, tags=None):
     [(_drop_every_third, "GRD-STUDENT-DROP"), (_disable_all, "GRD-EMPTY")],
 )
 def test_guard_blocks_and_keeps_the_last_good_file(delivered_first, tiny_district, edit, rule):
-    instance, home = delivered_first
-    _, result, before, outbox = _second_night(home, tiny_district, instance, edit)
+    instance, home, target = delivered_first
+    _, result, before, outbox = _second_night(home, tiny_district, instance, target, edit)
     assert not result.success
     failed = failed_checks(result)
     assert list(failed) == ["naviance_package:delivery_guards"]
@@ -94,7 +113,7 @@ def _schools(zip_path: Path) -> list[str]:
 
 
 def test_vanished_school_blocks(delivered_first, tiny_district):
-    instance, home = delivered_first
+    instance, home, target = delivered_first
     gone, kept = _schools(tiny_district)[:2]
 
     def move(header, row):
@@ -104,7 +123,7 @@ def test_vanished_school_blocks(delivered_first, tiny_district):
             row[orgs] = kept
         return row
 
-    _, result, before, outbox = _second_night(home, tiny_district, instance, move)
+    _, result, before, outbox = _second_night(home, tiny_district, instance, target, move)
     failed = failed_checks(result)
     assert list(failed) == ["naviance_package:delivery_guards"]
     assert "GRD-SCHOOL-VANISHED" in failed["naviance_package:delivery_guards"]
@@ -112,9 +131,14 @@ def test_vanished_school_blocks(delivered_first, tiny_district):
 
 
 def test_override_lets_a_blocked_delivery_through_and_is_recorded(delivered_first, tiny_district):
-    instance, home = delivered_first
+    instance, home, target = delivered_first
     settings, result, before, outbox = _second_night(
-        home, tiny_district, instance, _drop_every_third, tags={OVERRIDE_TAG: "GRD-STUDENT-DROP"}
+        home,
+        tiny_district,
+        instance,
+        target,
+        _drop_every_third,
+        tags={OVERRIDE_TAG: "GRD-STUDENT-DROP"},
     )
     assert result.success
     assert outbox.read_bytes() != before
@@ -127,9 +151,9 @@ def test_override_lets_a_blocked_delivery_through_and_is_recorded(delivered_firs
     assert meta["guard_overrides"].value == ["GRD-STUDENT-DROP"]
 
 
-def test_older_partition_is_refused_unless_overridden(tmp_path, tiny_district):
-    settings = make_settings(tmp_path, tiny_district)
-    outbox = Path(settings.delivery_target, ZIP_NAME)
+def test_older_partition_is_refused_unless_overridden(tmp_path, tiny_district, target):
+    settings = make_settings(tmp_path, tiny_district, **target.overrides)
+    outbox = target.landed
     with dg.instance_for_test() as instance:
         assert run_job(settings, SECOND, instance).success
         newest = outbox.read_bytes()
