@@ -4,8 +4,10 @@ configuration checks that need no server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -444,3 +446,47 @@ def test_credentials_from_env_read_the_naviance_sftp_variables():
     assert credentials.password == "pw-value" and credentials.known_hosts == "line"
     assert credentials.private_key is None and credentials.private_key_path is None
     assert "pw-value" not in repr(credentials)
+
+
+# --- a dead link fails within a bounded time ---------------------------------------------------
+
+
+@sftp
+def test_frozen_server_fails_within_the_keepalive_bound_not_a_hang(
+    sftp_server, remote_dir, tmp_path
+):
+    """The server stops answering mid-upload (its session is SIGSTOPped, like a black-holed
+    link). Keepalive turns that into a network failure within ~interval × count seconds."""
+    local_dir, remote = remote_dir
+    _payload(tmp_path / "pkg.zip", 128 * 2**20, b"freeze")
+    partial = local_dir / f".{NAME}.run-freeze.part"
+    frozen = threading.Event()
+
+    def freeze_when_partial_grows() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not frozen.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                if partial.stat().st_size > 8 * 2**20:
+                    assert sftp_server.kill_sessions(signal.SIGSTOP) > 0
+                    frozen.set()
+            time.sleep(0.002)
+
+    freezer = threading.Thread(target=freeze_when_partial_grows)
+    freezer.start()
+    retry = RetryOptions(
+        attempts=1, connect_timeout=5.0, keepalive_interval=1.0, keepalive_count_max=2
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientDeliveryError):
+            _target(sftp_server, remote, retry, password=sftp_server.password).deliver(
+                str(tmp_path / "pkg.zip"), name=NAME, token="run-freeze"
+            )
+        elapsed = time.monotonic() - started
+    finally:
+        frozen.set()
+        freezer.join()
+        sftp_server.kill_sessions(signal.SIGKILL)  # the stopped session: end it for good
+    assert frozen.is_set()
+    assert elapsed < 20, f"a dead link took {elapsed:.1f} s to fail"
+    assert not (local_dir / NAME).exists()  # nothing half-delivered under the final name
