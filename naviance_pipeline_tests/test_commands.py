@@ -142,3 +142,22 @@ def test_redeliver_refuses_an_older_date_unless_overridden(tmp_path, tiny_distri
     receipt = json.loads(Path(forced.stdout.strip().splitlines()[-1].split(": ", 1)[1]).read_text())
     assert receipt["guard_overrides"] == ["GRD-STALE-PARTITION"]
     assert receipt["redelivery"] is True
+
+
+@pytest.mark.sftp
+def test_sftp_host_key_prints_the_pinnable_line_and_its_fingerprint(sftp_server):
+    proc = _cli("sftp-host-key", f"{sftp_server.host}:{sftp_server.port}")
+    assert proc.returncode == 0, proc.stderr
+    fp, line = proc.stdout.strip().splitlines()[:2]
+    assert line == sftp_server.known_hosts_text.strip()
+    keygen = subprocess.run(
+        ["ssh-keygen", "-lf", sftp_server.host_key_pub_path], capture_output=True, text=True
+    )
+    assert keygen.stdout.split()[1] == fp
+
+
+def test_sftp_host_key_of_nothing_listening_fails_cleanly():
+    proc = _cli("sftp-host-key", "127.0.0.1:1")
+    assert proc.returncode == 1
+    assert "could not fetch the host key" in proc.stderr
+    assert "Traceback" not in proc.stderr
