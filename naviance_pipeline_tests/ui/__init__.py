@@ -1,0 +1,1 @@
+"""The Dagster UI tested as a person uses it: ``dagster dev``, GraphQL and headless Chromium."""

@@ -1,0 +1,201 @@
+"""The Dagster UI as a person uses it: ``dagster dev`` on loopback, a partitioned run of the
+nightly job launched through the webserver's GraphQL API, then the lineage graph and the asset
+checks read in headless Chromium (Debian's ``chromium``, driven by Playwright).
+
+``NAVIANCE_UPDATE_SCREENSHOTS=1`` also writes the README's screenshots into
+``docs/screenshots/`` (``lineage.png``, ``failed-check.png``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from naviance_pipeline.checks import ASSET_FAMILIES, CHECK_NAMES
+from naviance_pipeline.jobs import NIGHTLY_JOB
+from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip
+from naviance_pipeline_tests.ui.dagster_dev import REPO, DagsterDev, dagster_dev
+from naviance_pipeline_tests.ui.graphql import launch_partition_run, wait_for_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.ui,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+    ),
+]
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs the playwright Python package (pip install playwright)"
+)
+
+# Headless, offline, in a container: no sandbox (root), no GPU, and none of the background
+# requests Chromium makes on its own.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+PARTITION = "2026-11-24"  # a past date: today's partition may not exist yet in New York
+LINEAGE = (
+    "sis_extract", "orgs", "users", "demographics", "manifest", "naviance_package",
+    "naviance_delivery",
+)  # fmt: skip
+GROUPS = ("extract", "oneroster", "delivery")
+# Wide enough that the whole graph fits at a zoom where Dagster draws full asset nodes (status,
+# checks, partitions) rather than bare names.
+GRAPH_VIEWPORT = {"width": 2400, "height": 1100}
+PAGE_VIEWPORT = {"width": 1400, "height": 1000}
+SCALE = 1.5  # device pixels per CSS pixel: the graph's small print stays legible in the PNG
+UI_TIMEOUT_MS = 30_000
+SCREENSHOTS = REPO / "docs" / "screenshots"
+
+
+def check_names(asset: str) -> list[str]:
+    return [CHECK_NAMES[fam] for fam in ASSET_FAMILIES[asset]]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser, tmp_path: Path):
+    """Open pages of a given size in fresh browser contexts (no shared storage)."""
+    contexts = []
+
+    def open_page(viewport: dict) -> sync_api.Page:
+        context = browser.new_context(viewport=viewport, device_scale_factor=SCALE)
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@contextmanager
+def screenshot_on_failure(page: sync_api.Page, path: Path) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        page.screenshot(path=str(path))
+        raise
+
+
+def graph_area(page: sync_api.Page, margin: float = 64) -> dict:
+    """The part of the page the asset graph covers: from the group titles and asset names to
+    the partition links at the bottom right of each asset node, plus a margin."""
+    names = [*LINEAGE, *GROUPS]
+    parts = [page.get_by_text(name, exact=True) for name in names]
+    parts += page.locator('a[href$="?view=partitions"]').all()
+    boxes = [part.bounding_box() for part in parts]
+    left = min(b["x"] for b in boxes) - margin
+    top = min(b["y"] for b in boxes) - margin
+    right = max(b["x"] + b["width"] for b in boxes) + margin
+    bottom = max(b["y"] + b["height"] for b in boxes) + margin
+    return {"x": max(left, 0), "y": max(top, 0), "width": right - left, "height": bottom - top}
+
+
+def save_screenshot(
+    page: sync_api.Page, path: Path, readme_name: str | None = None, clip: dict | None = None
+) -> None:
+    page.screenshot(path=str(path), clip=clip, animations="disabled")
+    if readme_name and os.environ.get("NAVIANCE_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / readme_name)
+
+
+def run_nightly_job(dev: DagsterDev) -> str:
+    """Launch the nightly job for PARTITION as the Launchpad does; wait for its end status."""
+    run_id = launch_partition_run(dev.url, NIGHTLY_JOB, PARTITION)
+    return wait_for_run(dev.url, run_id, timeout=180)
+
+
+def open_lineage(page: sync_api.Page, url: str) -> None:
+    """The global lineage with every group expanded, the asset tree and navigation hidden."""
+    page.goto(f"{url}/asset-groups")
+    page.get_by_role("button", name="settings", exact=True).click()  # the graph's settings
+    page.get_by_role("menuitem", name="Expand all groups").click()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="panel_show_right", exact=True).click()  # the asset tree
+    page.get_by_role("button", name="Hide navigation").click()
+
+
+def open_check(page: sync_api.Page, url: str, asset: str, check: str) -> None:
+    page.goto(f"{url}/assets/{asset}?view=checks")
+    page.get_by_text(check, exact=True).filter(visible=True).click()
+    sync_api.expect(page).to_have_url(f"{url}/assets/{asset}?view=checks&checkDetail={check}")
+
+
+def test_lineage_and_passed_checks_after_a_partitioned_run(tmp_path, tiny_district, new_page):
+    with dagster_dev(tmp_path / "home", tiny_district) as dev:
+        assert run_nightly_job(dev) == "SUCCESS", dev.log_tail()
+
+        page = new_page(GRAPH_VIEWPORT)
+        with screenshot_on_failure(page, tmp_path / "failure-lineage.png"):
+            open_lineage(page, dev.url)
+            for asset in (*GROUPS, *LINEAGE):
+                sync_api.expect(page.get_by_text(asset, exact=True)).to_be_visible()
+            for asset in ASSET_FAMILIES:
+                n = len(check_names(asset))
+                checks = page.locator(f'a[href="/assets/{asset}?view=checks"]')
+                sync_api.expect(checks).to_have_text(f"{n} / {n} Passed")
+            page.wait_for_load_state("networkidle")
+            area = graph_area(page)
+        save_screenshot(page, tmp_path / "lineage.png", "lineage.png", clip=area)
+
+        page = new_page(PAGE_VIEWPORT)
+        with screenshot_on_failure(page, tmp_path / "failure-checks.png"):
+            open_check(page, dev.url, "users", CHECK_NAMES["USR"])
+            for name in check_names("users"):
+                listed = page.get_by_text(name, exact=True).filter(visible=True)
+                sync_api.expect(listed.first).to_be_visible()
+            sync_api.expect(page.get_by_text("Succeeded", exact=True)).to_have_count(
+                len(check_names("users"))
+            )
+            sync_api.expect(page.get_by_text("Passed", exact=True)).to_be_visible()
+        save_screenshot(page, tmp_path / "passed-checks.png")
+
+
+def test_failed_user_rules_check_shows_the_rule_and_line(tmp_path, tiny_district, new_page):
+    pupil = tmp_path / "pupil.zip"
+    edit, lines = first_student_editor({"role": "pupil"})
+    rewrite_zip(tiny_district, pupil, "users.csv", edit)
+
+    with dagster_dev(tmp_path / "home", pupil) as dev:
+        # The blocking check stops the run before the package: a failed run, nothing delivered.
+        assert run_nightly_job(dev) == "FAILURE", dev.log_tail()
+        assert not (tmp_path / "home" / "outbox" / ZIP_NAME).exists()
+
+        page = new_page(PAGE_VIEWPORT)
+        with screenshot_on_failure(page, tmp_path / "failure-check.png"):
+            open_check(page, dev.url, "users", CHECK_NAMES["USR"])
+            others = len(check_names("users")) - 1
+            sync_api.expect(page.get_by_text("Succeeded", exact=True)).to_have_count(others)
+            # "Failed" twice: user_rules in the list of checks, and its evaluation result.
+            sync_api.expect(page.get_by_text("Failed", exact=True)).to_have_count(2)
+            sync_api.expect(page.get_by_text("Blocks the package: USR-ROLE × 1")).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            save_screenshot(page, tmp_path / "failed-check.png", "failed-check.png")
+
+            page.get_by_text("[Show Markdown]").click()
+            findings = page.get_by_role("dialog").get_by_role("row")
+            row = findings.filter(has=page.get_by_role("cell", name="USR-ROLE", exact=True))
+            # rule, severity, file, line, column, sourcedId, message: the row, never a name.
+            sync_api.expect(row.get_by_role("cell")).to_have_text(
+                ["USR-ROLE", "error", "users.csv", str(lines[0]), "role", re.compile(r"^\d+$"),
+                 re.compile(r"^role: not a OneRoster v1\.1 role")]
+            )  # fmt: skip
+        save_screenshot(page, tmp_path / "failed-check-findings.png")
