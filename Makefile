@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(NAVIANCE_HOME)/dagster_home
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,deploy]"
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

@@ -1,4 +1,9 @@
-"""The code location: every asset, check, job, schedule and resource, built from settings."""
+"""The code location: every asset, check, job, schedule and resource, built from settings.
+
+One district by default; with ``NAVIANCE_DISTRICTS_FILE`` set, many districts from that file
+(date × district partitions, one schedule per district). ``NAVIANCE_EXECUTOR=celery`` runs
+every step on Celery workers (DEPLOYMENT.md).
+"""
 
 from __future__ import annotations
 
@@ -7,41 +12,85 @@ import dagster as dg
 from naviance_pipeline.assets.delivery import build_delivery_asset
 from naviance_pipeline.assets.extract import build_extract_asset
 from naviance_pipeline.assets.oneroster import build_oneroster_assets
+from naviance_pipeline.districts import DistrictsConfig, load_districts
 from naviance_pipeline.io_manager import ParquetIOManager
-from naviance_pipeline.jobs import build_nightly_job, build_nightly_schedule, build_retention
-from naviance_pipeline.partitions import daily_partitions
+from naviance_pipeline.jobs import (
+    build_district_schedule,
+    build_nightly_job,
+    build_nightly_schedule,
+    build_retention,
+)
+from naviance_pipeline.partitions import daily_partitions, district_partitions
 from naviance_pipeline.resources import SECRET_ENV, DeliveryResource, PipelineResource, secret
 from naviance_pipeline.sensors import build_sensors
 from naviance_pipeline.settings import Settings
-from naviance_pipeline.storage import DataLayout
+
+# The pipeline resource's district outside any partition (alerts) in many-district mode.
+ALL_DISTRICTS = "all-districts"
+CELERY_BROKER_ENV = "NAVIANCE_CELERY_BROKER_URL"
+CELERY_BACKEND_ENV = "NAVIANCE_CELERY_BACKEND_URL"
 
 
-def build_resources(settings: Settings) -> dict:
-    pipeline = PipelineResource(
-        source_url=settings.source_url,
-        sample_path=settings.sample_source,
-        data_root=settings.data_root,
-        district=settings.district,
-        source_system_name=settings.source_system_name,
-        include_staff=settings.include_staff,
-        rollover_day=settings.rollover_day,
-    )
-    return {
-        "pipeline": pipeline,
-        "delivery": DeliveryResource(
+def build_resources(settings: Settings, districts: DistrictsConfig | None = None) -> dict:
+    if districts is not None:
+        # Per-district values come from the file at run time (PipelineResource.for_district).
+        pipeline = PipelineResource(
+            sample_path=settings.sample_source,
+            data_root=districts.data_root,
+            district=ALL_DISTRICTS,
+            districts_file=settings.districts_file,
+        )
+        delivery = DeliveryResource(target_url="", districts_file=settings.districts_file)
+    else:
+        pipeline = PipelineResource(
+            source_url=settings.source_url,
+            sample_path=settings.sample_source,
+            data_root=settings.data_root,
+            district=settings.district,
+            source_system_name=settings.source_system_name,
+            include_staff=settings.include_staff,
+            rollover_day=settings.rollover_day,
+        )
+        delivery = DeliveryResource(
             target_url=settings.delivery_target,
             **{field: secret(field) for field in SECRET_ENV},
-        ),
+        )
+    return {
+        "pipeline": pipeline,
+        "delivery": delivery,
         "io_manager": ParquetIOManager(pipeline=pipeline),
     }
 
 
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    if settings.executor == "celery":
+        # Imported only when chosen: one-machine setups need no Celery.
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(
+            {"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BACKEND_ENV}}
+        )
+    if settings.executor != "in_process":
+        raise ValueError(
+            f"NAVIANCE_EXECUTOR must be in_process or celery, not {settings.executor!r}"
+        )
+    return dg.in_process_executor
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    partitions = daily_partitions(settings)
-    job = build_nightly_job()
+    districts = load_districts(settings.districts_file) if settings.districts_file else None
+    if districts is not None:
+        partitions = district_partitions(settings, districts)
+        job = build_nightly_job(partitions, districts)
+        nightly = [build_district_schedule(job, d) for d in districts.districts]
+    else:
+        partitions = daily_partitions(settings)
+        job = build_nightly_job()
+        nightly = [build_nightly_schedule(job, settings)]
     retention_job, retention_schedule = build_retention(settings)
-    layout = DataLayout(settings.data_root, settings.district)
+    resources = build_resources(settings, districts)
+    layout = resources["pipeline"].layout
     return dg.Definitions(
         assets=[
             build_extract_asset(partitions),
@@ -49,10 +98,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_delivery_asset(partitions),
         ],
         jobs=[job, retention_job],
-        schedules=[build_nightly_schedule(job, settings), retention_schedule],
+        schedules=[*nightly, retention_schedule],
         sensors=build_sensors(job, lambda: layout),
-        resources=build_resources(settings),
-        executor=dg.in_process_executor,
+        resources=resources,
+        executor=build_executor(settings),
     )
 
 

@@ -1,4 +1,10 @@
-"""The nightly job over every asset, and its schedule at the district's local time."""
+"""The nightly job over every asset, and its schedule at the district's local time.
+
+Many districts (a districts file): one schedule per district at its own local time, each
+requesting the (local date, district) partition, and every run of a district tagged with its
+SFTP host (``naviance/sftp-host``) so the instance's run queue lets one run per host at a time
+(``dagster.yaml``, DEPLOYMENT.md).
+"""
 
 import os
 from datetime import datetime
@@ -7,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from naviance_pipeline.districts import District, DistrictsConfig, load_districts
+from naviance_pipeline.partitions import district_key, split_key
 from naviance_pipeline.resources import PipelineResource
 from naviance_pipeline.retention import purge
 from naviance_pipeline.settings import Settings, parse_clock
@@ -22,14 +30,65 @@ if TYPE_CHECKING:  # private Dagster types, for annotations only
 
 NIGHTLY_JOB = "nightly_job"
 RETENTION_JOB = "retention_job"
+SFTP_HOST_TAG = "naviance/sftp-host"
 
 
-def build_nightly_job() -> "UnresolvedAssetJobDefinition":
+def host_tags(district: District) -> dict[str, str]:
+    """The run-queue key of a district's runs: its SFTP host (none for a local folder)."""
+    host = district.delivery_host
+    return {} if host == "local" else {SFTP_HOST_TAG: host}
+
+
+def build_nightly_job(
+    partitions: dg.MultiPartitionsDefinition | None = None,
+    districts: DistrictsConfig | None = None,
+) -> "UnresolvedAssetJobDefinition":
+    """The job over every asset; with districts, every run launched for a partition (the
+    schedules, a job backfill, the Launchpad) carries its district's SFTP host tag."""
+    config = None
+    if districts is not None and partitions is not None:
+        config = dg.PartitionedConfig(
+            partitions_def=partitions,
+            run_config_for_partition_key_fn=lambda _key: {},
+            tags_for_partition_key_fn=lambda key: host_tags(districts.get(split_key(key)[1])),
+        )
     return dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
+        config=config,
         description="sis_extract → orgs → users → demographics → manifest → package → delivery",
     )
+
+
+def schedule_name(district_id: str) -> str:
+    # Schedule names allow only [A-Za-z0-9_]; ids are slugs without underscores, so unique.
+    return f"nightly_{district_id.replace('-', '_')}"
+
+
+def build_district_schedule(
+    job: "UnresolvedAssetJobDefinition", district: District
+) -> dg.ScheduleDefinition:
+    """Every night at the district's local time, the partition (its local date, its id)."""
+    at = parse_clock(district.schedule_time)
+    zone = ZoneInfo(district.timezone)
+
+    @dg.schedule(
+        name=schedule_name(district.id),
+        job=job,
+        cron_schedule=f"{at.minute} {at.hour} * * *",
+        execution_timezone=district.timezone,
+        description=f"Every night at {district.schedule_time} {district.timezone}: builds and "
+        f"delivers the package of district {district.id} for its local date.",
+    )
+    def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        day = context.scheduled_execution_time.astimezone(zone).date().isoformat()
+        return dg.RunRequest(
+            run_key=f"{district.id}:{day}",
+            partition_key=district_key(day, district.id),
+            tags=host_tags(district),
+        )
+
+    return _nightly
 
 
 def build_nightly_schedule(
@@ -62,14 +121,25 @@ def build_retention(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDe
     def purge_old_partitions(
         context: dg.OpExecutionContext, config: RetentionConfig, pipeline: PipelineResource
     ) -> None:
-        today = datetime.now(ZoneInfo(settings.timezone)).date()
-        result = purge(
-            pipeline.layout, keep_days=config.keep_days, today=today, dry_run=config.dry_run
-        )
-        context.log.info(
-            f"{'would remove' if config.dry_run else 'removed'} {result['files']} file(s), "
-            f"{result['bytes']} bytes older than {result['cutoff']}"
-        )
+        # One district, or each district of the districts file on its own local date.
+        if pipeline.districts_file:
+            zones = {d.id: d.timezone for d in load_districts(pipeline.districts_file).districts}
+            targets = [(pipeline.for_district(i), zone) for i, zone in zones.items()]
+        else:
+            targets = [(pipeline, settings.timezone)]
+        for district_pipeline, zone in targets:
+            today = datetime.now(ZoneInfo(zone)).date()
+            result = purge(
+                district_pipeline.layout,
+                keep_days=config.keep_days,
+                today=today,
+                dry_run=config.dry_run,
+            )
+            context.log.info(
+                f"{district_pipeline.district}: "
+                f"{'would remove' if config.dry_run else 'removed'} {result['files']} file(s), "
+                f"{result['bytes']} bytes older than {result['cutoff']}"
+            )
 
     @dg.job(
         name=RETENTION_JOB,

@@ -15,6 +15,7 @@ import dagster as dg
 
 from naviance_pipeline.delivery.guards import GuardLimits, parse_overrides
 from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
+from naviance_pipeline.districts import District, load_districts
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.settings import (
@@ -46,6 +47,19 @@ def ensure_sample_source(path: str) -> str:
     return str(target)
 
 
+def district_entry(districts_file: str, district_id: str) -> District:
+    """The district's entry in the districts file, read (and validated) now."""
+    if not districts_file:
+        raise dg.Failure(
+            f"the partition names district {district_id!r} but no districts file is configured "
+            "(NAVIANCE_DISTRICTS_FILE)"
+        )
+    try:
+        return load_districts(districts_file).get(district_id)
+    except (KeyError, ValueError) as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
 class PipelineResource(dg.ConfigurableResource):
     """The source, the data root and what the package holds."""
 
@@ -56,6 +70,7 @@ class PipelineResource(dg.ConfigurableResource):
     source_system_name: str = "SIS"
     include_staff: bool = False
     rollover_day: str = "07-15"
+    districts_file: str = ""  # many districts: the fields above come from here per district
 
     @property
     def layout(self) -> DataLayout:
@@ -73,6 +88,21 @@ class PipelineResource(dg.ConfigurableResource):
             district_code=self.district,
         )
 
+    def for_district(self, district_id: str) -> PipelineResource:
+        """This resource for one district of the districts file (data root kept, so a
+        Launchpad override of it still applies)."""
+        entry = district_entry(self.districts_file, district_id)
+        return PipelineResource(
+            source_url=entry.source_url,
+            sample_path=self.sample_path,
+            data_root=self.data_root,
+            district=entry.id,
+            source_system_name=entry.source_system_name,
+            include_staff=entry.include_staff,
+            rollover_day=entry.rollover_day,
+            districts_file=self.districts_file,
+        )
+
 
 class DeliveryResource(dg.ConfigurableResource):
     """Where the package goes, how hard to try, and the guards' limits."""
@@ -87,6 +117,25 @@ class DeliveryResource(dg.ConfigurableResource):
     student_drop_threshold: float = 0.10
     disabled_jump_points: float = 5.0
     guard_overrides: list[str] = []  # noqa: RUF012 - pydantic copies field defaults
+    districts_file: str = ""  # many districts: target and secret names per district
+
+    def for_district(self, district_id: str) -> DeliveryResource:
+        """This resource for one district: its target, and its secrets read now from the
+        variables the districts file names (never stored in config or shown in the UI)."""
+        entry = district_entry(self.districts_file, district_id)
+        tunables = {
+            "attempts": self.attempts,
+            "backoff_seconds": self.backoff_seconds,
+            "student_drop_threshold": self.student_drop_threshold,
+            "disabled_jump_points": self.disabled_jump_points,
+            "guard_overrides": list(self.guard_overrides),
+        }
+        return DeliveryResource(
+            target_url=entry.delivery_target,
+            districts_file=self.districts_file,
+            **{role: entry.secret(role) for role in SECRET_ENV},
+            **tunables,
+        )
 
     def target(self) -> Target:
         credentials = SftpCredentials(

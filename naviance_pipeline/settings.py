@@ -57,6 +57,11 @@ class Settings:
     include_staff: bool
     rollover_day: str
     partitions_start: str
+    # Many districts: a districts file (districts.py) replaces the one-district settings above
+    # except home, and partitions become date × district. Blank: one district, as above.
+    districts_file: str = ""
+    # "in_process" (one machine) or "celery" (steps on Celery workers, DEPLOYMENT.md).
+    executor: str = "in_process"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,6 +78,8 @@ class Settings:
             include_staff=parse_bool(_env("NAVIANCE_INCLUDE_STAFF", "false")),
             rollover_day=_env("NAVIANCE_ROLLOVER_DAY", "07-15"),
             partitions_start=_env("NAVIANCE_PARTITIONS_START", "2025-07-01"),
+            districts_file=_env("NAVIANCE_DISTRICTS_FILE", ""),
+            executor=_env("NAVIANCE_EXECUTOR", "in_process"),
         )
 
     @classmethod

@@ -16,6 +16,9 @@ created 0600 in 0700 folders.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import hashlib
 import json
 import os
@@ -39,6 +42,45 @@ FINDING_STAGES = ("sis_extract", "orgs", "users", "demographics")
 GUARDS_STAGE = "guards"
 STRING = pd.StringDtype("pyarrow")
 _ARROW_STRINGS = {pa.string(): STRING, pa.large_string(): STRING}
+
+
+def _libc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere): returns freed heap pages to the OS."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+RELEASE_ABOVE_BYTES = 512 * 2**20
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (Linux; elsewhere 0, so nothing is released early)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def release_memory(above_bytes: int = RELEASE_ABOVE_BYTES) -> None:
+    """Give memory the previous stage freed back to the OS, when the process holds more than
+    ``above_bytes`` (the collection costs ~0.1 s in a Dagster process: not worth it for a small
+    district).
+
+    All stages of a run share one process. Arrow's allocator (mimalloc) and glibc keep freed
+    pages for reuse, so without this a run's resident memory is the sum of its stages' peaks,
+    not the largest: measured at 1 M users, 1.1 GB held after the users stage until released,
+    0.2 GB after."""
+    if _resident_bytes() < above_bytes:
+        return
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _is_local(path: UPath) -> bool:

@@ -14,6 +14,16 @@ from naviance_pipeline_tests.sshd_server import sftp_server_fixture
 # One real loopback OpenSSH server per test session (skips when sshd cannot run here).
 sftp_server = pytest.fixture(scope="session", name="sftp_server")(sftp_server_fixture)
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Also belongs in pyproject's markers list (kept here so the marker is known either way).
+    config.addinivalue_line(
+        "markers",
+        "integration: starts PostgreSQL, Redis, a Celery worker and a Dagster daemon "
+        "(root, postgresql and redis-server packages)",
+    )
+
+
 TINY_STUDENTS = 60
 TINY_SCHOOLS = 3
 

@@ -28,7 +28,9 @@ from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"  # sshd refuses to re-exec unless started by absolute path
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
-TEST_USER = "naviance-sftp"
+# Each server gets its own system user (removed again by cleanup): two test sessions on one
+# machine (a benchmark beside a test run) must not reset each other's password.
+TEST_USER_PREFIX = "nvsftp-"
 CHROOT_PARENT = "/srv"  # every chroot path component must be root-owned and not under /tmp
 START_TIMEOUT = 10.0
 
@@ -40,7 +42,7 @@ def unavailable_reason() -> str | None:
     for tool in (SSHD, SSH_KEYGEN):
         if not os.access(tool, os.X_OK):
             return f"{tool} is missing: install openssh-server and openssh-client"
-    for tool in ("useradd", "usermod", "chpasswd"):
+    for tool in ("useradd", "usermod", "userdel", "chpasswd"):
         if shutil.which(tool) is None:
             return f"{tool} is missing (needed to create the sftp test user)"
     if not os.path.isdir(CHROOT_PARENT):
@@ -102,8 +104,9 @@ class SSHDServer:
     host = "127.0.0.1"
     remote_upload = "/upload"
 
-    def __init__(self, user: str = TEST_USER) -> None:
-        self.user = user
+    def __init__(self, user: str | None = None) -> None:
+        self.user = user or f"{TEST_USER_PREFIX}{secrets.token_hex(4)}"
+        self._own_user = user is None
         self.password = secrets.token_urlsafe(18)
         self.port = 0
         self.workdir = Path(tempfile.mkdtemp(prefix="naviance-sshd-"))
@@ -294,9 +297,12 @@ class SSHDServer:
         self._proc = None
 
     def cleanup(self) -> None:
-        """Stop, lock the test user's password again and remove the chroot and work folder."""
+        """Stop, remove (or re-lock) the test user and remove the chroot and work folder."""
         self.stop()
-        subprocess.run(["usermod", "-p", "*", self.user], capture_output=True, check=False)
+        if self._own_user:
+            subprocess.run(["userdel", self.user], capture_output=True, check=False)
+        else:
+            subprocess.run(["usermod", "-p", "*", self.user], capture_output=True, check=False)
         shutil.rmtree(self.chroot, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
 

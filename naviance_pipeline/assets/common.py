@@ -2,28 +2,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import dagster as dg
 
 from naviance_pipeline.oneroster.findings import Finding, summarize
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import Source, SourceUnreadable, open_source
-from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.storage import FINDING_STAGES, read_json, write_private_json
+from naviance_pipeline.partitions import split_key
+from naviance_pipeline.resources import DeliveryResource, PipelineResource
+from naviance_pipeline.storage import (
+    FINDING_STAGES,
+    read_json,
+    release_memory,
+    write_private_json,
+)
 
 SNAPSHOT_INDEX = "snapshot.json"
 
 
 def load_snapshot(pipeline: PipelineResource, day: str, options: Options) -> Source:
     """Open the stored snapshot of ``day`` — never the live source — so any stage can be
-    re-run alone for a past date."""
+    re-run alone for a past date.
+
+    Opened lazily: a stage inflates only the file it reads (sis_extract's eager open already
+    vouched for the snapshot), and an entry that cannot be read fails the stage."""
+    release_memory()  # a stage begins: what the one before freed goes back to the OS
     raw = pipeline.layout.raw_dir(day)
     index = raw / SNAPSHOT_INDEX
     if not index.exists():
         raise dg.Failure(f"no source snapshot for {day}: materialize sis_extract for {day} first")
     try:
-        return open_source(str(raw / read_json(index)["open"]), options)
+        source = open_source(str(raw / read_json(index)["open"]), options, lazy=True)
     except SourceUnreadable as exc:
-        raise dg.Failure(f"the snapshot for {day} cannot be read: {exc.finding.message}") from exc
+        raise _unreadable(day, exc) from exc
+    source.files = _FailingFiles(source.files, day)
+    return source
+
+
+def _unreadable(day: str, exc: SourceUnreadable) -> dg.Failure:
+    return dg.Failure(f"the snapshot for {day} cannot be read: {exc.finding.message}")
+
+
+class _FailingFiles(Mapping[str, bytes]):
+    """A lazily read snapshot whose unreadable entry fails the stage as a ``dg.Failure``."""
+
+    def __init__(self, files: Mapping[str, bytes], day: str) -> None:
+        self._files, self._day = files, day
+
+    def __getitem__(self, name: str) -> bytes:
+        try:
+            return self._files[name]
+        except SourceUnreadable as exc:
+            raise _unreadable(self._day, exc) from exc
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._files
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
 
 
 def store_findings(pipeline: PipelineResource, day: str, stage: str, findings: list[Finding]):
@@ -63,3 +103,20 @@ def refresh_report(pipeline: PipelineResource, day: str) -> dict:
         "report_json": dg.MetadataValue.path(str(json_path)),
         "verdict": report["verdict"]["status"],
     }
+
+
+def partition_of(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    delivery: DeliveryResource | None = None,
+) -> tuple[str, PipelineResource, DeliveryResource | None]:
+    """(date, pipeline, delivery) for this run's partition: unchanged for a plain date; for a
+    date × district key, copies configured for that district from the districts file."""
+    day, district = split_key(context.partition_key)
+    if district is None:
+        return day, pipeline, delivery
+    return (
+        day,
+        pipeline.for_district(district),
+        delivery.for_district(district) if delivery is not None else None,
+    )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from naviance_pipeline.assets.common import refresh_report
+from naviance_pipeline.assets.common import partition_of, refresh_report
 from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition
 from naviance_pipeline.delivery.target import DeliveryError
 from naviance_pipeline.resources import DeliveryResource, PipelineResource
@@ -30,7 +30,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
         sees a complete file. Writes a receipt under the data root. Re-materializing an older
         date re-delivers its archived package (refused by GRD-STALE-PARTITION unless
         overridden with the run tag naviance/override-guards)."""
-        day = context.partition_key
+        day, pipeline, delivery = partition_of(context, pipeline, delivery)
         target = delivery.target()
         overrides = delivery.overrides(context.run.tags)
 

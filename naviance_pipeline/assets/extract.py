@@ -2,7 +2,12 @@
 
 import dagster as dg
 
-from naviance_pipeline.assets.common import SNAPSHOT_INDEX, findings_metadata, store_findings
+from naviance_pipeline.assets.common import (
+    SNAPSHOT_INDEX,
+    findings_metadata,
+    partition_of,
+    store_findings,
+)
 from naviance_pipeline.checks import check_results, check_specs
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source
 from naviance_pipeline.resources import PipelineResource
@@ -25,7 +30,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         every file. Every later stage of the date reads this snapshot, never the live source,
         so any stage can be re-run alone. Its check reports the source-package rules (SRC-*).
         """
-        day = context.partition_key
+        day, pipeline, _ = partition_of(context, pipeline)
         source_url = pipeline.resolved_source()
         raw = pipeline.layout.raw_dir(day)
         # Everything of the district lives below one owner-only folder.

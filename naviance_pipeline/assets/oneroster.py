@@ -6,6 +6,7 @@ import pandas as pd
 from naviance_pipeline.assets.common import (
     findings_metadata,
     load_snapshot,
+    partition_of,
     refresh_report,
     store_findings,
     stored_error_counts,
@@ -33,14 +34,15 @@ GROUP = "oneroster"
 def _stage_output(
     context: dg.AssetExecutionContext,
     pipeline: PipelineResource,
+    day: str,
     spec: FileSpec,
     result: StageResult,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     asset = context.asset_key.path[-1]
-    store_findings(pipeline, context.partition_key, asset, result.findings)
+    store_findings(pipeline, day, asset, result.findings)
     context.log.info(f"{asset}: {result.counts}")
     # A blocked date gets its report now: the package asset that would write it won't run.
-    report = refresh_report(pipeline, context.partition_key) if has_errors(result.findings) else {}
+    report = refresh_report(pipeline, day) if has_errors(result.findings) else {}
     return dg.MaterializeResult(
         value=result.frame,
         metadata={
@@ -80,18 +82,20 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         """orgs.csv as Naviance gets it: the schools and district that output users belong to
         (and their ancestors), validated against the Naviance profile (rules CSV, XLS, BULK,
         ID, ORG). Stored as Parquet for this date."""
-        options = pipeline.options(context.partition_key)
-        source = load_snapshot(pipeline, context.partition_key, options)
-        return _stage_output(context, pipeline, ORGS, build_orgs(source, options))
+        day, pipeline, _ = partition_of(context, pipeline)
+        options = pipeline.options(day)
+        source = load_snapshot(pipeline, day, options)
+        return _stage_output(context, pipeline, day, ORGS, build_orgs(source, options))
 
     @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("users"), **common)
     def users(context: dg.AssetExecutionContext, pipeline: PipelineResource, orgs: pd.DataFrame):
         """users.csv: students (and staff when included) with their class year in
         metadata.classYear, validated (rules CSV, XLS, BULK, ID, USR) against the stored orgs
         of the same date."""
-        options = pipeline.options(context.partition_key)
-        source = load_snapshot(pipeline, context.partition_key, options)
-        return _stage_output(context, pipeline, USERS, build_users(source, orgs, options))
+        day, pipeline, _ = partition_of(context, pipeline)
+        options = pipeline.options(day)
+        source = load_snapshot(pipeline, day, options)
+        return _stage_output(context, pipeline, day, USERS, build_users(source, orgs, options))
 
     @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("demographics"), **common)
     def demographics(
@@ -100,16 +104,18 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         """demographics.csv: exactly one row per student of the stored users frame, validated
         (rules CSV, XLS, BULK, ID, DEM); a student without source demographics gets a
         sourcedId-only row and a DEM-MISSING warning."""
-        options = pipeline.options(context.partition_key)
-        source = load_snapshot(pipeline, context.partition_key, options)
+        day, pipeline, _ = partition_of(context, pipeline)
+        options = pipeline.options(day)
+        source = load_snapshot(pipeline, day, options)
         result = build_demographics(source, users, options)
-        return _stage_output(context, pipeline, DEMOGRAPHICS, result)
+        return _stage_output(context, pipeline, day, DEMOGRAPHICS, result)
 
     @dg.asset(kinds={"pandas", "csv"}, deps=[orgs, users, demographics], **common)
     def manifest(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         """manifest.csv rows: OneRoster 1.1, bulk orgs/users/demographics, every other file
         absent, and the configured source system name and district code."""
-        frame = manifest_frame(pipeline.options(context.partition_key))
+        day, pipeline, _ = partition_of(context, pipeline)
+        frame = manifest_frame(pipeline.options(day))
         return dg.MaterializeResult(
             value=frame,
             metadata={
@@ -139,7 +145,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         in order, deterministic bytes, re-read and verified (PKG-VERIFY) and within the size
         limit (PKG-SIZE). Its delivery_guards check compares it with the last package
         delivered to the configured target (GRD-*): a blocked guard stops delivery."""
-        day = context.partition_key
+        day, pipeline, delivery = partition_of(context, pipeline, delivery)
         errors = {k: v for k, v in stored_error_counts(pipeline, day).items() if v}
         if errors:
             raise dg.Failure(

@@ -397,12 +397,30 @@ def output_frame(
     repeat = np.zeros(len(order), dtype=bool)
     if len(order) > 1:
         repeat[1:] = pc.equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
-    take = pa.array(rows[order[~repeat]])
-    index = pd.RangeIndex(len(take))
-    blank = pa.nulls(len(take), pa.large_string()).fill_null("")
-    # Take from the (possibly chunked) column as it is: combining chunks first would copy it.
+    positions = rows[order[~repeat]]
+    index = pd.RangeIndex(len(positions))
+    blank = pa.nulls(len(positions), pa.large_string()).fill_null("")
+    pick = _picker(positions, len(frame))
+    # Pick from the (possibly chunked) column as it is: combining chunks first would copy it.
     columns = {
-        c: strings(pa.array(frame[c].array).take(take) if c in frame.columns else blank, index)
+        c: strings(pick(pa.array(frame[c].array)) if c in frame.columns else blank, index)
         for c in header
     }
     return pd.DataFrame(columns, index=index)
+
+
+def _picker(positions: np.ndarray, n: int):
+    """The cheapest way to gather ``positions`` of an ``n``-row column.
+
+    A source already in sourcedId order (most SIS exports are) needs no random access: every
+    row kept is the column itself, no copy; some rows left out is a sequential filter, about
+    twice as fast as a ``take``. Any other order is one ``take``."""
+    if len(positions) > 1 and not (positions[1:] > positions[:-1]).all():
+        indices = pa.array(positions)
+        return lambda column: column.take(indices)
+    if len(positions) == n:
+        return lambda column: column
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    keep = pa.array(mask)
+    return lambda column: column.filter(keep)

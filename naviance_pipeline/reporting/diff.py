@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from naviance_pipeline.oneroster.rules_common import arrow, is_in
+from naviance_pipeline.oneroster.rules_common import arrow
 from naviance_pipeline.reporting import (
     ORG_COLUMNS,
     STRING,
@@ -59,10 +59,11 @@ COMPARED = ("sourcedId", "enabledUser", "orgSourcedIds", "grades")
 
 
 def _students(users: pd.DataFrame | None) -> pd.DataFrame:
-    """The students' compared columns only (callers may pass whole frames, PII included)."""
+    """The students' compared columns only (callers may pass whole frames, PII included), on a
+    RangeIndex: positions are what the masks below index."""
     if users is None:
         return pd.DataFrame({c: pd.Series(dtype=STRING) for c in COMPARED})
-    return users.loc[flags(users["role"] == STUDENT), list(COMPARED)]
+    return users.loc[flags(users["role"] == STUDENT), list(COMPARED)].reset_index(drop=True)
 
 
 def _empty_orgs() -> pd.DataFrame:
@@ -78,9 +79,10 @@ def _first_ids(ids: pd.Series, n: int) -> list[str]:
     return sorted(table["id"].take(picked).to_pylist())
 
 
-def _count_by_school(ids: pd.Series, members: pd.DataFrame) -> pd.Series:
-    """How many of ``ids`` each school holds (a student in two schools counts in both)."""
-    return members.loc[is_in(members["sourcedId"], ids), "school"].value_counts()
+def _count_by_school(mask: np.ndarray, members: pd.DataFrame) -> pd.Series:
+    """How many students of ``mask`` (by position) each school holds (a student in two schools
+    counts in both): a look-up by row, no hashing of ids."""
+    return members["school"][mask[members["row"].to_numpy()]].value_counts()
 
 
 def _new_pairs(members: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
@@ -97,6 +99,12 @@ def _new_pairs(members: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
     return ~found.to_numpy(zero_copy_only=False)
 
 
+def _any_per_row(n: int, rows: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[rows[hit]] = True
+    return out
+
+
 def change_summary(
     current_users: pd.DataFrame,
     current_orgs: pd.DataFrame,
@@ -109,13 +117,19 @@ def change_summary(
     them), deactivated (enabledUser true→false), reactivated, moved school (their set of school
     orgs changed) and with a changed grade — in total and per school — plus the first
     ``first_ids`` sourcedIds of each category. With no previous package (None) every student
-    counts as added. ``against`` is left None (``diff_partitions`` sets it)."""
+    counts as added. ``against`` is left None (``diff_partitions`` sets it).
+
+    The ids are hashed twice (each side looked up in the other); everything after is by row
+    position."""
     now, before = _students(current_users), _students(previous_users)
     previous_orgs = _empty_orgs() if previous_orgs is None else previous_orgs
-    # Each current student's row in the previous frame (null: new), by hash look-up.
-    at = pc.index_in(arrow(now["sourcedId"]), value_set=arrow(before["sourcedId"]))
+    ids_now, ids_before = arrow(now["sourcedId"]), arrow(before["sourcedId"])
+    # Each current student's row in the previous frame (null: new), and the reverse.
+    at = pc.index_in(ids_now, value_set=ids_before)
     present = at.is_valid().to_numpy(zero_copy_only=False)
-    rows_before = at.drop_null()
+    rows_before = at.drop_null().to_numpy()
+    back = pc.index_in(ids_before, value_set=ids_now)
+    kept_before = back.is_valid().to_numpy(zero_copy_only=False)
     enabled = flags(now["enabledUser"] == "true")
     was_enabled = np.zeros(len(now), dtype=bool)
     was_enabled[present] = flags(before["enabledUser"] == "true")[rows_before]
@@ -128,30 +142,36 @@ def change_summary(
     members_before = memberships(before, previous_orgs)
     joined = _new_pairs(members_now, members_before)
     left = _new_pairs(members_before, members_now)
-    changed = pd.concat([members_now["sourcedId"][joined], members_before["sourcedId"][left]])
+    # A student moved when a pair of theirs is new or gone: map gone pairs to current rows.
+    rows_now, rows_then = members_now["row"].to_numpy(), members_before["row"].to_numpy()
+    changed_before = _any_per_row(len(before), rows_then, left) & kept_before
+    changed = _any_per_row(len(now), rows_now, joined)
+    changed[back.drop_null().to_numpy()[changed_before[kept_before]]] = True
     masks = {
         "added": ~present,
         "deactivated": present & was_enabled & ~enabled,
         "reactivated": present & ~was_enabled & enabled,
-        "moved": present & is_in(now["sourcedId"], changed),
+        "moved": present & changed,
         "grade_changed": grade_changed,
     }
+    moved_before = np.zeros(len(before), dtype=bool)
+    moved_before[rows_before] = masks["moved"][present]
     selected = {name: now["sourcedId"][mask] for name, mask in masks.items()}
-    selected["removed"] = before["sourcedId"][~is_in(before["sourcedId"], now["sourcedId"])]
-    moved_in = joined & is_in(members_now["sourcedId"], selected["moved"])
-    moved_out = left & is_in(members_before["sourcedId"], selected["moved"])
+    selected["removed"] = before["sourcedId"][~kept_before]
+    moved_in = joined & masks["moved"][rows_now]
+    moved_out = left & moved_before[rows_then]
 
     per_school = pd.DataFrame(
         {
             "students": members_now["school"].value_counts(),
             "previous_students": members_before["school"].value_counts(),
-            "added": _count_by_school(selected["added"], members_now),
-            "removed": _count_by_school(selected["removed"], members_before),
-            "deactivated": _count_by_school(selected["deactivated"], members_now),
-            "reactivated": _count_by_school(selected["reactivated"], members_now),
+            "added": _count_by_school(masks["added"], members_now),
+            "removed": _count_by_school(~kept_before, members_before),
+            "deactivated": _count_by_school(masks["deactivated"], members_now),
+            "reactivated": _count_by_school(masks["reactivated"], members_now),
             "moved_in": members_now["school"][moved_in].value_counts(),
             "moved_out": members_before["school"][moved_out].value_counts(),
-            "grade_changed": _count_by_school(selected["grade_changed"], members_now),
+            "grade_changed": _count_by_school(masks["grade_changed"], members_now),
         },
         columns=list(SCHOOL_COLUMNS),
     )

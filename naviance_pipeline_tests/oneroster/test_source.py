@@ -360,3 +360,48 @@ def test_messages_never_show_url_credentials(tmp_path):
 def test_redact_url_leaves_local_paths_alone():
     assert redact_url("/data/roster.zip") == "/data/roster.zip"
     assert redact_url("sftp://u:p@sis.example.org/x.zip") == "sftp://sis.example.org/x.zip"
+
+
+# -- lazy opening (each stage reads only its file) ---------------------------------------------
+
+
+def test_lazy_zip_reads_the_same_files_on_demand(tmp_path, valid_package, make_zip):
+    path = tmp_path / "roster.zip"
+    path.write_bytes(make_zip(valid_package))
+    source = open_source(str(path), OPTIONS, lazy=True)
+    assert sorted(source.files) == sorted(valid_package)
+    assert dict(source.files) == valid_package
+    assert source.files.get("users.csv") == valid_package["users.csv"]
+    assert source.findings == []
+
+
+def test_lazy_folder_reads_the_same_files_on_demand(tmp_path, valid_package):
+    source = open_source(str(write_folder(tmp_path, valid_package)), OPTIONS, lazy=True)
+    assert dict(source.files) == valid_package
+
+
+def test_lazy_open_still_reports_the_manifest(tmp_path, valid_package, make_zip):
+    files = with_manifest(valid_package, "oneroster.version,1.0")
+    path = tmp_path / "roster.zip"
+    path.write_bytes(make_zip(files))
+    source = open_source(str(path), OPTIONS, lazy=True)
+    assert one(source, "SRC-VERSION").line == 2
+
+
+def test_lazy_read_of_a_damaged_deflate_entry_is_unreadable(tmp_path, valid_package):
+    path = tmp_path / "roster.zip"
+    big = {**valid_package, "users.csv": valid_package["users.csv"] * 50}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in big.items():
+            zf.writestr(name, data)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("users.csv")
+    raw = bytearray(path.read_bytes())
+    raw[info.header_offset + 30 + len("users.csv") + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    source = open_source(str(path), OPTIONS, lazy=True)  # the manifest is fine
+    with pytest.raises(SourceUnreadable) as caught:
+        source.files["users.csv"]
+    assert caught.value.finding.rule == "SRC-UNREADABLE"
+    assert "damaged" in caught.value.finding.message
+    assert "damaged" in unreadable(str(path)).message  # eager: at once
