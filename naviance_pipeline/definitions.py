@@ -21,7 +21,13 @@ from naviance_pipeline.jobs import (
     build_retention,
 )
 from naviance_pipeline.partitions import daily_partitions, district_partitions
-from naviance_pipeline.resources import SECRET_ENV, DeliveryResource, PipelineResource, secret
+from naviance_pipeline.resources import (
+    SECRET_ENV,
+    DeliveryResource,
+    PipelineResource,
+    secret,
+    with_deployment_defaults,
+)
 from naviance_pipeline.sensors import build_sensors
 from naviance_pipeline.settings import Settings
 
@@ -34,15 +40,19 @@ CELERY_BACKEND_ENV = "NAVIANCE_CELERY_BACKEND_URL"
 def build_resources(settings: Settings, districts: DistrictsConfig | None = None) -> dict:
     if districts is not None:
         # Per-district values come from the file at run time (PipelineResource.for_district).
-        pipeline = PipelineResource(
+        pipeline = with_deployment_defaults(
+            PipelineResource,
             sample_path=settings.sample_source,
             data_root=districts.data_root,
             district=ALL_DISTRICTS,
             districts_file=settings.districts_file,
-        )
-        delivery = DeliveryResource(target_url="", districts_file=settings.districts_file)
+        )()
+        delivery = with_deployment_defaults(
+            DeliveryResource, target_url="", districts_file=settings.districts_file
+        )()
     else:
-        pipeline = PipelineResource(
+        pipeline = with_deployment_defaults(
+            PipelineResource,
             source_url=settings.source_url,
             sample_path=settings.sample_source,
             data_root=settings.data_root,
@@ -50,11 +60,12 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             source_system_name=settings.source_system_name,
             include_staff=settings.include_staff,
             rollover_day=settings.rollover_day,
-        )
-        delivery = DeliveryResource(
+        )()
+        delivery = with_deployment_defaults(
+            DeliveryResource,
             target_url=settings.delivery_target,
             **{field: secret(field) for field in SECRET_ENV},
-        )
+        )()
     return {
         "pipeline": pipeline,
         "delivery": delivery,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -25,6 +26,8 @@ from naviance_pipeline.settings import (
     parse_month_day,
 )
 from naviance_pipeline.storage import DataLayout
+
+R = TypeVar("R", bound=dg.ConfigurableResource)
 
 SECRET_ENV = {
     "sftp_password": "NAVIANCE_SFTP_PASSWORD",
@@ -58,6 +61,21 @@ def district_entry(districts_file: str, district_id: str) -> District:
         return load_districts(districts_file).get(district_id)
     except (KeyError, ValueError) as exc:
         raise dg.Failure(str(exc)) from exc
+
+
+def with_deployment_defaults(cls: type[R], **values) -> type[R]:
+    """A subclass of a resource whose field defaults are this deployment's values.
+
+    In the Launchpad, Dagster replaces a resource's whole config and falls back to the class
+    defaults for the fields left out; with the deployment's values as the defaults, an operator
+    can override one field for one run and keep every other (secrets stay ``dg.EnvVar``s)."""
+    namespace = {
+        "__annotations__": {name: cls.model_fields[name].annotation for name in values},
+        "__module__": cls.__module__,
+        "__doc__": cls.__doc__,
+        **values,
+    }
+    return type(cls.__name__, (cls,), namespace)
 
 
 class PipelineResource(dg.ConfigurableResource):

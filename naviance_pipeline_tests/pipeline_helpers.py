@@ -20,6 +20,7 @@ def run_job(
     *,
     selection: list[str] | None = None,
     tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
@@ -29,6 +30,7 @@ def run_job(
         raise_on_error=False,
         asset_selection=[dg.AssetKey(k) for k in selection] if selection else None,
         tags=tags,
+        run_config=run_config,
     )
 
 

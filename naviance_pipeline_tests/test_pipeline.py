@@ -166,3 +166,19 @@ def test_same_partition_twice_gives_identical_package(settings, instance):
     first = Path(str(layout.package_path(DAY))).read_bytes()
     assert run_job(settings, DAY, instance).success
     assert Path(str(layout.package_path(DAY))).read_bytes() == first
+
+
+def test_launchpad_override_of_one_field_keeps_the_others(tmp_path, tiny_district, instance):
+    """An operator overrides only the source for one run (as in the Launchpad): data root,
+    district and target stay the deployment's."""
+    settings = make_settings(tmp_path, tmp_path / "not-there.zip")
+    result = run_job(
+        settings,
+        DAY,
+        instance,
+        run_config={"resources": {"pipeline": {"config": {"source_url": str(tiny_district)}}}},
+    )
+    assert result.success
+    assert Path(settings.delivery_target, ZIP_NAME).exists()
+    layout = DataLayout(settings.data_root, settings.district)
+    assert Path(str(layout.package_path(DAY))).exists()
