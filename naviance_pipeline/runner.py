@@ -39,39 +39,48 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def run_partition(day: str | None) -> int:
+def nightly_job() -> dg.JobDefinition:
+    """The nightly job for the settings in the environment. Module-level so Dagster can
+    reconstruct it: ``execute_job`` runs it as a deployed run does, storing each stage's frame
+    and letting it go (``execute_in_process`` would keep every frame for the whole run)."""
     from naviance_pipeline.definitions import build_definitions
     from naviance_pipeline.jobs import NIGHTLY_JOB
+
+    return build_definitions(Settings.from_env()).resolve_job_def(NIGHTLY_JOB)
+
+
+def run_partition(day: str | None) -> int:
     from naviance_pipeline.partitions import daily_partitions
 
     settings = Settings.from_env()
-    defs = build_definitions(settings)
     partition = day or daily_partitions(settings).get_last_partition_key()
-    job = defs.resolve_job_def(NIGHTLY_JOB)
     print(f"materializing every asset for {partition} (district {settings.district})")
     with local_instance(settings) as instance:
-        result = job.execute_in_process(
-            partition_key=partition,
-            instance=instance,
-            raise_on_error=False,
+        result = dg.execute_job(
+            dg.reconstructable(nightly_job),
+            instance,
+            tags={"dagster/partition": partition},
             # Progress at INFO: one line per stage, not Dagster's every debug event.
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
+        for evaluation in result.get_asset_check_evaluations():
+            if not evaluation.passed:
+                print(
+                    f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
+                    f"failed ({evaluation.severity.value}): {evaluation.description}"
+                )
+        if not result.success:
             print(
-                f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
-                f"failed ({evaluation.severity.value}): {evaluation.description}"
+                f"run {result.run_id} FAILED: nothing was delivered for {partition}",
+                file=sys.stderr,
             )
-    if not result.success:
-        print(f"run {result.run_id} FAILED: nothing was delivered for {partition}", file=sys.stderr)
-        _alert(settings, partition, result.run_id)
-        return 1
-    delivered = result.asset_materializations_for_node("naviance_delivery")
-    where = delivered[-1].metadata["remote_path"].value if delivered else "?"
-    print(f"run {result.run_id} succeeded")
-    print(f"NavianceOneRoster.zip landed at {where}")
-    return 0
+            _alert(settings, partition, result.run_id)
+            return 1
+        delivered = result.asset_materializations_for_node("naviance_delivery")
+        where = delivered[-1].metadata["remote_path"].value if delivered else "?"
+        print(f"run {result.run_id} succeeded")
+        print(f"NavianceOneRoster.zip landed at {where}")
+        return 0
 
 
 def redeliver(day: str, override: str) -> int:

@@ -161,3 +161,15 @@ def test_sftp_host_key_of_nothing_listening_fails_cleanly():
     assert proc.returncode == 1
     assert "could not fetch the host key" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_command_on_a_bad_source_fails_naming_the_check(tmp_path, tiny_district):
+    bad = rewrite_zip(
+        tiny_district, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
+    )
+    proc = _cli("run", "--date", "2026-11-24", env=_env(tmp_path, bad))
+    assert proc.returncode == 1
+    assert "check users:user_rules failed" in proc.stdout
+    assert "USR-ROLE" in proc.stdout
+    assert "nothing was delivered" in proc.stderr
+    assert not (tmp_path / "outbox" / ZIP_NAME).exists()
