@@ -19,6 +19,7 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -72,13 +73,17 @@ class Table:
     present: bool  # False when the file was absent (data is None)
 
 
-def read_table(data: bytes | None, spec: FileSpec) -> Table:
+def read_table(data: bytes | None, spec: FileSpec, *, only: Collection[str] | None = None) -> Table:
     """Read one source CSV leniently, every value as text.
 
     Cell-level rules report one finding per cell (CSV-NEWLINE-IN-VALUE, CSV-TOO-LONG, CSV-PARSE
     per record), except CSV-WHITESPACE: one finding per affected column, with the first line,
     that row's sourcedId and the count, because a badly exported file would otherwise give one
     finding per cell.
+
+    ``only``: read just these spec columns (the others come back blank) and skip the cell
+    checks, for a stage that needs another file's values but not its findings (that file's own
+    stage reports them). Rows blank in every one of ``only`` are dropped as blank rows.
     """
     if data is None:
         return _unread(spec, [], present=False)
@@ -102,8 +107,12 @@ def read_table(data: bytes | None, spec: FileSpec) -> Table:
         return _unread(spec, report.findings)
     names, body_start = split
     header = _map_header(names, spec, report)
-    parsed = _parse_body(data, body_start, len(names), header, report)
-    return _build_table(spec, header, parsed, report)
+    if only is not None:
+        kept = {t: i for t, i in header.kept.items() if t in only}
+        header = _Header(kept, [], frozenset(spec.header) - kept.keys())
+    checks = only is None
+    parsed = _parse_body(data, body_start, len(names), header, report, checks=checks)
+    return _build_table(spec, header, parsed, report, checks=checks)
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -346,7 +355,13 @@ class _Parsed:
 
 
 def _parse_body(
-    data: bytes, body_start: int, n_fields: int, header: _Header, report: _Reporter
+    data: bytes,
+    body_start: int,
+    n_fields: int,
+    header: _Header,
+    report: _Reporter,
+    *,
+    checks: bool,
 ) -> _Parsed:
     """Parse the data records with pyarrow, every kept column as text; report CSV-PARSE."""
     body = pa.py_buffer(data)[body_start:]
@@ -377,7 +392,8 @@ def _parse_body(
     columns = {t: table.column(_field(i)) for t, i in header.kept.items()}
     ends_with_break = data[-1:] in (b"\n", b"\r")
     terminated = records if ends_with_break else records - 1
-    return _Parsed(columns, lines, _breaks_in_values(data, body_start, terminated))
+    breaks = checks and _breaks_in_values(data, body_start, terminated)
+    return _Parsed(columns, lines, breaks)
 
 
 def _no_rows(header: _Header) -> _Parsed:
@@ -474,7 +490,9 @@ def _mask_rows(mask: pa.ChunkedArray) -> np.ndarray:
     return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
 
 
-def _build_table(spec: FileSpec, header: _Header, parsed: _Parsed, report: _Reporter) -> Table:
+def _build_table(
+    spec: FileSpec, header: _Header, parsed: _Parsed, report: _Reporter, *, checks: bool
+) -> Table:
     raw = parsed.columns
     trimmed = {t: _trim(v) for t, v in raw.items()}
     keep = _non_blank_rows(trimmed, len(parsed.lines))
@@ -493,7 +511,7 @@ def _build_table(spec: FileSpec, header: _Header, parsed: _Parsed, report: _Repo
         for row, sid in zip(rows, found, strict=True):
             report.add(rule, message, line=int(lines[row]), column=column, sourced_id=sid)
 
-    for t in trimmed:
+    for t in trimmed if checks else ():
         if parsed.breaks_in_values:
             has_break = pc.or_(pc.match_substring(raw[t], "\n"), pc.match_substring(raw[t], "\r"))
             if pc.any(has_break).as_py():

@@ -22,9 +22,11 @@ import struct
 import uuid
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from hashlib import sha256
 from typing import BinaryIO
 
@@ -183,42 +185,22 @@ def write_zip(
     entry's summary (from the bytes written; ``rows`` counts records after the first line).
 
     Streams: only one entry's compressed bytes are held (the sizes go in the local header, not
-    in a data descriptor, for the widest reader support). ValueError past the ZIP32 limits."""
+    in a data descriptor, for the widest reader support). ValueError past the ZIP32 limits.
+
+    A chunk is hashed and deflated in a second thread while the next one is produced (hashlib
+    and ISA-L release the GIL, and so does Arrow, which makes the CSV chunks)."""
     if day.year < 1980:
         raise ValueError("ZIP timestamps start in 1980")
     dos_date = ((day.year - 1980) << 9) | (day.month << 5) | day.day
     offset = 0
     central: list[bytes] = []
     summaries: list[EntryInfo] = []
-    for name, chunks in entries:
-        digest, crc, compressed = _EntryDigest(), 0, []
-        compressor = _deflate.compressobj(DEFLATE_LEVEL, _deflate.DEFLATED, -15)
-        for chunk in chunks:
-            digest.update(chunk)
-            crc = _deflate.crc32(chunk, crc)
-            compressed.append(compressor.compress(chunk))
-        compressed.append(compressor.flush())
-        packed_size = sum(map(len, compressed))
-        if max(digest.size, packed_size, offset) > _MAX_ZIP32:
-            raise ValueError(f"{name}: too large for a ZIP without ZIP64 extensions")
-        encoded = name.encode()
-        flags = 0 if encoded.isascii() else _UTF8_NAME_FLAG
-        # version needed, flags, method, time 00:00:00, date, crc, sizes: local and central.
-        common = struct.pack(
-            "<HHHHHIII", _VERSION_NEEDED, flags, zipfile.ZIP_DEFLATED, 0, dos_date, crc,
-            packed_size, digest.size,
-        )  # fmt: skip
-        out.write(struct.pack("<I", _LOCAL_SIGNATURE) + common)
-        out.write(struct.pack("<HH", len(encoded), 0) + encoded)
-        for part in compressed:
-            out.write(part)
-        central.append(
-            struct.pack("<IH", _CENTRAL_SIGNATURE, _MADE_BY) + common
-            + struct.pack("<HHHHHII", len(encoded), 0, 0, 0, 0, _REGULAR_FILE_0644, offset)
-            + encoded
-        )  # fmt: skip
-        offset += 30 + len(encoded) + packed_size
-        summaries.append(digest.summary(name))
+    with ThreadPoolExecutor(1) as worker:
+        for name, chunks in entries:
+            packer = _EntryPacker()
+            _overlapped(worker, chunks, packer.add)
+            offset = _write_entry(out, name, packer.finish(), dos_date, offset, central)
+            summaries.append(packer.digest.summary(name))
     directory = b"".join(central)
     out.write(directory)
     out.write(
@@ -228,6 +210,65 @@ def write_zip(
         )
     )  # fmt: skip
     return summaries
+
+
+def _overlapped(
+    worker: ThreadPoolExecutor, chunks: Iterable[bytes], consume: Callable[[bytes], None]
+) -> None:
+    """``consume`` every chunk in order on ``worker`` while the next chunk is produced here."""
+    pending: Future | None = None
+    for chunk in chunks:
+        if pending is not None:
+            pending.result()  # in order, and at most one chunk waiting
+        pending = worker.submit(consume, chunk)
+    if pending is not None:
+        pending.result()
+
+
+class _EntryPacker:
+    """One entry's digest, CRC and deflated bytes, fed chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.digest = _EntryDigest()
+        self.crc = 0
+        self.compressed: list[bytes] = []
+        self._compressor = _deflate.compressobj(DEFLATE_LEVEL, _deflate.DEFLATED, -15)
+
+    def add(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.crc = _deflate.crc32(chunk, self.crc)
+        self.compressed.append(self._compressor.compress(chunk))
+
+    def finish(self) -> _EntryPacker:
+        self.compressed.append(self._compressor.flush())
+        return self
+
+
+def _write_entry(
+    out: BinaryIO, name: str, packed: _EntryPacker, dos_date: int, offset: int, central: list
+) -> int:
+    """Write one entry's local header and data; add its central record; the next offset."""
+    digest, crc, compressed = packed.digest, packed.crc, packed.compressed
+    packed_size = sum(map(len, compressed))
+    if max(digest.size, packed_size, offset) > _MAX_ZIP32:
+        raise ValueError(f"{name}: too large for a ZIP without ZIP64 extensions")
+    encoded = name.encode()
+    flags = 0 if encoded.isascii() else _UTF8_NAME_FLAG
+    # version needed, flags, method, time 00:00:00, date, crc, sizes: local and central.
+    common = struct.pack(
+        "<HHHHHIII", _VERSION_NEEDED, flags, zipfile.ZIP_DEFLATED, 0, dos_date, crc,
+        packed_size, digest.size,
+    )  # fmt: skip
+    out.write(struct.pack("<I", _LOCAL_SIGNATURE) + common)
+    out.write(struct.pack("<HH", len(encoded), 0) + encoded)
+    for part in compressed:
+        out.write(part)
+    central.append(
+        struct.pack("<IH", _CENTRAL_SIGNATURE, _MADE_BY) + common
+        + struct.pack("<HHHHHII", len(encoded), 0, 0, 0, 0, _REGULAR_FILE_0644, offset)
+        + encoded
+    )  # fmt: skip
+    return offset + 30 + len(encoded) + packed_size
 
 
 def _package_entries(
@@ -294,12 +335,13 @@ def _summary(fs: fsspec.AbstractFileSystem, path: str) -> list[EntryInfo]:
 
 def _summaries(zf: zipfile.ZipFile) -> list[EntryInfo]:
     summaries = []
-    for info in zf.infolist():
-        digest = _EntryDigest()
-        with zf.open(info) as entry:  # reading to the end checks the CRC
-            while chunk := entry.read(_READ_CHUNK):
-                digest.update(chunk)
-        summaries.append(digest.summary(info.filename))
+    # Each chunk is digested in a second thread while zlib inflates the next (both free the GIL).
+    with ThreadPoolExecutor(1) as worker:
+        for info in zf.infolist():
+            digest = _EntryDigest()
+            with zf.open(info) as entry:  # reading to the end checks the CRC
+                _overlapped(worker, iter(partial(entry.read, _READ_CHUNK), b""), digest.update)
+            summaries.append(digest.summary(info.filename))
     return summaries
 
 

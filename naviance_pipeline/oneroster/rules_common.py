@@ -65,6 +65,9 @@ def duplicated(values: pd.Series) -> np.ndarray:
     if n < 2:
         return np.zeros(n, dtype=bool)
     arr = arrow(values)
+    # Strictly increasing (ids of a sorted export): no value repeats, and no sort is needed.
+    if pc.all(pc.greater(arr[1:], arr[:-1]), skip_nulls=False).as_py():
+        return np.zeros(n, dtype=bool)
     order = pc.sort_indices(arr).to_numpy()
     ordered = arr.take(pa.array(order))
     same = pc.equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)

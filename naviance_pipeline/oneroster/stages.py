@@ -76,10 +76,10 @@ class _Read:
 
 
 def _read(source: Source, spec: FileSpec, columns: list[str] | None = None) -> _Read:
-    """Read, repair and mark deleted rows of one source file (only ``columns`` when given)."""
-    table = read_table(source.files.get(spec.name), spec)
-    frame = table.frame if columns is None else table.frame[columns]
-    frame, repairs = repair(frame, spec)
+    """Read, repair and mark deleted rows of one source file. With ``columns``, only those are
+    read, without the cell checks: another stage's file, whose findings that stage reports."""
+    table = read_table(source.files.get(spec.name), spec, only=columns)
+    frame, repairs = repair(table.frame, spec)
     dropped, bulk = bulk_status(frame, spec)
     return _Read(table, frame, dropped.to_numpy(bool), [*table.findings, *repairs, *bulk])
 
@@ -112,7 +112,9 @@ def _finish(
 def _written_users(source: Source, options: Options) -> tuple[pd.DataFrame, np.ndarray, bool]:
     """The users frame, which of its rows the users stage writes, and whether the file is there.
     Findings are the users stage's to report, so none are kept here."""
-    read = _read(source, USERS, [SOURCED_ID, "status", "dateLastModified", "role", "orgSourcedIds"])
+    # A row blank in all of these has no role, so is not written: reading only them (which drops
+    # such a row as blank) leaves the referenced orgs unchanged.
+    read = _read(source, USERS, ["status", "role", "orgSourcedIds"])
     selection = ru.select_users(read.frame, read.dropped, options)
     return read.frame, selection.written, read.table.present
 

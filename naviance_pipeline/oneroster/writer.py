@@ -60,9 +60,11 @@ def iter_csv(
         raise ValueError(f"cannot write CSV: column(s) missing from the frame: {missing}")
     if with_header:
         yield csv_header(header)
-    columns = [_as_text(frame[name]) for name in header]
+    # Converted a chunk at a time: a whole-column copy would double the frame's memory.
+    columns = [_as_arrow(frame[name]) for name in header]
     for start in range(0, len(frame), chunk_rows):
-        yield _encode_records([c.slice(start, chunk_rows) for c in columns], header, start)
+        pieces = [_as_text(c.slice(start, chunk_rows)) for c in columns]
+        yield _encode_records(pieces, header, start)
 
 
 def csv_header(header: list[str]) -> bytes:
@@ -70,11 +72,16 @@ def csv_header(header: list[str]) -> bytes:
     return _encode_records([pa.array([name], _TEXT) for name in header], header, None)
 
 
-def _as_text(column: pd.Series) -> pa.Array:
-    """One column as a large_string Arrow array, nulls as empty (blank means empty)."""
+def _as_arrow(column: pd.Series) -> pa.ChunkedArray:
+    """One column as Arrow, without a copy when it is Arrow-backed already."""
     array = pa.array(column.array, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+    return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
+
+
+def _as_text(piece: pa.ChunkedArray) -> pa.Array:
+    """A slice of a column as one large_string Arrow array, nulls as empty (blank means
+    empty)."""
+    array = piece.chunk(0) if piece.num_chunks == 1 else piece.combine_chunks()
     return pc.fill_null(array.cast(_TEXT), "")
 
 

@@ -63,7 +63,10 @@ def _students(users: pd.DataFrame | None) -> pd.DataFrame:
     RangeIndex: positions are what the masks below index."""
     if users is None:
         return pd.DataFrame({c: pd.Series(dtype=STRING) for c in COMPARED})
-    return users.loc[flags(users["role"] == STUDENT), list(COMPARED)].reset_index(drop=True)
+    students = flags(users["role"] == STUDENT)
+    if students.all():  # staff left out (the default): the columns as they are, no copy
+        return users[list(COMPARED)].reset_index(drop=True)
+    return users.loc[students, list(COMPARED)].reset_index(drop=True)
 
 
 def _empty_orgs() -> pd.DataFrame:

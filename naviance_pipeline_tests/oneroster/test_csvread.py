@@ -423,3 +423,25 @@ def test_users_header_of_another_oneroster_version(extra, version):
 def test_v11_users_with_a_user_id_metadata_column_is_not_another_version():
     table = header_table(USERS, [*USERS.header, "metadata.userId"])
     assert "SRC-VERSION" not in rules(table)
+
+
+def test_reading_only_some_columns_skips_cell_checks_and_blanks_the_rest():
+    """The orgs stage reads just role/status/orgSourcedIds of users.csv: the other columns come
+    back blank, no cell finding is made (the users stage reports those), line numbers hold."""
+    data = (
+        b"sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,"
+        b"givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,"
+        b"password\r\n"
+        b"1,,,true, s1 ,student,u1,,A,B,,,,,,,09,\r\n"
+        b",,,,,,,,,,,,,,,,,\r\n"
+        b"2,,,true,s2,guardian,u2,,C," + b"x" * 300 + b",,,,,,,,\r\n"
+    )
+    full = read_table(data, USERS)
+    assert {f.rule for f in full.findings} >= {"CSV-WHITESPACE", "CSV-TOO-LONG"}
+    part = read_table(data, USERS, only=("role", "status", "orgSourcedIds"))
+    assert part.findings == []
+    assert list(part.frame.index) == [2, 4]
+    assert list(part.frame["role"]) == ["student", "guardian"]
+    assert list(part.frame["orgSourcedIds"]) == ["s1", "s2"]
+    assert set(part.frame["familyName"]) == {""}
+    assert list(part.frame.columns) == list(full.frame.columns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from naviance_pipeline.oneroster.rules_common import STRING, output_frame
+from naviance_pipeline.oneroster.rules_common import STRING, duplicated, output_frame
 
 
 def frame(ids: list[str]) -> pd.DataFrame:
@@ -38,3 +38,14 @@ def test_sorted_source_with_rows_left_out_keeps_the_others_in_order():
 def test_unsorted_source_is_sorted_and_a_repeat_keeps_its_first_row():
     ids = ["c", "a", "", "b", "a"]
     assert written(ids, [True] * 5) == [("a", "n-a"), ("b", "n-b"), ("c", "n-c")]
+
+
+def _dups(values: list[str]) -> list[bool]:
+    return duplicated(pd.Series(values, dtype=STRING)).tolist()
+
+
+def test_duplicated_marks_every_occurrence_in_any_order():
+    assert _dups(["a", "b", "c"]) == [False, False, False]  # strictly increasing: no sort
+    assert _dups(["a", "b", "b", "c"]) == [False, True, True, False]  # sorted with a repeat
+    assert _dups(["c", "a", "c", "b", "a"]) == [True, True, True, False, True]
+    assert _dups(["x"]) == [False]
