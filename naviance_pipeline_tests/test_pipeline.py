@@ -182,3 +182,14 @@ def test_launchpad_override_of_one_field_keeps_the_others(tmp_path, tiny_distric
     assert Path(settings.delivery_target, ZIP_NAME).exists()
     layout = DataLayout(settings.data_root, settings.district)
     assert Path(str(layout.package_path(DAY))).exists()
+
+
+def test_missing_source_fails_the_extract_and_nothing_else_runs(tmp_path, instance):
+    settings = make_settings(tmp_path, "file://user:hunter2@localhost" + str(tmp_path / "gone.zip"))
+    result = run_job(settings, DAY, instance)
+    assert not result.success
+    assert materialized(result) == set()
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith("SRC-UNREADABLE: the source")
+    assert "hunter2" not in message

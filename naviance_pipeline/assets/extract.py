@@ -9,7 +9,7 @@ from naviance_pipeline.assets.common import (
     store_findings,
 )
 from naviance_pipeline.checks import check_results, check_specs
-from naviance_pipeline.oneroster.source import SourceUnreadable, open_source
+from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.resources import PipelineResource
 from naviance_pipeline.storage import ensure_private_dir, snapshot_source, write_private_json
 
@@ -38,7 +38,10 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         try:
             open_path, files = snapshot_source(source_url, raw)
         except FileNotFoundError as exc:
-            raise dg.Failure(f"SRC-UNREADABLE: {exc}") from exc
+            # Named without credentials a URL may carry (user:password@, ?token=).
+            raise dg.Failure(
+                f"SRC-UNREADABLE: the source {redact_url(source_url)} does not exist"
+            ) from exc
         write_private_json(
             raw / SNAPSHOT_INDEX,
             {"open": open_path.relative_to(raw).as_posix(), "files": [f.__dict__ for f in files]},
