@@ -221,18 +221,31 @@ def cmd_sftp_host_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _layout():
+def _layout(district: str | None = None):
+    """The data layout of one district: the configured one, or with a districts file
+    (``NAVIANCE_DISTRICTS_FILE``) the one named by ``--district``."""
     from naviance_pipeline.settings import Settings
     from naviance_pipeline.storage import DataLayout
 
     settings = Settings.from_env()
-    return DataLayout(settings.data_root, settings.district)
+    if not settings.districts_file:
+        return DataLayout(settings.data_root, district or settings.district)
+    from naviance_pipeline.districts import load_districts
+
+    districts = load_districts(settings.districts_file)
+    if not district:
+        raise SystemExit(
+            _usage_error(f"--district is needed with a districts file: one of {districts.ids}")
+        )
+    if district not in districts.ids:
+        raise SystemExit(_usage_error(f"unknown district {district!r}: one of {districts.ids}"))
+    return DataLayout(districts.data_root, district)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from naviance_pipeline.reporting.report import build_report, render_report_text, write_report
 
-    layout = _layout()
+    layout = _layout(args.district)
     if not layout.raw_dir(args.date).exists():
         print(f"nothing was run for {args.date} under {layout.base}", file=sys.stderr)
         return 1
@@ -250,7 +263,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from naviance_pipeline.reporting.diff import diff_partitions, render_diff_text
 
     try:
-        summary = diff_partitions(_layout(), args.date, args.against)
+        summary = diff_partitions(_layout(args.district), args.date, args.against)
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -262,7 +275,10 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from naviance_pipeline.retention import purge
 
     result = purge(
-        _layout(), keep_days=args.keep_days, today=_as_of(args.today), dry_run=args.dry_run
+        _layout(args.district),
+        keep_days=args.keep_days,
+        today=_as_of(args.today),
+        dry_run=args.dry_run,
     )
     verb = "would remove" if args.dry_run else "removed"
     print(
@@ -316,18 +332,21 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="the validation report of a date (also HTML/JSON)")
     rp.add_argument("--date", required=True)
     rp.add_argument("--format", choices=("text", "json"), default="text")
+    rp.add_argument("--district", help="with a districts file: which district")
     rp.set_defaults(func=cmd_report)
 
     df = sub.add_parser("diff", help="students added/removed/moved since another date")
     df.add_argument("--date", required=True)
     df.add_argument("--against", help="baseline date (default: the previous packaged date)")
     df.add_argument("--format", choices=("text", "json"), default="text")
+    df.add_argument("--district", help="with a districts file: which district")
     df.set_defaults(func=cmd_diff)
 
     pg = sub.add_parser("purge", help="retention: delete partitions older than N days")
     pg.add_argument("--keep-days", type=int, default=30)
     pg.add_argument("--today", help="reference date (default: today)")
     pg.add_argument("--dry-run", action="store_true")
+    pg.add_argument("--district", help="with a districts file: which district")
     pg.set_defaults(func=cmd_purge)
 
     h = sub.add_parser("sftp-host-key", help="print an SFTP server's host key to pin")

@@ -3,6 +3,9 @@ per-district resources and storage."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -314,3 +317,23 @@ def test_each_district_builds_and_delivers_its_own_package(tmp_path, two_sources
     assert packages["north"] != packages["south"]
     # Nothing landed in a date/district folder or a folder of another name.
     assert sorted(p.name for p in Path(root, "districts").iterdir()) == ["north", "south"]
+
+
+def test_command_line_tools_pick_the_district_from_the_file(tmp_path):
+    """With a districts file, report/diff/purge need --district and read that district's own
+    folder under the file's data root."""
+    path = write_districts(tmp_path, [district("d1"), district("d2")])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NAVIANCE_")}
+    env["NAVIANCE_DISTRICTS_FILE"] = str(path)
+    cli = str(Path(sys.executable).parent / "naviance-pipeline")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([cli, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    missing = run("report", "--date", DAY)
+    assert missing.returncode == 2
+    assert "--district is needed" in missing.stderr and "d1" in missing.stderr
+    assert run("diff", "--date", DAY, "--district", "d9").returncode == 2
+    chosen = run("report", "--date", DAY, "--district", "d2")
+    assert chosen.returncode == 1  # nothing run yet for that district and date
+    assert str(tmp_path / "data" / "districts" / "d2") in chosen.stderr
