@@ -173,3 +173,26 @@ def test_run_command_on_a_bad_source_fails_naming_the_check(tmp_path, tiny_distr
     assert "USR-ROLE" in proc.stdout
     assert "nothing was delivered" in proc.stderr
     assert not (tmp_path / "outbox" / ZIP_NAME).exists()
+
+
+def test_report_diff_and_purge_read_what_the_runs_stored(tmp_path, tiny_district):
+    env = _env(tmp_path, tiny_district)
+    for day in ("2026-11-23", "2026-11-24"):
+        assert _cli("run", "--date", day, env=env).returncode == 0
+
+    report = _cli("report", "--date", "2026-11-24", env=env)
+    assert report.returncode == 0, report.stderr
+    assert "Verdict: DELIVERED" in report.stdout
+    reports = tmp_path / "data" / "districts" / "sample-district" / "reports" / "2026-11-24"
+    assert {p.name for p in reports.iterdir()} == {"report.json", "report.html"}
+
+    diff = _cli("diff", "--date", "2026-11-24", env=env)
+    assert diff.returncode == 0, diff.stderr
+    assert "(against 2026-11-23): 0 added, 0 removed" in diff.stdout
+
+    raw = tmp_path / "data" / "districts" / "sample-district" / "raw"
+    purge = _cli("purge", "--keep-days", "1", "--today", "2026-11-26", "--dry-run", env=env)
+    assert purge.returncode == 0, purge.stderr
+    assert purge.stdout.startswith("would remove ")
+    assert "kept delivered packages ['2026-11-24']" in purge.stdout
+    assert sorted(p.name for p in raw.iterdir()) == ["2026-11-23", "2026-11-24"]  # dry run
