@@ -29,6 +29,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from naviance_pipeline.oneroster.spec import PACKAGE_ENTRIES as NEEDED  # the four files
+
 DAY = "2026-11-24"
 STAGES = (
     "sis_extract",
@@ -39,7 +41,6 @@ STAGES = (
     "naviance_package",
     "naviance_delivery",
 )
-NEEDED = ("manifest.csv", "orgs.csv", "users.csv", "demographics.csv")
 
 
 def cached_district(cache: Path, users: int) -> Path:
