@@ -8,16 +8,18 @@ or a source that cannot be opened at all (SRC-UNREADABLE).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
 from naviance_pipeline.oneroster.findings import Finding, has_errors, sort_findings, summarize
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.source import SourceUnreadable, open_source
+from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.settings import parse_month_day
 
@@ -56,15 +58,46 @@ def _build(args: argparse.Namespace):
     step = _step_reporter()
     step("reading the source")
     try:
-        source = open_source(args.source, options)
+        with _opened(args, options, step) as (source, converted):
+            step("validating orgs, users and demographics")
+            stages = build_all(source, options)
     except SourceUnreadable as exc:
         _print_findings([exc.finding], args.format, counts={}, ok=False)
         return None
-    step("validating orgs, users and demographics")
-    stages = build_all(source, options)
     step("done")
-    findings = [*source.findings, *(f for stage in stages for f in stage.findings)]
+    findings = [*converted, *source.findings, *(f for stage in stages for f in stage.findings)]
     return options, stages, findings
+
+
+@contextlib.contextmanager
+def _opened(args: argparse.Namespace, options: Options, step):
+    """The source as the stages read it, and the findings of converting it: a OneRoster
+    export is opened as it is; a mapped SIS export or SQL source is converted first, in a
+    private temporary folder removed afterwards (it holds student data)."""
+    if args.kind == "oneroster":
+        yield open_source(args.source, options), []
+        return
+    from upath import UPath
+
+    from naviance_pipeline.sources import (
+        PASSWORD_ENV,
+        SourceConfig,
+        SourceConfigError,
+        SourceUnavailable,
+        take_snapshot,
+    )
+
+    try:
+        config = SourceConfig(
+            args.kind, args.source, args.mapping, os.environ.get(PASSWORD_ENV) or None
+        )
+        with tempfile.TemporaryDirectory(prefix="naviance-validate-") as tmp:
+            snapshot = take_snapshot(config, args.source, UPath(tmp) / "snapshot", options, step)
+            yield open_source(str(snapshot.open_path), options), snapshot.findings
+    except FileNotFoundError as exc:
+        raise SourceUnreadable(f"{redact_url(args.source)} does not exist") from exc
+    except (SourceConfigError, SourceUnavailable) as exc:
+        raise SourceUnreadable(str(exc)) from exc
 
 
 def _step_reporter():
@@ -175,17 +208,25 @@ def _progress_bar(label: str):
 
 def cmd_sample_district(args: argparse.Namespace) -> int:
     from naviance_pipeline.oneroster.sample import write_sample_district
+    from naviance_pipeline.sis.sample_export import write_demo_database, write_sample_export
 
-    progress = _progress_bar("rows") if args.students >= 50_000 and sys.stderr.isatty() else None
-    path = write_sample_district(
-        args.out,
-        students=args.students,
-        schools=args.schools,
-        seed=args.seed,
-        fmt=args.format,
-        progress=progress,
-    )
-    print(f"wrote a sample district of {args.students} students to {path}")
+    size = {"students": args.students, "schools": args.schools, "seed": args.seed}
+    if args.format == "sqlite":
+        if args.shape != "powerschool":
+            return _usage_error(
+                "--format sqlite writes the powerschool shape: add --shape powerschool"
+            )
+        path = write_demo_database(args.out, **size)
+        what = "a PowerSchool-style SQLite database"
+    elif args.shape != "classlink":
+        path = write_sample_export(args.out, args.shape, fmt=args.format, **size)
+        what = f"a {args.shape} SIS export"
+    else:
+        big = args.students >= 50_000 and sys.stderr.isatty()
+        progress = _progress_bar("rows") if big else None
+        path = write_sample_district(args.out, fmt=args.format, progress=progress, **size)
+        what = "a ClassLink-style OneRoster export"
+    print(f"wrote {what} of {args.students} students to {path}")
     return 0
 
 
@@ -289,7 +330,24 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="a OneRoster v1.1 CSV folder or ZIP (path or fsspec URL)")
+    p.add_argument(
+        "source",
+        help="a OneRoster v1.1 CSV folder or ZIP (path or fsspec URL); with --kind sis-csv the "
+        "SIS export folder or ZIP; with --kind sql a SQLAlchemy URL (password from "
+        "NAVIANCE_SOURCE_PASSWORD)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("oneroster", "sis-csv", "sql"),
+        default=os.environ.get("NAVIANCE_SOURCE_KIND", "oneroster"),
+        help="what the source is (default: oneroster, or NAVIANCE_SOURCE_KIND)",
+    )
+    p.add_argument(
+        "--mapping",
+        default=os.environ.get("NAVIANCE_SOURCE_MAPPING", ""),
+        help="sis-csv/sql: a preset (powerschool, generic) or a mapping YAML file "
+        "(default: powerschool)",
+    )
     p.add_argument("--as-of", help="as-of date YYYY-MM-DD for class years (default: today)")
     p.add_argument("--include-staff", action="store_true", help="also teachers/administrators")
     p.add_argument("--rollover-day", default="07-15", help="school-year rollover MM-DD")
@@ -312,12 +370,24 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, help="output folder")
     k.set_defaults(func=cmd_package)
 
-    s = sub.add_parser("sample-district", help="write a synthetic ClassLink-style export")
+    s = sub.add_parser("sample-district", help="write a synthetic district export")
     s.add_argument("--out", required=True)
     s.add_argument("--students", type=int, default=500)
     s.add_argument("--schools", type=int, default=4)
     s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--format", choices=("zip", "folder"), default="zip")
+    s.add_argument(
+        "--shape",
+        choices=("classlink", "powerschool", "generic"),
+        default="classlink",
+        help="classlink: a OneRoster export; powerschool, generic: SIS CSV exports that the "
+        "presets of the same name read",
+    )
+    s.add_argument(
+        "--format",
+        choices=("zip", "folder", "sqlite"),
+        default="zip",
+        help="sqlite: the PowerSchool-style demo database (with --shape powerschool)",
+    )
     s.set_defaults(func=cmd_sample_district)
 
     r = sub.add_parser("run", help="materialize every asset for one date (default: latest)")

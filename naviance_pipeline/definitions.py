@@ -23,6 +23,7 @@ from naviance_pipeline.jobs import (
 from naviance_pipeline.partitions import daily_partitions, district_partitions
 from naviance_pipeline.resources import (
     SECRET_ENV,
+    SOURCE_SECRET,
     DeliveryResource,
     PipelineResource,
     secret,
@@ -54,6 +55,9 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
         pipeline = with_deployment_defaults(
             PipelineResource,
             source_url=settings.source_url,
+            source_kind=settings.source_kind,
+            source_mapping=settings.source_mapping,
+            source_password=secret(SOURCE_SECRET),
             sample_path=settings.sample_source,
             data_root=settings.data_root,
             district=settings.district,

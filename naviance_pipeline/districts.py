@@ -16,6 +16,8 @@ A YAML file with a shared ``data_root`` and one entry per district::
         include_staff: false                  # optional
         rollover_day: "07-15"                 # optional
         source_system_name: ClassLink         # optional
+        source_kind: oneroster                # optional: oneroster | sis-csv | sql
+        source_mapping: powerschool           # optional: preset name or mapping YAML path
 
 The file holds no secret, only the names of the variables that do; they are read at run time
 by the process that delivers. Loading validates everything and names the district and the key
@@ -38,6 +40,7 @@ import yaml
 
 from naviance_pipeline.delivery.target import target_from_url
 from naviance_pipeline.settings import parse_clock, parse_month_day
+from naviance_pipeline.sources import SOURCE_KINDS
 
 # Secret roles a district may name a variable for (the DeliveryResource fields).
 SECRET_ROLES = (
@@ -45,11 +48,19 @@ SECRET_ROLES = (
     "sftp_private_key",
     "sftp_private_key_passphrase",
     "sftp_known_hosts",
+    "source_password",  # a SQL source's password
 )
 DISTRICT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REQUIRED_KEYS = ("id", "source_url", "timezone", "schedule_time", "delivery_target")
-OPTIONAL_KEYS = ("secrets", "include_staff", "rollover_day", "source_system_name")
+OPTIONAL_KEYS = (
+    "secrets",
+    "include_staff",
+    "rollover_day",
+    "source_system_name",
+    "source_kind",
+    "source_mapping",
+)
 TOP_KEYS = ("data_root", "partitions_start", "districts")
 
 
@@ -72,6 +83,8 @@ class District:
     include_staff: bool = False
     rollover_day: str = "07-15"
     source_system_name: str = "ClassLink"
+    source_kind: str = "oneroster"
+    source_mapping: str = ""
 
     def secret(self, role: str, environ: Mapping[str, str] | None = None) -> str | None:
         """The secret's value from its variable, read now (None when unnamed, unset or empty)."""
@@ -233,10 +246,23 @@ def _check_district(entry: dict, where: str) -> list[str]:
     rollover = entry.get("rollover_day", "07-15")
     if not isinstance(rollover, str) or not _valid(parse_month_day, rollover):
         problems.append(f"{where}: rollover_day {rollover!r} must be MM-DD")
+    problems += _check_source(entry, where)
     system = entry.get("source_system_name", "ClassLink")
     if not isinstance(system, str) or not system.strip():
         problems.append(f"{where}: source_system_name must be a non-empty string")
     return problems
+
+
+def _check_source(entry: dict, where: str) -> list[str]:
+    kind = entry.get("source_kind", "oneroster")
+    if kind not in SOURCE_KINDS:
+        return [f"{where}: source_kind {kind!r} must be one of {', '.join(SOURCE_KINDS)}"]
+    mapping = entry.get("source_mapping", "")
+    if not isinstance(mapping, str):
+        return [f"{where}: source_mapping must be a preset name or a mapping file path"]
+    if kind == "oneroster" and mapping:
+        return [f"{where}: source_mapping is only for source_kind sis-csv or sql"]
+    return []
 
 
 def _check_secrets(secrets: Any, where: str, target: Any) -> list[str]:
@@ -279,4 +305,6 @@ def _district(entry: dict) -> District:
         include_staff=entry.get("include_staff", False),
         rollover_day=entry.get("rollover_day", "07-15"),
         source_system_name=entry.get("source_system_name", "ClassLink").strip(),
+        source_kind=entry.get("source_kind", "oneroster"),
+        source_mapping=entry.get("source_mapping", "").strip(),
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from datetime import date
-from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
@@ -18,13 +17,8 @@ from naviance_pipeline.delivery.guards import GuardLimits, parse_overrides
 from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
 from naviance_pipeline.districts import District, load_districts
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.sample import write_sample_district
-from naviance_pipeline.settings import (
-    SAMPLE_SCHOOLS,
-    SAMPLE_SEED,
-    SAMPLE_STUDENTS,
-    parse_month_day,
-)
+from naviance_pipeline.settings import parse_month_day
+from naviance_pipeline.sources import PASSWORD_ENV, SourceConfig, ensure_sample
 from naviance_pipeline.storage import DataLayout
 
 R = TypeVar("R", bound=dg.ConfigurableResource)
@@ -35,19 +29,7 @@ SECRET_ENV = {
     "sftp_private_key_passphrase": "NAVIANCE_SFTP_PRIVATE_KEY_PASSPHRASE",
     "sftp_known_hosts": "NAVIANCE_SFTP_KNOWN_HOSTS",
 }
-
-
-def ensure_sample_source(path: str) -> str:
-    """The bundled synthetic district, generated on first use with a fixed seed."""
-    target = Path(path)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        write_sample_district(
-            str(tmp), students=SAMPLE_STUDENTS, schools=SAMPLE_SCHOOLS, seed=SAMPLE_SEED
-        )
-        os.replace(tmp, target)
-    return str(target)
+SOURCE_SECRET = "source_password"  # the SQL source's password (PipelineResource)
 
 
 def district_entry(districts_file: str, district_id: str) -> District:
@@ -81,7 +63,13 @@ def with_deployment_defaults(cls: type[R], **values) -> type[R]:
 class PipelineResource(dg.ConfigurableResource):
     """The source, the data root and what the package holds."""
 
-    source_url: str = ""  # blank: the bundled sample district
+    source_url: str = ""  # blank: the bundled sample district (in the kind's shape)
+    source_kind: str = "oneroster"  # oneroster | sis-csv | sql (sources.py)
+    source_mapping: str = ""  # sis-csv/sql: a preset name or a mapping YAML path
+    source_password: str | None = None  # sql: a dg.EnvVar, never a plain value
+    # An unreachable source (database down) is retried this many times, this far apart.
+    source_retries: int = 2
+    source_retry_seconds: float = 60.0
     sample_path: str = ""
     data_root: str
     district: str
@@ -94,8 +82,16 @@ class PipelineResource(dg.ConfigurableResource):
     def layout(self) -> DataLayout:
         return DataLayout(self.data_root, self.district)
 
+    def source_config(self) -> SourceConfig:
+        return SourceConfig(
+            kind=self.source_kind,
+            url=self.source_url,
+            mapping=self.source_mapping,
+            password=self.source_password or None,
+        )
+
     def resolved_source(self) -> str:
-        return self.source_url or ensure_sample_source(self.sample_path)
+        return self.source_url or ensure_sample(self.source_config(), self.sample_path)
 
     def options(self, partition_key: str) -> Options:
         return Options(
@@ -112,6 +108,11 @@ class PipelineResource(dg.ConfigurableResource):
         entry = district_entry(self.districts_file, district_id)
         return PipelineResource(
             source_url=entry.source_url,
+            source_kind=entry.source_kind,
+            source_mapping=entry.source_mapping,
+            source_password=entry.secret(SOURCE_SECRET),
+            source_retries=self.source_retries,
+            source_retry_seconds=self.source_retry_seconds,
             sample_path=self.sample_path,
             data_root=self.data_root,
             district=entry.id,
@@ -185,5 +186,5 @@ OVERRIDE_TAG = "naviance/override-guards"
 def secret(field: str) -> dg.EnvVar | None:
     """A secret is referenced by its variable only when the variable is set, so the embedded
     default (a local outbox) needs none of them."""
-    name = SECRET_ENV[field]
+    name = PASSWORD_ENV if field == SOURCE_SECRET else SECRET_ENV[field]
     return dg.EnvVar(name) if os.environ.get(name) else None

@@ -62,6 +62,10 @@ class Settings:
     districts_file: str = ""
     # "in_process" (one machine) or "celery" (steps on Celery workers, DEPLOYMENT.md).
     executor: str = "in_process"
+    # What the source is (sources.py): oneroster, sis-csv or sql, and the mapping of the last
+    # two (a preset name or a YAML path; blank: the powerschool preset).
+    source_kind: str = "oneroster"
+    source_mapping: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +84,8 @@ class Settings:
             partitions_start=_env("NAVIANCE_PARTITIONS_START", "2025-07-01"),
             districts_file=_env("NAVIANCE_DISTRICTS_FILE", ""),
             executor=_env("NAVIANCE_EXECUTOR", "in_process"),
+            source_kind=_env("NAVIANCE_SOURCE_KIND", "oneroster"),
+            source_mapping=_env("NAVIANCE_SOURCE_MAPPING", ""),
         )
 
     @classmethod

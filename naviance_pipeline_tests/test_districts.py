@@ -25,7 +25,12 @@ from naviance_pipeline.jobs import NIGHTLY_JOB, SFTP_HOST_TAG, schedule_name
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.partitions import district_key
-from naviance_pipeline.resources import SECRET_ENV, DeliveryResource, PipelineResource
+from naviance_pipeline.resources import (
+    SECRET_ENV,
+    SOURCE_SECRET,
+    DeliveryResource,
+    PipelineResource,
+)
 from naviance_pipeline.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import failed_checks, materialized
@@ -253,8 +258,8 @@ def test_district_schedule_requests_its_local_date(tmp_path, name, tick, expecte
     assert requests[0].tags.get(SFTP_HOST_TAG) == ("sftp.example.org" if name == "east" else None)
 
 
-def test_secret_roles_are_the_delivery_resource_secret_fields():
-    assert set(SECRET_ROLES) == set(SECRET_ENV)
+def test_secret_roles_are_the_resources_secret_fields():
+    assert set(SECRET_ROLES) == {*SECRET_ENV, SOURCE_SECRET}
 
 
 def test_resources_for_a_district_read_secrets_at_run_time(tmp_path, monkeypatch):

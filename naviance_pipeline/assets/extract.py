@@ -11,7 +11,14 @@ from naviance_pipeline.assets.common import (
 from naviance_pipeline.checks import check_results, check_specs
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.storage import ensure_private_dir, snapshot_source, write_private_json
+from naviance_pipeline.sources import (
+    Snapshot,
+    SourceConfig,
+    SourceConfigError,
+    SourceUnavailable,
+    take_snapshot,
+)
+from naviance_pipeline.storage import ensure_private_dir, write_private_json
 
 
 def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -25,45 +32,93 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
     def sis_extract(
         context: dg.AssetExecutionContext, pipeline: PipelineResource
     ) -> dg.MaterializeResult:
-        """Snapshot of the configured source (a OneRoster ZIP or folder at any fsspec URL),
-        copied byte for byte under the data root for this date, with the size and sha256 of
-        every file. Every later stage of the date reads this snapshot, never the live source,
-        so any stage can be re-run alone. Its check reports the source-package rules (SRC-*).
+        """Snapshot of the configured source for this date, stored under the data root: a
+        OneRoster ZIP or folder copied byte for byte; a SIS CSV export copied as exported and
+        converted through its mapping; or a SQL database's query results with the query text
+        and row counts, converted the same way. Every later stage of the date reads this
+        snapshot, never the live source, so any stage can be re-run alone. Its check reports
+        the source-package rules (SRC-*) and values the mapping could not map.
         """
         day, pipeline, _ = partition_of(context, pipeline)
-        source_url = pipeline.resolved_source()
+        config = pipeline.source_config()
         raw = pipeline.layout.raw_dir(day)
         # Everything of the district lives below one owner-only folder.
         ensure_private_dir(pipeline.layout.base)
         try:
-            open_path, files = snapshot_source(source_url, raw)
+            url = pipeline.resolved_source()
+            snapshot = take_snapshot(config, url, raw, pipeline.options(day), context.log.info)
         except FileNotFoundError as exc:
             # Named without credentials a URL may carry (user:password@, ?token=).
             raise dg.Failure(
-                f"SRC-UNREADABLE: the source {redact_url(source_url)} does not exist"
+                f"SRC-UNREADABLE: the source {redact_url(url)} does not exist"
             ) from exc
-        write_private_json(
-            raw / SNAPSHOT_INDEX,
-            {"open": open_path.relative_to(raw).as_posix(), "files": [f.__dict__ for f in files]},
-        )
+        except SourceConfigError as exc:
+            raise dg.Failure(
+                f"the {config.kind} source cannot be used as configured: {exc}\n"
+                f"Nothing was stored for {day}; the last snapshot of the date is kept."
+            ) from exc
+        except SourceUnavailable as exc:
+            context.log.warning(f"the source is unreachable: {exc}")
+            raise _unavailable(exc, day, pipeline) from exc
+        except SourceUnreadable as exc:
+            raise dg.Failure(f"{exc.finding.rule}: {exc.finding.message}") from exc
+        write_private_json(raw / SNAPSHOT_INDEX, snapshot_index(snapshot, raw, config))
         try:
-            findings = open_source(str(open_path), pipeline.options(day)).findings
+            findings = open_source(str(snapshot.open_path), pipeline.options(day)).findings
         except SourceUnreadable as exc:
             findings = [exc.finding]
+        findings = [*snapshot.findings, *findings]
         store_findings(pipeline, day, "sis_extract", findings)
+        files = snapshot.files
         context.log.info(f"snapshot of {len(files)} file(s), {sum(f.size for f in files)} bytes")
         return dg.MaterializeResult(
             metadata={
+                "source_kind": config.kind,
+                **({"mapping": snapshot.mapping} if snapshot.mapping else {}),
+                **_queries_metadata(snapshot.queries),
                 "files": dg.MetadataValue.md(
                     "| file | bytes | sha256 |\n|---|---|---|\n"
                     + "\n".join(f"| {f.path} | {f.size} | `{f.sha256}` |" for f in files)
                 ),
                 "bytes": sum(f.size for f in files),
                 "sha256": files[0].sha256 if len(files) == 1 else "(per file)",
-                "snapshot": dg.MetadataValue.path(str(open_path)),
+                "snapshot": dg.MetadataValue.path(str(snapshot.open_path)),
                 **findings_metadata(findings),
             },
             check_results=check_results("sis_extract", findings),
         )
 
     return sis_extract
+
+
+def snapshot_index(snapshot: Snapshot, raw, config: SourceConfig) -> dict:
+    return {
+        "open": snapshot.open_path.relative_to(raw).as_posix(),
+        "kind": config.kind,
+        "mapping": snapshot.mapping,
+        "queries": snapshot.queries,
+        "files": [f.__dict__ for f in snapshot.files],
+    }
+
+
+def _queries_metadata(queries: list[dict]) -> dict:
+    if not queries:
+        return {}
+    rows = "\n".join(
+        f"| {q['table']} | {q['rows']} | `{' '.join(q['query'].split())}` |" for q in queries
+    )
+    return {
+        "queries": dg.MetadataValue.md("| table | rows | query |\n|---|---|---|\n" + rows),
+        "source_rows": sum(q["rows"] for q in queries),
+    }
+
+
+def _unavailable(exc: Exception, day: str, pipeline: PipelineResource) -> Exception:
+    """A source that cannot be reached now: retried after a wait as many times as configured
+    (the step re-runs whole; the last good snapshot stays until a new one is complete)."""
+    message = f"{exc}\nNothing was stored for {day}; the last snapshot of the date is kept."
+    if pipeline.source_retries > 0:
+        return dg.RetryRequested(
+            max_retries=pipeline.source_retries, seconds_to_wait=pipeline.source_retry_seconds
+        )
+    return dg.Failure(f"the source is unreachable: {message} Re-run sis_extract for {day}.")

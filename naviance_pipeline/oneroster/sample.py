@@ -166,9 +166,7 @@ def write_sample_district(
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
-    if students < 1 or schools < 1:
-        raise ValueError("a sample district needs at least one student and one school")
-    district = _District.generate(students, schools, np.random.default_rng(seed))
+    district = draw_district(students, schools, seed)
     files = district.files()
     counter = _Progress(sum(rows for _, _, _, rows in files), progress)
     entries = [(name, counter.track(frames, header)) for name, frames, header, _ in files]
@@ -186,11 +184,20 @@ def write_sample_district(
     return out
 
 
+def draw_district(students: int, schools: int, seed: int) -> District:
+    """Every draw of the sample district for these arguments: the same people whatever shape
+    they are written in (this module's ClassLink export, ``sis/sample_export.py``'s SIS
+    exports)."""
+    if students < 1 or schools < 1:
+        raise ValueError("a sample district needs at least one student and one school")
+    return District.generate(students, schools, np.random.default_rng(seed))
+
+
 # ---- the draws ---------------------------------------------------------------------------------
 
 
 @dataclass
-class _Schools:
+class Schools:
     ids: pa.Array
     names: list[str]
     nces: list[str]
@@ -199,7 +206,7 @@ class _Schools:
 
 
 @dataclass
-class _People:
+class People:
     """Staff or guardians: ids, name indices, orgSourcedIds text and titles."""
 
     role: str
@@ -211,7 +218,7 @@ class _People:
 
 
 @dataclass
-class _Students:
+class Students:
     """One value per student in every array."""
 
     ids: pa.Array
@@ -233,7 +240,7 @@ class _Students:
     resident: np.ndarray
 
 
-def _draw_students(ids: pa.Array, schools: _Schools, rng: np.random.Generator) -> _Students:
+def _draw_students(ids: pa.Array, schools: Schools, rng: np.random.Generator) -> Students:
     n = len(ids)
     grade = rng.integers(0, N_GRADES, n)
     # Age 5 on 1 September 2026 in KG, a year older per grade; 2% were held back a year.
@@ -241,9 +248,9 @@ def _draw_students(ids: pa.Array, schools: _Schools, rng: np.random.Generator) -
         [f"{SCHOOL_YEAR_END - 7 - g}-09-02" for g in range(N_GRADES)], dtype="datetime64[D]"
     )
     days = rng.integers(0, 365, n) - 365 * (rng.random(n) < 0.02)
-    return _Students(
+    return Students(
         ids=ids,
-        state_ids=_text(6_000_000_000 + np.cumsum(rng.integers(1, 40, n))),
+        state_ids=number_text(6_000_000_000 + np.cumsum(rng.integers(1, 40, n))),
         grade=grade,
         school=_assign_schools(grade, schools, rng),
         given=rng.integers(0, len(GIVEN_NAMES), n),
@@ -262,7 +269,7 @@ def _draw_students(ids: pa.Array, schools: _Schools, rng: np.random.Generator) -
     )
 
 
-def _plan_schools(count: int) -> tuple[_Schools, str]:
+def _plan_schools(count: int) -> tuple[Schools, str]:
     """Grade bands: one K-12 school; a K-8 and a high school; or about 3:1:1 elementary,
     middle and high. Org sourcedIds share one width."""
     if count == 1:
@@ -282,8 +289,8 @@ def _plan_schools(count: int) -> tuple[_Schools, str]:
         for i, (_, _, label) in enumerate(bands)
     ]
     width = max(4, len(str(100 + count)))
-    schools = _Schools(
-        ids=_pad(np.arange(count) + 100, width),
+    schools = Schools(
+        ids=pad(np.arange(count) + 100, width),
         names=names,
         nces=[f"{LEA_ID}{i + 1:05d}" for i in range(count)],
         low=np.array([low for low, _, _ in bands]),
@@ -292,7 +299,7 @@ def _plan_schools(count: int) -> tuple[_Schools, str]:
     return schools, f"{1:0{width}d}"
 
 
-def _assign_schools(grade: np.ndarray, schools: _Schools, rng: np.random.Generator) -> np.ndarray:
+def _assign_schools(grade: np.ndarray, schools: Schools, rng: np.random.Generator) -> np.ndarray:
     """For each student, a school drawn uniformly among those serving the student's grade."""
     school = np.zeros(len(grade), dtype=np.int64)
     draw = rng.random(len(grade))
@@ -306,40 +313,38 @@ def _assign_schools(grade: np.ndarray, schools: _Schools, rng: np.random.Generat
 def _user_ids(count: int, rng: np.random.Generator) -> pa.Array:
     """Increasing numeric ids with gaps, zero-padded to one width (at least 8)."""
     numbers = 100_000 + np.cumsum(rng.integers(1, 4, count))
-    return _pad(numbers, max(8, len(str(int(numbers[-1])))))
+    return pad(numbers, max(8, len(str(int(numbers[-1])))))
 
 
 def _teachers(
-    ids: pa.Array, school: np.ndarray, schools: _Schools, rng: np.random.Generator
-) -> _People:
+    ids: pa.Array, school: np.ndarray, schools: Schools, rng: np.random.Generator
+) -> People:
     count = len(ids)
     orgs = schools.ids.take(school)
     if len(schools.names) > 1:  # every 25th teaches at two schools: "a,b", which gets quoted
         second = schools.ids.take((school + 1) % len(schools.names))
-        orgs = pc.if_else(pa.array(np.arange(count) % 25 == 1), _join(orgs, ",", second), orgs)
-    return _People(
+        orgs = pc.if_else(pa.array(np.arange(count) % 25 == 1), join(orgs, ",", second), orgs)
+    return People(
         role="teacher",
         ids=ids,
         given=rng.integers(0, len(GIVEN_NAMES), count),
         family=rng.integers(0, len(FAMILY_NAMES), count),
         orgs=orgs,
-        title=_pick(TEACHER_TITLES, rng.integers(0, len(TEACHER_TITLES), count)),
+        title=pick(TEACHER_TITLES, rng.integers(0, len(TEACHER_TITLES), count)),
     )
 
 
-def _admins(
-    ids: pa.Array, schools: _Schools, district_id: str, rng: np.random.Generator
-) -> _People:
+def _admins(ids: pa.Array, schools: Schools, district_id: str, rng: np.random.Generator) -> People:
     """Each school's principal, assistant principal and counselor, then district staff."""
     school_count, count = len(schools.names), len(ids)
     orgs = np.repeat(np.arange(school_count), len(SCHOOL_ADMIN_TITLES))
-    return _People(
+    return People(
         role="administrator",
         ids=ids,
         given=rng.integers(0, len(GIVEN_NAMES), count),
         family=rng.integers(0, len(FAMILY_NAMES), count),
         orgs=pa.concat_arrays(
-            [schools.ids.take(orgs), _repeat(district_id, len(DISTRICT_ADMIN_TITLES))]
+            [schools.ids.take(orgs), repeat(district_id, len(DISTRICT_ADMIN_TITLES))]
         ),
         title=pa.array([*SCHOOL_ADMIN_TITLES * school_count, *DISTRICT_ADMIN_TITLES], _TEXT),
     )
@@ -357,13 +362,13 @@ class _Classes:
     teacher: np.ndarray  # index into the teachers
     first_class: np.ndarray  # [school * N_GRADES + grade, period] -> the course's first class
     sections: np.ndarray  # [school * N_GRADES + grade] -> sections per course
-    schools: _Schools
+    schools: Schools
 
     @classmethod
     def plan(
         cls,
-        students: _Students,
-        schools: _Schools,
+        students: Students,
+        schools: Schools,
         teacher_school: np.ndarray,
         rng: np.random.Generator,
     ) -> _Classes:
@@ -382,13 +387,13 @@ class _Classes:
         section = np.arange(len(course)) - starts[course] + 1
         school, grade = np.divmod(course_combo[course], N_GRADES)
         period = course_period[course]
-        ids = _join(_course_ids(schools, school, grade, period), "-", _pad(section, 2))
+        ids = join(_course_ids(schools, school, grade, period), "-", pad(section, 2))
         teacher = _pick_teachers(school, teacher_school, rng)
         return cls(
             ids, school, grade, period, section, teacher, first_class, sections, schools
         )  # fmt: skip
 
-    def seat(self, students: _Students, rng: np.random.Generator) -> np.ndarray:
+    def seat(self, students: Students, rng: np.random.Generator) -> np.ndarray:
         """Each student's class for each period: a random section of their course."""
         combo = students.school * N_GRADES + students.grade
         offset = rng.random((len(combo), PERIODS)) * self.sections[combo][:, None]
@@ -396,24 +401,26 @@ class _Classes:
 
     def classes_frame(self) -> pd.DataFrame:
         subject = self.grade * PERIODS + self.period
-        course_code = _join(_pick(SUBJECT_CODES, subject), _pick(GRADES, self.grade))
-        return _frame(
+        course_code = join(pick(SUBJECT_CODES, subject), pick(GRADES, self.grade))
+        return text_frame(
             {
                 "sourcedId": self.ids,
-                "title": _join(
-                    _course_titles(self.grade, self.period), " - Section ", _text(self.section)
+                "title": join(
+                    _course_titles(self.grade, self.period),
+                    " - Section ",
+                    number_text(self.section),
                 ),
-                "grades": _pick(GRADES, self.grade),
+                "grades": pick(GRADES, self.grade),
                 "courseSourcedId": _course_ids(self.schools, self.school, self.grade, self.period),
-                "classCode": _join(course_code, "-", _pad(self.section, 2)),
+                "classCode": join(course_code, "-", pad(self.section, 2)),
                 "classType": pc.if_else(
-                    pc.equal(_pick(SUBJECT_CODES, subject), "HR"), "homeroom", "scheduled"
+                    pc.equal(pick(SUBJECT_CODES, subject), "HR"), "homeroom", "scheduled"
                 ),
-                "location": _join("Room ", _text(100 + 10 * self.period + self.section)),
+                "location": join("Room ", number_text(100 + 10 * self.period + self.section)),
                 "schoolSourcedId": self.schools.ids.take(self.school),
-                "termSourcedIds": _repeat(YEAR_ID, len(self.school)),
-                "subjects": _pick(SUBJECT_NAMES, subject),
-                "periods": _text(self.period + 1),
+                "termSourcedIds": repeat(YEAR_ID, len(self.school)),
+                "subjects": pick(SUBJECT_NAMES, subject),
+                "periods": number_text(self.period + 1),
             },
             CLASSES_HEADER,
         )
@@ -422,15 +429,15 @@ class _Classes:
         first = self.section == 1  # one class per course
         school, grade, period = self.school[first], self.grade[first], self.period[first]
         subject = grade * PERIODS + period
-        return _frame(
+        return text_frame(
             {
                 "sourcedId": _course_ids(self.schools, school, grade, period),
-                "schoolYearSourcedId": _repeat(YEAR_ID, len(school)),
+                "schoolYearSourcedId": repeat(YEAR_ID, len(school)),
                 "title": _course_titles(grade, period),
-                "courseCode": _join(_pick(SUBJECT_CODES, subject), _pick(GRADES, grade)),
-                "grades": _pick(GRADES, grade),
+                "courseCode": join(pick(SUBJECT_CODES, subject), pick(GRADES, grade)),
+                "grades": pick(GRADES, grade),
                 "orgSourcedId": self.schools.ids.take(school),
-                "subjects": _pick(SUBJECT_NAMES, subject),
+                "subjects": pick(SUBJECT_NAMES, subject),
             },
             COURSES_HEADER,
         )
@@ -446,14 +453,14 @@ SUBJECT_CODES = tuple(code for g in range(N_GRADES) for _, code in SUBJECTS[_ban
 
 
 def _course_ids(
-    schools: _Schools, school: np.ndarray, grade: np.ndarray, period: np.ndarray
+    schools: Schools, school: np.ndarray, grade: np.ndarray, period: np.ndarray
 ) -> pa.Array:
-    subject = _pick(SUBJECT_CODES, grade * PERIODS + period)
-    return _join(schools.ids.take(school), "-", _pick(GRADES, grade), "-", subject)
+    subject = pick(SUBJECT_CODES, grade * PERIODS + period)
+    return join(schools.ids.take(school), "-", pick(GRADES, grade), "-", subject)
 
 
 def _course_titles(grade: np.ndarray, period: np.ndarray) -> pa.Array:
-    return _join(_pick(SUBJECT_NAMES, grade * PERIODS + period), " ", _pick(GRADES, grade))
+    return join(pick(SUBJECT_NAMES, grade * PERIODS + period), " ", pick(GRADES, grade))
 
 
 def _pick_teachers(
@@ -468,19 +475,19 @@ def _pick_teachers(
 
 
 @dataclass
-class _District:
+class District:
     """All draws of a sample district; the frame methods only turn arrays into text."""
 
     district_id: str
-    schools: _Schools
-    students: _Students
-    staff: tuple[_People, _People, _People]  # teachers, administrators, guardians
+    schools: Schools
+    students: Students
+    staff: tuple[People, People, People]  # teachers, administrators, guardians
     guardian_of: np.ndarray  # for each guardian, the student position of their child
     classes: _Classes
     seats: np.ndarray  # [student, period] -> class
 
     @classmethod
-    def generate(cls, n: int, school_count: int, rng: np.random.Generator) -> _District:
+    def generate(cls, n: int, school_count: int, rng: np.random.Generator) -> District:
         schools, district_id = _plan_schools(school_count)
         teacher_count = max(school_count, math.ceil(n / STUDENTS_PER_TEACHER))
         admin_count = school_count * len(SCHOOL_ADMIN_TITLES) + len(DISTRICT_ADMIN_TITLES)
@@ -493,7 +500,7 @@ class _District:
         teachers = _teachers(ids.slice(n, teacher_count), teacher_school, schools, rng)
         admins = _admins(ids.slice(n + teacher_count, admin_count), schools, district_id, rng)
         guardian_of = np.sort(rng.choice(n, guardian_count, replace=False))
-        guardians = _People(
+        guardians = People(
             role="guardian",
             ids=ids.slice(n + teacher_count + admin_count, guardian_count),
             given=rng.integers(0, len(GIVEN_NAMES), guardian_count),
@@ -530,7 +537,7 @@ class _District:
                 return "bulk" if f"{prop.removeprefix('file.')}.csv" in EXPORT_FILES else "absent"
             return SOURCE[prop] if default is None else default
 
-        return _frame(
+        return text_frame(
             {
                 "propertyName": [prop for prop, _ in MANIFEST_ROWS],
                 "value": [value(prop, default) for prop, default in MANIFEST_ROWS],
@@ -539,7 +546,7 @@ class _District:
 
     def _orgs(self) -> pd.DataFrame:
         s, count = self.schools, len(self.schools.names)
-        return _frame(
+        return text_frame(
             {
                 "sourcedId": [self.district_id, *s.ids.to_pylist()],
                 "name": [DISTRICT_NAME, *s.names],
@@ -553,83 +560,83 @@ class _District:
     def _users(self) -> Iterator[pd.DataFrame]:
         s = self.students
         guardians = self.staff[2]
-        for lo, hi in _chunks(len(s.ids)):
+        for lo, hi in chunks(len(s.ids)):
             part = slice(lo, hi)
             state_ids = s.state_ids.slice(lo, hi - lo)
             # The guardians' children name their guardian, as ClassLink exports agents.
             agent_of = np.full(hi - lo, -1)
             inside = (self.guardian_of >= lo) & (self.guardian_of < hi)
             agent_of[self.guardian_of[inside] - lo] = np.flatnonzero(inside)
-            yield _frame(
+            yield text_frame(
                 {
-                    **_person_columns(
+                    **person_columns(
                         s.ids.slice(lo, hi - lo), s.given[part], s.family[part], STUDENT_DOMAIN
                     ),
                     "enabledUser": _flags(s.enabled[part]),
                     "orgSourcedIds": self.schools.ids.take(s.school[part]),
-                    "role": _repeat("student", hi - lo),
-                    "userIds": _join("{StateID:", state_ids, "}"),
-                    "middleName": _optional(GIVEN_NAMES, s.middle[part]),
+                    "role": repeat("student", hi - lo),
+                    "userIds": join("{StateID:", state_ids, "}"),
+                    "middleName": optional(GIVEN_NAMES, s.middle[part]),
                     "identifier": state_ids,
-                    "agentSourcedIds": _optional(guardians.ids.to_pylist(), agent_of),
-                    "grades": _pick(GRADES, s.grade[part]),
+                    "agentSourcedIds": optional(guardians.ids.to_pylist(), agent_of),
+                    "grades": pick(GRADES, s.grade[part]),
                 },
                 USERS_HEADER,
             )
         yield pd.concat([self._people_frame(p) for p in self.staff], ignore_index=True)
 
-    def _people_frame(self, people: _People) -> pd.DataFrame:
+    def _people_frame(self, people: People) -> pd.DataFrame:
         count = len(people.ids)
         guardian = people.role == "guardian"
         domain = GUARDIAN_DOMAIN if guardian else STAFF_DOMAIN
-        columns = _person_columns(people.ids, people.given, people.family, domain)
+        columns = person_columns(people.ids, people.given, people.family, domain)
         if guardian:
             extra = {
                 "agentSourcedIds": self.students.ids.take(self.guardian_of),
-                "phone": _join("555-01", _pad(np.arange(count) + 10, 2)),
+                "phone": join("555-01", pad(np.arange(count) + 10, 2)),
             }
         else:
-            extra = {"identifier": _join("E", people.ids)}  # employee number
-        return _frame(
+            extra = {"identifier": join("E", people.ids)}  # employee number
+        return text_frame(
             {
                 **columns,
                 **extra,
-                "enabledUser": _repeat("true", count),
+                "enabledUser": repeat("true", count),
                 "orgSourcedIds": people.orgs,
-                "role": _repeat(people.role, count),
-                TITLE_COLUMN: people.title if people.title is not None else _repeat("", count),
+                "role": repeat(people.role, count),
+                TITLE_COLUMN: people.title if people.title is not None else repeat("", count),
             },
             USERS_HEADER,
         )
 
     def _demographics(self) -> Iterator[pd.DataFrame]:
         s = self.students
-        for lo, hi in _chunks(len(s.ids)):
+        for lo, hi in chunks(len(s.ids)):
             part = slice(lo, hi)
             races = s.races[:, part]
             us_born = pa.array(s.us_born[part])
             birth_state = np.array(BIRTH_STATES)[s.birth_state[part]]
-            yield _frame(
+            yield text_frame(
                 {
                     "sourcedId": s.ids.slice(lo, hi - lo),
                     "birthDate": pa.array(s.born[part]).cast(pa.string()).cast(_TEXT),
-                    "sex": _pick(("male", "female"), s.sex[part]),
+                    "sex": pick(("male", "female"), s.sex[part]),
                     **{name: _flags(races[i]) for i, name in enumerate(RACE_FLAGS)},
                     TWO_OR_MORE: _flags(races.sum(axis=0) >= 2),
                     "hispanicOrLatinoEthnicity": _flags(s.hispanic[part]),
                     "countryOfBirthCode": pc.if_else(
-                        us_born, "US", _pick(BIRTH_COUNTRIES, s.birth_country[part])
+                        us_born, "US", pick(BIRTH_COUNTRIES, s.birth_country[part])
                     ),
                     "stateOfBirthAbbreviation": pc.if_else(
                         us_born, pa.array(birth_state, _TEXT), ""
                     ),
                     "cityOfBirth": pc.if_else(
                         pa.array(s.us_born[part] & (birth_state == STATE)),
-                        _pick(BIRTH_CITIES, s.birth_city[part]),
+                        pick(BIRTH_CITIES, s.birth_city[part]),
                         "",
                     ),
                     # CEDS residence status: 01652 resident, 01653 other attendance area.
-                    "publicSchoolResidenceStatus": _pick(("01653", "01652"), s.resident[part]),
+                    "publicSchoolResidenceStatus": pick(("01653", "01652"), s.resident[part]),
                 },
                 DEMOGRAPHICS.header,
             )
@@ -637,7 +644,7 @@ class _District:
     def _enrollments(self) -> Iterator[pd.DataFrame]:
         n, classes = len(self.students.ids), len(self.classes.ids)
         width = max(8, len(str(n * PERIODS + classes)))
-        for lo, hi in _chunks(n):
+        for lo, hi in chunks(n):
             yield self._enrollment_frame(
                 np.arange(lo * PERIODS, hi * PERIODS), width, self.seats[lo:hi].ravel(),
                 self.students.ids.take(np.repeat(np.arange(lo, hi), PERIODS)), "student",
@@ -651,23 +658,23 @@ class _District:
         self, number: np.ndarray, width: int, cls: np.ndarray, users: pa.Array, role: str
     ) -> pd.DataFrame:
         count = len(number)
-        return _frame(
+        return text_frame(
             {
-                "sourcedId": _pad(number + 1, width),
+                "sourcedId": pad(number + 1, width),
                 "classSourcedId": self.classes.ids.take(cls),
                 "schoolSourcedId": self.schools.ids.take(self.classes.school[cls]),
                 "userSourcedId": users,
-                "role": _repeat(role, count),
-                "primary": _repeat("true" if role == "teacher" else "false", count),
-                "beginDate": _repeat(FIRST_DAY, count),
-                "endDate": _repeat(LAST_DAY, count),
+                "role": repeat(role, count),
+                "primary": repeat("true" if role == "teacher" else "false", count),
+                "beginDate": repeat(FIRST_DAY, count),
+                "endDate": repeat(LAST_DAY, count),
             },
             ENROLLMENTS_HEADER,
         )
 
 
 def _sessions() -> pd.DataFrame:
-    return _frame(
+    return text_frame(
         {
             "sourcedId": [YEAR_ID, f"{YEAR_ID}-S1", f"{YEAR_ID}-S2"],
             "title": [YEAR_ID, "Fall Semester", "Spring Semester"],
@@ -681,7 +688,7 @@ def _sessions() -> pd.DataFrame:
     )
 
 
-# ---- text --------------------------------------------------------------------------------------
+# ---- text (shared with the SIS export shapes of sis/sample_export.py) ---------------------------
 
 # Login names: lower-case ASCII letters of the name (José -> jose, García-López -> garcialopez).
 _LOGIN_INITIALS = tuple(
@@ -694,38 +701,38 @@ _LOGIN_FAMILIES = tuple(
 )
 
 
-def _person_columns(
+def person_columns(
     ids: pa.Array, given: np.ndarray, family: np.ndarray, domain: str
 ) -> dict[str, pa.Array]:
     """sourcedId, names, username (first initial, family name and the numeric id: unique
     because the id is, e.g. jgarcia100123) and email."""
-    username = _join(
-        _pick(_LOGIN_INITIALS, given), _pick(_LOGIN_FAMILIES, family), pc.utf8_ltrim(ids, "0")
+    username = join(
+        pick(_LOGIN_INITIALS, given), pick(_LOGIN_FAMILIES, family), pc.utf8_ltrim(ids, "0")
     )
     return {
         "sourcedId": ids,
         "username": username,
-        "givenName": _pick(GIVEN_NAMES, given),
-        "familyName": _pick(FAMILY_NAMES, family),
-        "email": _join(username, "@", domain),
+        "givenName": pick(GIVEN_NAMES, given),
+        "familyName": pick(FAMILY_NAMES, family),
+        "email": join(username, "@", domain),
     }
 
 
-def _pick(values: Sequence[str], index: np.ndarray) -> pa.Array:
+def pick(values: Sequence[str], index: np.ndarray) -> pa.Array:
     """values[index] as text."""
     return pa.array(values, _TEXT).take(pa.array(np.asarray(index, dtype=np.int64)))
 
 
-def _optional(values: Sequence[str], index: np.ndarray) -> pa.Array:
+def optional(values: Sequence[str], index: np.ndarray) -> pa.Array:
     """values[index] as text, blank where index is -1."""
-    return pc.if_else(pa.array(index >= 0), _pick(values, np.maximum(index, 0)), "")
+    return pc.if_else(pa.array(index >= 0), pick(values, np.maximum(index, 0)), "")
 
 
 def _flags(mask: np.ndarray) -> pa.Array:
-    return _pick(("false", "true"), mask)
+    return pick(("false", "true"), mask)
 
 
-def _repeat(value: str, count: int) -> pa.Array:
+def repeat(value: str, count: int) -> pa.Array:
     """One value ``count`` times, built from its buffers (``pa.repeat`` is ten times slower)."""
     data = value.encode()
     offsets = np.arange(count + 1, dtype=np.int64) * len(data)
@@ -734,34 +741,36 @@ def _repeat(value: str, count: int) -> pa.Array:
     )
 
 
-def _text(numbers: np.ndarray) -> pa.Array:
+def number_text(numbers: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(numbers, dtype=np.int64)).cast(_TEXT)
 
 
-def _pad(numbers: np.ndarray, width: int) -> pa.Array:
-    return pc.utf8_lpad(_text(numbers), width=width, padding="0")
+def pad(numbers: np.ndarray, width: int) -> pa.Array:
+    return pc.utf8_lpad(number_text(numbers), width=width, padding="0")
 
 
-def _join(*parts: pa.Array | str) -> pa.Array:
+def join(*parts: pa.Array | str) -> pa.Array:
     """Element-wise concatenation of arrays and literal strings."""
     args = [pa.scalar(p, _TEXT) if isinstance(p, str) else p for p in parts]
     return pc.binary_join_element_wise(*args, pa.scalar("", _TEXT))
 
 
-def _frame(columns: dict[str, pa.Array | list[str]], header: Sequence[str] = ()) -> pd.DataFrame:
+def text_frame(
+    columns: dict[str, pa.Array | list[str]], header: Sequence[str] = ()
+) -> pd.DataFrame:
     """A pyarrow-backed string frame in ``header`` order (default: as given); header columns
     not given are blank."""
     arrays = {k: pa.array(v, _TEXT) if isinstance(v, list) else v for k, v in columns.items()}
     count = len(next(iter(arrays.values())))
     return pd.DataFrame(
         {
-            name: pd.arrays.ArrowStringArray(arrays.get(name, _repeat("", count)).cast(_TEXT))
+            name: pd.arrays.ArrowStringArray(arrays.get(name, repeat("", count)).cast(_TEXT))
             for name in (header or arrays)
         }
     )
 
 
-def _chunks(n: int) -> Iterator[tuple[int, int]]:
+def chunks(n: int) -> Iterator[tuple[int, int]]:
     for lo in range(0, n, CHUNK_STUDENTS):
         yield lo, min(lo + CHUNK_STUDENTS, n)
 

@@ -49,11 +49,13 @@ _STATED_FILES = frozenset(ONEROSTER_V11_FILES) - {MANIFEST}  # those a file.<nam
 
 class SourceUnreadable(Exception):
     """The source cannot be opened or listed at all (missing path, permission, not a ZIP,
-    corrupt ZIP)."""
+    corrupt ZIP), or, from :func:`open_entries`, it is an archive refused as unsafe or too
+    large (``findings`` then holds the SRC-UNSAFE-ENTRY / SRC-TOO-LARGE findings)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, findings: list[Finding] | None = None) -> None:
         super().__init__(message)
-        self.finding: Finding = finding("SRC-UNREADABLE", message)
+        self.findings: list[Finding] = findings or [finding("SRC-UNREADABLE", message)]
+        self.finding: Finding = self.findings[0]
 
 
 @dataclass
@@ -75,10 +77,7 @@ def open_source(
     raises SourceUnreadable at that moment; open a snapshot lazily only once an eager open has
     vouched for it."""
     shown = redact_url(url)
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ValueError, ImportError) as e:  # unknown protocol, or its driver is not installed
-        raise SourceUnreadable(f"{shown} cannot be opened: its URL scheme is not supported") from e
+    fs, path = _filesystem(url, storage_options, shown)
     with _unreadable_as(shown):
         if fs.isdir(path):
             return _open_folder(url, fs, path, options, lazy, shown)
@@ -86,6 +85,15 @@ def open_source(
             raise SourceUnreadable(f"{shown} does not exist")
         with fs.open(path, "rb") as fh:
             return _open_zip(url, fh, options, shown, (fs, path) if lazy else None)
+
+
+def _filesystem(
+    url: str, storage_options: dict | None, shown: str
+) -> tuple[AbstractFileSystem, str]:
+    try:
+        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as e:  # unknown protocol, or its driver is not installed
+        raise SourceUnreadable(f"{shown} cannot be opened: its URL scheme is not supported") from e
 
 
 @contextlib.contextmanager
@@ -126,14 +134,19 @@ def _open_folder(
     url: str, fs: AbstractFileSystem, path: str, options: Options, lazy: bool, shown: str
 ) -> Source:
     root = path.rstrip("/")
-    # Two levels: the root and one enclosing folder are all a OneRoster source may use.
-    found = fs.find(root, maxdepth=2, withdirs=False)
-    names = sorted(p[len(root) + 1 :] for p in found if p.startswith(root + "/"))
+    names = _folder_names(fs, root)
 
     def read(name: str) -> bytes:
         return fs.cat_file(f"{root}/{name}")
 
     return _assemble(url, names, read, options, _guarded(read, shown) if lazy else None)
+
+
+def _folder_names(fs: AbstractFileSystem, root: str) -> list[str]:
+    """Relative paths of the files in ``root`` and its sub-folders: two levels, the root and
+    one enclosing folder, are all a source may use."""
+    found = fs.find(root, maxdepth=2, withdirs=False)
+    return sorted(p[len(root) + 1 :] for p in found if p.startswith(root + "/"))
 
 
 def _guarded(read: Callable[[str], bytes], shown: str) -> Callable[[str], bytes]:
@@ -153,15 +166,11 @@ def _open_zip(
     shown: str,
     reopen: tuple[AbstractFileSystem, str] | None,
 ) -> Source:
-    if not zipfile.is_zipfile(fh):
-        raise SourceUnreadable(
-            f"{shown} is neither a folder nor a ZIP archive (or it is cut short)"
-        )
-    fh.seek(0)
+    _check_is_zip(fh, shown)
     with zipfile.ZipFile(fh) as zf:
         infos = zf.infolist()
         names = [i.filename for i in infos if not i.is_dir()]
-        refused = _unsafe_findings(infos) or _size_findings(infos, options)
+        refused = archive_problems(infos, options)
         if refused:
             return Source(url, {}, names, refused)
         by_name: dict[str, zipfile.ZipInfo] = {}
@@ -178,6 +187,20 @@ def _open_zip(
 
         lazy = _guarded(read_later, shown) if reopen is not None else None
         return _assemble(url, names, read, options, lazy)
+
+
+def _check_is_zip(fh: IO[bytes], shown: str) -> None:
+    if not zipfile.is_zipfile(fh):
+        raise SourceUnreadable(
+            f"{shown} is neither a folder nor a ZIP archive (or it is cut short)"
+        )
+    fh.seek(0)
+
+
+def archive_problems(infos: list[zipfile.ZipInfo], options: Options) -> list[Finding]:
+    """Why an archive must not be read at all: unsafe entries (SRC-UNSAFE-ENTRY), else an
+    expansion past the limits of ``options`` (SRC-TOO-LARGE); empty when it is safe."""
+    return _unsafe_findings(infos) or _size_findings(infos, options)
 
 
 def _unsafe_findings(infos: list[zipfile.ZipInfo]) -> list[Finding]:
@@ -272,6 +295,87 @@ def _inflate_entry(fh: IO[bytes], info: zipfile.ZipInfo) -> bytes:
     data = inflater.decompress(packed, info.file_size + 1)
     del packed
     return data
+
+
+# -- named entries of any folder or archive --------------------------------------------------
+
+
+class Entries:
+    """The files of a folder or of a safe ZIP archive by relative path (``names``), each read
+    only when asked for. Made by :func:`open_entries`."""
+
+    def __init__(
+        self,
+        names: list[str],
+        stream: Callable[[str], IO[bytes]],
+        read: Callable[[str], bytes],
+    ) -> None:
+        self.names = names
+        self._stream = stream
+        self._read = read
+
+    def open(self, name: str) -> IO[bytes]:
+        """A binary stream of one entry, read (and inflated) only as far as it is read."""
+        return self._stream(name)
+
+    def read(self, name: str) -> bytes:
+        """One entry's bytes; from a ZIP never more than its declared size, CRC checked."""
+        return self._read(name)
+
+
+@contextlib.contextmanager
+def open_entries(
+    url: str, options: Options, storage_options: dict | None = None
+) -> Iterator[Entries]:
+    """Open a folder (its files, two levels deep) or a ZIP file at any fsspec URL for reading
+    named entries, for sources that are not a OneRoster package (a SIS export).
+
+    Raises SourceUnreadable when the source cannot be opened, and for an archive that
+    :func:`archive_problems` refuses (its findings in ``findings``; nothing is inflated).
+    Reading errors while the context is open are SourceUnreadable too."""
+    shown = redact_url(url)
+    fs, path = _filesystem(url, storage_options, shown)
+    with _unreadable_as(shown):
+        if fs.isdir(path):
+            root = path.rstrip("/")
+            yield Entries(
+                _folder_names(fs, root),
+                lambda name: fs.open(f"{root}/{name}", "rb"),
+                lambda name: fs.cat_file(f"{root}/{name}"),
+            )
+            return
+        if not fs.exists(path):
+            raise SourceUnreadable(f"{shown} does not exist")
+        with fs.open(path, "rb") as fh:
+            _check_is_zip(fh, shown)
+            with zipfile.ZipFile(fh) as zf:
+                infos = zf.infolist()
+                refused = archive_problems(infos, options)
+                if refused:
+                    raise SourceUnreadable(_refusal(shown, refused), refused)
+                by_name: dict[str, zipfile.ZipInfo] = {}
+                for info in infos:
+                    if not info.is_dir():
+                        by_name.setdefault(info.filename, info)  # a repeated name: the first
+
+                yield Entries(
+                    sorted(by_name),
+                    lambda name: _stream_entry(zf, by_name[name], shown),
+                    lambda name: _read_entry(zf, fh, by_name[name], shown),
+                )
+
+
+def _stream_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> IO[bytes]:
+    """An entry as a stream: zipfile inflates as it is read and stops at the declared size."""
+    if info.flag_bits & 0x1:
+        raise SourceUnreadable(f"{shown}: entry {info.filename} is password-protected")
+    return zf.open(info)
+
+
+def _refusal(shown: str, refused: list[Finding]) -> str:
+    reasons = [f"{f.file}: {f.message}" if f.file else f.message for f in refused[:3]]
+    more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+    return f"{shown} was not read: " + "; ".join(reasons) + more
 
 
 # -- the package inside the source ------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""The three kinds of source ``sis_extract`` takes, and the date's snapshot of each.
+
+- ``oneroster``: a OneRoster v1.1 CSV export (ClassLink and others), a folder or ZIP at any
+  fsspec URL, copied byte for byte.
+- ``sis-csv``: the SIS's own CSV exports (a folder or ZIP) and a mapping (``sis/mapping.py``):
+  the export bytes are copied as exported, then converted to a OneRoster folder.
+- ``sql``: a SQLAlchemy URL and a mapping whose tables carry one query each: the result sets
+  are stored as CSV with the query text and row counts, then converted the same way.
+
+Every later stage opens ``Snapshot.open_path`` exactly as it opens a ClassLink export, so the
+rules, line numbers and reports after ``sis_extract`` do not depend on the kind. A snapshot is
+staged in a sibling folder and replaces the date's old one only when complete: a failed extract
+(an unreachable database, a bad mapping) leaves the last good snapshot of the date in place.
+No Dagster here: the CLI validates a mapped source with the same code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from upath import UPath
+
+from naviance_pipeline.oneroster.findings import Finding
+from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.settings import SAMPLE_SCHOOLS, SAMPLE_SEED, SAMPLE_STUDENTS
+from naviance_pipeline.storage import (
+    SnapshotFile,
+    ensure_private_dir,
+    sha256_of,
+    snapshot_source,
+    write_private_bytes,
+)
+
+SOURCE_KINDS = ("oneroster", "sis-csv", "sql")
+PASSWORD_ENV = "NAVIANCE_SOURCE_PASSWORD"
+DEFAULT_MAPPING = "powerschool"
+MAPPING_FILE = "mapping.yaml"
+CONVERTED = "oneroster"  # the converted OneRoster folder inside a mapped snapshot
+EXPORT = "export"  # the export as exported (sis-csv)
+SQL = "sql"  # the result sets, queries.json (sql)
+
+
+class SourceConfigError(ValueError):
+    """The source is configured wrongly (unknown kind, a mapping that does not fit the source,
+    a password in the URL): fix the configuration; retrying will not help."""
+
+
+class SourceUnavailable(Exception):
+    """The source could not be reached now (database down, network): retrying may help."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str = "oneroster"
+    url: str = ""  # blank: the bundled sample of this kind
+    mapping: str = ""  # preset name or YAML path; blank: DEFAULT_MAPPING (mapped kinds)
+    password: str | None = field(default=None, repr=False)  # sql only; from PASSWORD_ENV
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise SourceConfigError(
+                f"the source kind must be one of {', '.join(SOURCE_KINDS)}, not {self.kind!r}"
+            )
+
+    @property
+    def mapped(self) -> bool:
+        return self.kind != "oneroster"
+
+    @property
+    def mapping_ref(self) -> str:
+        return self.mapping or DEFAULT_MAPPING
+
+
+@dataclass
+class Snapshot:
+    open_path: UPath  # what the stages open: the OneRoster ZIP/folder
+    files: list[SnapshotFile]  # the source as captured (export bytes, or SQL result sets)
+    findings: list[Finding] = field(default_factory=list)  # from the conversion
+    queries: list[dict] = field(default_factory=list)  # sql: table, query, columns, rows
+    mapping: str = ""  # the mapping reference used (mapped kinds)
+
+
+def take_snapshot(
+    config: SourceConfig,
+    url: str,
+    dest: UPath,
+    options: Options,
+    progress: Callable[[str], None] | None = None,
+) -> Snapshot:
+    """Capture ``url`` (the resolved source of ``config``) under ``dest`` and return what the
+    stages open. Raises FileNotFoundError (no such source), SourceConfigError, SourceUnavailable,
+    or oneroster.source.SourceUnreadable (an archive that cannot be read safely)."""
+    say = progress or (lambda _message: None)
+    staging = dest.with_name(f".{dest.name}.staging")
+    if staging.exists():
+        staging.fs.rm(staging.path, recursive=True)
+    if config.kind == "oneroster":
+        say("copying the OneRoster export")
+        open_path, files = snapshot_source(url, staging)
+        snapshot = Snapshot(open_path, files)
+    else:
+        snapshot = _mapped_snapshot(config, url, staging, options, say)
+    relative = snapshot.open_path.path[len(staging.path) :].lstrip("/")
+    _replace(staging, dest)
+    snapshot.open_path = dest / relative if relative else dest
+    return snapshot
+
+
+def _replace(staging: UPath, dest: UPath) -> None:
+    if dest.exists():
+        dest.fs.rm(dest.path, recursive=True)
+    if staging.protocol in ("", "file", "local"):
+        os.replace(staging.path, dest.path)
+    else:
+        staging.rename(dest)
+
+
+def _mapped_snapshot(
+    config: SourceConfig, url: str, staging: UPath, options: Options, say: Callable[[str], None]
+) -> Snapshot:
+    from naviance_pipeline.sis.convert import convert
+    from naviance_pipeline.sis.mapping import MappingError, load_mapping
+
+    try:
+        mapping = load_mapping(config.mapping_ref)
+    except MappingError as exc:
+        raise SourceConfigError(f"the mapping {config.mapping_ref!r} is invalid:\n{exc}") from exc
+    ensure_private_dir(staging)
+    write_private_bytes(staging / MAPPING_FILE, mapping.text.encode())
+    queries: list[dict] = []
+    if config.kind == "sis-csv":
+        say(f"copying the SIS export and checking it against the mapping {config.mapping_ref!r}")
+        tables, files = _export_tables(mapping, url, staging / EXPORT, options)
+    else:
+        say(f"running the queries of the mapping {config.mapping_ref!r}")
+        tables, files, queries = _query_tables(config, mapping, url, staging / SQL)
+    say("converting to OneRoster")
+    conversion = convert(mapping, tables, options)
+    del tables
+    folder = staging / CONVERTED
+    for name, data in conversion.files.items():
+        write_private_bytes(folder / name, data)
+    return Snapshot(folder, files, conversion.findings, queries, config.mapping_ref)
+
+
+def _export_tables(mapping, url: str, dest: UPath, options: Options):
+    from naviance_pipeline.sis.export import read_export
+    from naviance_pipeline.sis.mapping import MappingError
+
+    open_path, files = snapshot_source(url, dest)
+    files = [SnapshotFile(f"{EXPORT}/{f.path}", f.size, f.sha256) for f in files]
+    try:
+        return read_export(str(open_path), mapping, options), files
+    except MappingError as exc:
+        raise SourceConfigError(
+            f"the export does not fit the mapping {mapping.ref!r}:\n{exc}"
+        ) from exc
+
+
+def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath):
+    from naviance_pipeline.sis.sql import (
+        QueryFailed,
+        QuerySpec,
+        SourceUnreachable,
+        snapshot_queries,
+    )
+
+    specs = []
+    for table in mapping.tables.values():
+        if not table.query:
+            raise SourceConfigError(
+                f"the mapping {mapping.ref!r} has no query for table {table.name!r} "
+                f"(tables.{table.name}.query): a SQL source needs one query per table"
+            )
+        specs.append(QuerySpec(table.name, table.query, tuple(mapping.columns_read(table.name))))
+    try:
+        records = snapshot_queries(url, specs, Path(dest.path), password=config.password)
+    except SourceUnreachable as exc:
+        raise SourceUnavailable(str(exc)) from exc
+    except (QueryFailed, ValueError) as exc:
+        raise SourceConfigError(str(exc)) from exc
+    tables, files, queries = {}, [], []
+    for record in records:
+        path = dest / record.file
+        tables[record.table] = path.read_bytes()
+        files.append(SnapshotFile(f"{SQL}/{record.file}", len(tables[record.table]), record.sha256))
+        queries.append(
+            {"table": record.table, "query": record.query, "rows": record.rows}
+            | {"columns": list(record.columns)}
+        )
+    index = dest / "queries.json"
+    if index.exists():
+        files.append(SnapshotFile(f"{SQL}/queries.json", index.stat().st_size, sha256_of(index)))
+    return tables, files, queries
+
+
+def ensure_sample(config: SourceConfig, sample_zip: str) -> str:
+    """The bundled synthetic district in the shape ``config`` reads (generated on first use
+    with a fixed seed, beside the OneRoster sample ZIP): the URL to read it from."""
+    from naviance_pipeline.oneroster.sample import write_sample_district
+    from naviance_pipeline.sis.sample_export import (
+        SHAPES,
+        write_demo_database,
+        write_sample_export,
+    )
+
+    size = {"students": SAMPLE_STUDENTS, "schools": SAMPLE_SCHOOLS, "seed": SAMPLE_SEED}
+    if config.kind == "oneroster":
+        return _generated(Path(sample_zip), lambda tmp: write_sample_district(tmp, **size))
+    shape = config.mapping_ref
+    folder = Path(sample_zip).parent
+    if config.kind == "sis-csv" and shape in SHAPES:
+        path = folder / f"sample-{shape}-export.zip"
+        return _generated(path, lambda tmp: write_sample_export(tmp, shape, **size))
+    if config.kind == "sql" and shape == DEFAULT_MAPPING:
+        path = folder / "sample-district.sqlite"
+        return "sqlite:///" + _generated(path, lambda tmp: write_demo_database(tmp, **size))
+    bundled = ", ".join(SHAPES) if config.kind == "sis-csv" else DEFAULT_MAPPING
+    raise SourceConfigError(
+        f"no source URL is set (NAVIANCE_SOURCE_URL) and there is no bundled {config.kind} "
+        f"sample for the mapping {shape!r}: the bundled samples are for {bundled}"
+    )
+
+
+def _generated(path: Path, write: Callable[[str], object]) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        write(str(tmp))
+        os.replace(tmp, path)
+    return str(path)
