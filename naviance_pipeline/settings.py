@@ -44,6 +44,13 @@ def parse_clock(text: str) -> time:
     return time(hour, minute)
 
 
+def _default_system(kind: str, mapping: str) -> str:
+    """``source.systemName`` when none is set: what the bundled samples of the kind are."""
+    if kind == "oneroster":
+        return "ClassLink"
+    return "PowerSchool" if mapping in ("", "powerschool") else "SIS"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: str
@@ -70,13 +77,15 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         home = str(Path(_env("NAVIANCE_HOME", ".naviance")).resolve())
+        kind = _env("NAVIANCE_SOURCE_KIND", "oneroster")
+        mapping = _env("NAVIANCE_SOURCE_MAPPING", "")
         return cls(
             home=home,
             source_url=_env("NAVIANCE_SOURCE_URL", ""),
             data_root=_env("NAVIANCE_DATA_ROOT", str(Path(home, "data"))),
             delivery_target=_env("NAVIANCE_DELIVERY_TARGET", str(Path(home, "outbox"))),
             district=_env("NAVIANCE_DISTRICT", "sample-district"),
-            source_system_name=_env("NAVIANCE_SOURCE_SYSTEM", "ClassLink"),
+            source_system_name=_env("NAVIANCE_SOURCE_SYSTEM", _default_system(kind, mapping)),
             timezone=_env("NAVIANCE_TIMEZONE", "America/New_York"),
             schedule_time=_env("NAVIANCE_SCHEDULE_TIME", "02:00"),
             include_staff=parse_bool(_env("NAVIANCE_INCLUDE_STAFF", "false")),
@@ -84,8 +93,8 @@ class Settings:
             partitions_start=_env("NAVIANCE_PARTITIONS_START", "2025-07-01"),
             districts_file=_env("NAVIANCE_DISTRICTS_FILE", ""),
             executor=_env("NAVIANCE_EXECUTOR", "in_process"),
-            source_kind=_env("NAVIANCE_SOURCE_KIND", "oneroster"),
-            source_mapping=_env("NAVIANCE_SOURCE_MAPPING", ""),
+            source_kind=kind,
+            source_mapping=mapping,
         )
 
     @classmethod

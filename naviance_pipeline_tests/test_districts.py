@@ -342,3 +342,35 @@ def test_command_line_tools_pick_the_district_from_the_file(tmp_path):
     chosen = run("report", "--date", DAY, "--district", "d2")
     assert chosen.returncode == 1  # nothing run yet for that district and date
     assert str(tmp_path / "data" / "districts" / "d2") in chosen.stderr
+
+
+def test_a_district_reads_its_own_kind_of_source(tmp_path, monkeypatch):
+    sis = district(
+        "sis",
+        source_url="postgresql://reader@db.example.org/sis",
+        source_kind="sql",
+        source_mapping="powerschool",
+        secrets={"source_password": "SIS_DB_PASSWORD"},
+    )
+    path = tmp_path / "districts.yaml"
+    path.write_text(yaml.safe_dump(document(sis)))
+    pipeline = PipelineResource(data_root="/d", district="x", districts_file=str(path))
+    monkeypatch.setenv("SIS_DB_PASSWORD", "db-s3cret")
+    resource = pipeline.for_district("sis")
+    config = resource.source_config()
+    assert (config.kind, config.mapping, config.password) == ("sql", "powerschool", "db-s3cret")
+    assert "db-s3cret" not in repr(config)
+
+
+def test_source_kind_and_mapping_are_validated_by_district():
+    found = problems(
+        document(
+            district("a", source_kind="oracle"),
+            district("b", source_mapping="powerschool"),
+        )
+    )
+    assert found == [
+        "districts.yaml: district \"a\": source_kind 'oracle' must be one of oneroster, "
+        "sis-csv, sql",
+        'districts.yaml: district "b": source_mapping is only for source_kind sis-csv or sql',
+    ]

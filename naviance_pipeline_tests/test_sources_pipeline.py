@@ -212,3 +212,45 @@ def test_an_unreachable_database_is_retried_as_configured(tmp_path):
     kinds = [e.event_type_value for e in result.all_events if e.step_key == "sis_extract"]
     assert kinds.count("STEP_UP_FOR_RETRY") == 1
     assert kinds.count("STEP_START") + kinds.count("STEP_RESTARTED") == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "mapping", "system"),
+    [
+        ("oneroster", "", "ClassLink"),
+        ("sql", "", "PowerSchool"),
+        ("sis-csv", "powerschool", "PowerSchool"),
+        ("sis-csv", "generic", "SIS"),
+    ],
+)
+def test_the_manifest_names_the_kind_of_system_when_none_is_configured(
+    monkeypatch, kind, mapping, system
+):
+    from naviance_pipeline.settings import Settings
+
+    monkeypatch.delenv("NAVIANCE_SOURCE_SYSTEM", raising=False)
+    monkeypatch.setenv("NAVIANCE_SOURCE_KIND", kind)
+    monkeypatch.setenv("NAVIANCE_SOURCE_MAPPING", mapping)
+    assert Settings.from_env().source_system_name == system
+    monkeypatch.setenv("NAVIANCE_SOURCE_SYSTEM", "Skyward")
+    assert Settings.from_env().source_system_name == "Skyward"
+
+
+def test_a_failing_query_names_its_table_and_is_not_retried(tmp_path):
+    from naviance_pipeline.sis.mapping import load_mapping
+
+    database = tmp_path / "sis.sqlite"
+    write_demo_database(str(database), students=STUDENTS, schools=3, seed=5)
+    mapping = tmp_path / "ours.yaml"
+    text = load_mapping("powerschool").text
+    mapping.write_text(text.replace("FROM teachers", "FROM teacher_list"))
+    settings = make_settings(
+        tmp_path, f"sqlite:///{database}", source_kind="sql", source_mapping=str(mapping)
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_job(settings, DAY, instance, selection=["sis_extract"])
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "'teachers'" in message and "teacher_list" in message
+    kinds = [e.event_type_value for e in result.all_events if e.step_key == "sis_extract"]
+    assert "STEP_UP_FOR_RETRY" not in kinds  # a query error is not the network's fault
