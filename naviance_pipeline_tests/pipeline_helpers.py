@@ -12,6 +12,18 @@ from naviance_pipeline.definitions import build_definitions
 from naviance_pipeline.jobs import NIGHTLY_JOB
 from naviance_pipeline.settings import Settings
 
+ALL_ASSETS = frozenset(
+    {
+        "sis_extract",
+        "orgs",
+        "users",
+        "demographics",
+        "manifest",
+        "naviance_package",
+        "naviance_delivery",
+    }
+)
+
 
 def run_job(
     settings: Settings,

@@ -17,6 +17,7 @@ from naviance_pipeline.oneroster.stages import build_all
 from naviance_pipeline.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import (
+    ALL_ASSETS,
     failed_checks,
     first_student_editor,
     folder_state,
@@ -27,15 +28,6 @@ from naviance_pipeline_tests.pipeline_helpers import (
 )
 
 DAY = "2026-11-24"
-ALL_ASSETS = {
-    "sis_extract",
-    "orgs",
-    "users",
-    "demographics",
-    "manifest",
-    "naviance_package",
-    "naviance_delivery",
-}
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from naviance_pipeline.sis.sample_export import write_demo_database, write_sampl
 from naviance_pipeline.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import (
+    ALL_ASSETS,
     failed_checks,
     folder_state,
     materialized,
@@ -31,15 +32,6 @@ from naviance_pipeline_tests.pipeline_helpers import (
 
 DAY = "2026-11-24"
 STUDENTS = 80
-ALL_ASSETS = {
-    "sis_extract",
-    "orgs",
-    "users",
-    "demographics",
-    "manifest",
-    "naviance_package",
-    "naviance_delivery",
-}
 
 
 @pytest.fixture(scope="module")

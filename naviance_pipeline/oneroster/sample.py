@@ -170,18 +170,24 @@ def write_sample_district(
     files = district.files()
     counter = _Progress(sum(rows for _, _, _, rows in files), progress)
     entries = [(name, counter.track(frames, header)) for name, frames, header, _ in files]
+    write_export(out, entries, fmt)
+    return out
+
+
+def write_export(out: str, entries: Iterable[tuple[str, Iterable[bytes]]], fmt: str) -> None:
+    """Write ``(file name, byte pieces)`` entries as a ZIP (fixed timestamps: same bytes for
+    the same entries) or as files of a folder, at a local path or fsspec URL."""
     fs, path = fsspec.core.url_to_fs(out)
     if fmt == "zip":
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
         with fs.open(path, "wb") as f:
             write_zip(f, entries, EXPORT_DATE)
-    else:
-        fs.makedirs(path, exist_ok=True)
-        for name, pieces in entries:
-            with fs.open(f"{path}/{name}", "wb") as f:
-                for piece in pieces:
-                    f.write(piece)
-    return out
+        return
+    fs.makedirs(path, exist_ok=True)
+    for name, pieces in entries:
+        with fs.open(f"{path}/{name}", "wb") as f:
+            for piece in pieces:
+                f.write(piece)
 
 
 def draw_district(students: int, schools: int, seed: int) -> District:

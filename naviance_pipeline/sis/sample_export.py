@@ -26,20 +26,16 @@ stores integers), which the preset's queries read: the embedded SQL source.
 from __future__ import annotations
 
 import os
-import posixpath
 import sqlite3
 from collections.abc import Iterator
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from naviance_pipeline.oneroster.package import write_zip
 from naviance_pipeline.oneroster.sample import (
     DISTRICT_NAME,
-    EXPORT_DATE,
     FORMATS,
     GIVEN_NAMES,
     LEA_ID,
@@ -56,6 +52,7 @@ from naviance_pipeline.oneroster.sample import (
     pick,
     repeat,
     text_frame,
+    write_export,
 )
 from naviance_pipeline.oneroster.writer import csv_header, iter_csv
 
@@ -109,18 +106,7 @@ def write_sample_export(
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
     frames = export_tables(shape, students=students, schools=schools, seed=seed)
-    entries = [(name, _csv(frame, shape)) for name, frame in frames.items()]
-    fs, path = fsspec.core.url_to_fs(out)
-    if fmt == "zip":
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        with fs.open(path, "wb") as f:
-            write_zip(f, entries, EXPORT_DATE)
-    else:
-        fs.makedirs(path, exist_ok=True)
-        for name, pieces in entries:
-            with fs.open(f"{path}/{name}", "wb") as f:
-                for piece in pieces:
-                    f.write(piece)
+    write_export(out, [(name, _csv(frame, shape)) for name, frame in frames.items()], fmt)
     return out
 
 

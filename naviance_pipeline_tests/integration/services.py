@@ -42,8 +42,8 @@ def postgres_bin(tool: str) -> str | None:
     return candidates[-1] if candidates else None
 
 
-def unavailable_reason() -> str | None:
-    """Why PostgreSQL and Redis cannot be started here (None when they can)."""
+def postgres_unavailable_reason() -> str | None:
+    """Why a PostgreSQL server cannot be started here (None when it can)."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "starting PostgreSQL as the postgres user needs root"
     for tool in ("initdb", "pg_ctl"):
@@ -55,6 +55,18 @@ def unavailable_reason() -> str | None:
         return "there is no postgres system user: apt-get install postgresql"
     if shutil.which("runuser") is None:
         return "runuser is missing (util-linux)"
+    try:
+        import psycopg2  # noqa: F401 - the fixtures connect with it
+    except ImportError:
+        return "the Python package psycopg2 is missing"
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why PostgreSQL and Redis cannot be started here (None when they can)."""
+    reason = postgres_unavailable_reason()
+    if reason:
+        return reason
     if shutil.which("redis-server") is None:
         return "redis-server is missing: apt-get install redis-server"
     for module in ("dagster_postgres", "dagster_celery", "psycopg2", "redis"):

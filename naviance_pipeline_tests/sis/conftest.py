@@ -14,10 +14,7 @@ quote, a value with a newline, and a binary photo.
 
 from __future__ import annotations
 
-import os
-import pwd
 import secrets
-import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -29,7 +26,10 @@ from typing import Any
 
 import pytest
 
-from naviance_pipeline_tests.integration.services import PostgresServer, postgres_bin
+from naviance_pipeline_tests.integration.services import (
+    PostgresServer,
+    postgres_unavailable_reason,
+)
 
 READER = "sis_reader"
 
@@ -71,27 +71,6 @@ class SisDatabase:
     password: str | None = field(repr=False)
     execute: Callable[[str], list[tuple]]
     server: PostgresServer | None = None
-
-
-def postgres_unavailable_reason() -> str | None:
-    """Why a PostgreSQL server cannot be started here (None when it can). Like
-    ``services.unavailable_reason`` without its Redis and Dagster checks."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "starting PostgreSQL as the postgres user needs root"
-    for tool in ("initdb", "pg_ctl"):
-        if postgres_bin(tool) is None:
-            return f"PostgreSQL's {tool} is missing: apt-get install postgresql"
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        return "there is no postgres system user: apt-get install postgresql"
-    if shutil.which("runuser") is None:
-        return "runuser is missing (util-linux)"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        return "the Python package psycopg2 is missing"
-    return None
 
 
 def _sqlite_value(value: Any) -> Any:
