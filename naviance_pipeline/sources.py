@@ -136,9 +136,11 @@ def _mapped_snapshot(
         tables, files = _export_tables(mapping, url, staging / EXPORT, options)
     else:
         say(f"running the queries of the mapping {config.mapping_ref!r}")
-        tables, files, queries = _query_tables(config, mapping, url, staging / SQL)
+        tables, files, queries = _query_tables(config, mapping, url, staging / SQL, say)
     say("converting to OneRoster")
-    conversion = convert(mapping, tables, options)
+    # Findings of a SQL source name the result-set file of the snapshot (its lines are true).
+    names = {t: f"{SQL}/{t}.csv" for t in tables} if config.kind == "sql" else None
+    conversion = convert(mapping, tables, options, file_names=names)
     del tables
     folder = staging / CONVERTED
     for name, data in conversion.files.items():
@@ -160,7 +162,7 @@ def _export_tables(mapping, url: str, dest: UPath, options: Options):
         ) from exc
 
 
-def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath):
+def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath, say: Callable[[str], None]):
     from naviance_pipeline.sis.sql import (
         QueryFailed,
         QuerySpec,
@@ -177,7 +179,13 @@ def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath):
             )
         specs.append(QuerySpec(table.name, table.query, tuple(mapping.columns_read(table.name))))
     try:
-        records = snapshot_queries(url, specs, Path(dest.path), password=config.password)
+        records = snapshot_queries(
+            url,
+            specs,
+            Path(dest.path),
+            password=config.password,
+            progress=lambda table, rows: say(f"query {table}: {rows:,} rows read"),
+        )
     except SourceUnreachable as exc:
         raise SourceUnavailable(str(exc)) from exc
     except (QueryFailed, ValueError) as exc:

@@ -246,3 +246,33 @@ def test_a_failing_query_names_its_table_and_is_not_retried(tmp_path):
     assert "'teachers'" in message and "teacher_list" in message
     kinds = [e.event_type_value for e in result.all_events if e.step_key == "sis_extract"]
     assert "STEP_UP_FOR_RETRY" not in kinds  # a query error is not the network's fault
+
+
+def test_an_unmapped_code_from_a_query_points_at_the_stored_result_set(tmp_path):
+    import sqlite3
+
+    database = tmp_path / "sis.sqlite"
+    write_demo_database(str(database), students=STUDENTS, schools=3, seed=5)
+    with sqlite3.connect(database) as db:
+        (number,) = db.execute("SELECT Student_Number FROM students LIMIT 1 OFFSET 4").fetchone()
+        db.execute("UPDATE students SET Grade_Level = 42 WHERE Student_Number = ?", (number,))
+    db.close()
+    settings = make_settings(tmp_path, f"sqlite:///{database}", source_kind="sql")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_job(settings, DAY, instance, selection=["sis_extract"])
+    assert "USR-GRADE" in failed_checks(result)["sis_extract:source_package"]
+    layout = DataLayout(settings.data_root, settings.district)
+    (grade,) = [
+        f
+        for f in json.loads(layout.findings_path(DAY, "sis_extract").read_text())
+        if f["rule"] == "USR-GRADE"
+    ]
+    assert (grade["file"], grade["column"], grade["value"]) == (
+        "sql/students.csv",
+        "Grade_Level",
+        "42",
+    )
+    # The line is true in the stored result set: that record is the student's.
+    stored = (Path(layout.raw_dir(DAY).path) / grade["file"]).read_text().splitlines()
+    record = next(csv.DictReader([stored[0], stored[grade["line"] - 1]]))
+    assert record["Student_Number"] == str(number) == grade["sourcedId"]
