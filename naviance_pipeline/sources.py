@@ -25,6 +25,7 @@ from upath import UPath
 
 from naviance_pipeline.oneroster.findings import Finding
 from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.source import redact_url
 from naviance_pipeline.settings import SAMPLE_SCHOOLS, SAMPLE_SEED, SAMPLE_STUDENTS
 from naviance_pipeline.storage import (
     SnapshotFile,
@@ -157,8 +158,10 @@ def _export_tables(mapping, url: str, dest: UPath, options: Options):
     try:
         return read_export(str(open_path), mapping, options), files
     except MappingError as exc:
+        # Named as configured, not as the snapshot copy being checked.
+        problems = str(exc).replace(str(open_path), redact_url(url))
         raise SourceConfigError(
-            f"the export does not fit the mapping {mapping.ref!r}:\n{exc}"
+            f"the export does not fit the mapping {mapping.ref!r}:\n{problems}"
         ) from exc
 
 
