@@ -231,15 +231,21 @@ def cmd_sample_district(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from naviance_pipeline.runner import run_partition
+    from naviance_pipeline.runner import UsageError, run_partition
 
-    return run_partition(args.date)
+    try:
+        return run_partition(args.date, args.district)
+    except UsageError as exc:
+        return _usage_error(str(exc))
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    from naviance_pipeline.runner import redeliver
+    from naviance_pipeline.runner import UsageError, redeliver
 
-    return redeliver(args.date, args.override)
+    try:
+        return redeliver(args.date, args.override, args.district)
+    except UsageError as exc:
+        return _usage_error(str(exc))
 
 
 def cmd_sftp_host_key(args: argparse.Namespace) -> int:
@@ -392,11 +398,13 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="materialize every asset for one date (default: latest)")
     r.add_argument("--date", help="partition date YYYY-MM-DD")
+    r.add_argument("--district", help="with a districts file: which district")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("redeliver", help="re-send the archived package of a date")
     d.add_argument("--date", required=True)
     d.add_argument("--override", default="", help="guards to override, e.g. GRD-STALE-PARTITION")
+    d.add_argument("--district", help="with a districts file: which district")
     d.set_defaults(func=cmd_redeliver)
 
     rp = sub.add_parser("report", help="the validation report of a date (also HTML/JSON)")

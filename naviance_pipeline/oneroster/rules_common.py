@@ -30,11 +30,14 @@ ID_CHARSET = rf"[A-Za-z0-9._/@-]{{1,{MAX_VALUE_LENGTH}}}"
 # ---- lists ("a,b,c" cells: orgSourcedIds, agentSourcedIds, grades) ------------------------------
 
 
-def arrow(values: pd.Series | pd.Index | list[str]) -> pa.Array:
+def arrow(values: pd.Series | pd.Index | list[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
     """The values as one contiguous pyarrow large_string array (zero-copy for a single-chunk
     pyarrow-backed Series; several chunks, as a threaded CSV read gives, are combined)."""
     data = values.array if isinstance(values, (pd.Series, pd.Index)) else values
-    arr = pa.array(data, type=pa.large_string())
+    if isinstance(data, (pa.Array, pa.ChunkedArray)):
+        arr = data.cast(pa.large_string())
+    else:
+        arr = pa.array(data, type=pa.large_string())
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
@@ -51,16 +54,25 @@ def choose(mask: np.ndarray | pd.Series, values: pd.Series, other: pd.Series | s
     return strings(chosen, values.index)
 
 
-def is_in(values: pd.Series, pool: pd.Series | pd.Index | list[str]) -> np.ndarray:
+def is_in(
+    values: pd.Series | pa.Array, pool: pd.Series | pd.Index | list[str] | pa.Array
+) -> np.ndarray:
     """``values.isin(pool)`` as a bool array, hashed by pyarrow (pandas' isin converts every
     element of a large pool in Python)."""
-    hit = pc.is_in(arrow(values), value_set=arrow(pool))
-    return hit.to_numpy(zero_copy_only=False)
+    arr, among = arrow(values), arrow(pool)
+    if len(arr) == 0:
+        return np.zeros(0, dtype=bool)
+    if len(arr) == len(among) and pc.all(pc.equal(arr, among), skip_nulls=False).as_py():
+        return np.ones(len(arr), dtype=bool)  # the same values in the same order (same ids)
+    if len(arr) * 8 < len(among):
+        # Few values against a large pool: hash the few, keep only the pool values among them.
+        among = among.filter(pc.is_in(among, value_set=arr))
+    return pc.is_in(arr, value_set=among).to_numpy(zero_copy_only=False)
 
 
 def duplicated(values: pd.Series) -> np.ndarray:
-    """True for every occurrence of a value that appears more than once (sort-based: cheaper
-    than hashing a million strings)."""
+    """True for every occurrence of a value that appears more than once (sort-based: hashing
+    a million distinct strings is faster but holds ~100 MB more at the users stage's peak)."""
     n = len(values)
     if n < 2:
         return np.zeros(n, dtype=bool)
@@ -76,6 +88,32 @@ def duplicated(values: pd.Series) -> np.ndarray:
     in_run[:-1] |= same
     out = np.empty(n, dtype=bool)
     out[order] = in_run
+    return out
+
+
+def value_bytes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(data, ends)`` of a large_string array, without copying: the UTF-8 bytes of all its
+    values back to back, and where each value ends in them (nulls count as empty)."""
+    offsets_buffer, data_buffer = array.buffers()[1:3]
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        array.offset : array.offset + len(array) + 1
+    ]
+    ends = offsets[1:] - offsets[0]
+    if data_buffer is None:  # every value empty: Arrow may allocate no data buffer
+        return np.empty(0, dtype=np.uint8), ends
+    return np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]], ends
+
+
+def holds_any_char(values: pd.Series, chars: str) -> np.ndarray:
+    """Whether each value holds any of the ASCII ``chars``: one byte scan of the whole column,
+    hits mapped back to their rows (a regex character class costs ten times more). UTF-8
+    never uses ASCII bytes inside a multi-byte character, so a byte hit is a character hit."""
+    data, ends = value_bytes(arrow(values))
+    wanted = np.zeros(256, dtype=bool)
+    wanted[list(chars.encode("ascii"))] = True
+    hits = np.flatnonzero(wanted[data])
+    out = np.zeros(len(ends), dtype=bool)
+    out[np.searchsorted(ends, hits, side="right")] = True
     return out
 
 
@@ -386,11 +424,18 @@ def bulk_status(frame: pd.DataFrame, spec: FileSpec) -> tuple[pd.Series, list[Fi
 
 
 def output_frame(
-    frame: pd.DataFrame, keep: pd.Series | np.ndarray, header: list[str]
+    frame: pd.DataFrame,
+    keep: pd.Series | np.ndarray,
+    header: list[str],
+    *,
+    consume: bool = False,
 ) -> pd.DataFrame:
     """The rows to write: ``keep`` rows with a sourcedId, the first occurrence (in source order)
     of each sourcedId, exactly ``header`` columns (blank where ``frame`` lacks one), sorted by
     sourcedId (plain code-point order), RangeIndex. One Arrow ``take`` per column.
+
+    ``consume``: remove each column from ``frame`` as it is gathered, so that (if nothing else
+    holds it) it is freed before the next one is copied: the peak is one column, not a frame.
     """
     ids = frame[SOURCED_ID]
     rows = np.flatnonzero(np.asarray(keep, dtype=bool) & (ids != "").to_numpy(bool))
@@ -404,11 +449,15 @@ def output_frame(
     index = pd.RangeIndex(len(positions))
     blank = pa.nulls(len(positions), pa.large_string()).fill_null("")
     pick = _picker(positions, len(frame))
-    # Pick from the (possibly chunked) column as it is: combining chunks first would copy it.
-    columns = {
-        c: strings(pick(pa.array(frame[c].array)) if c in frame.columns else blank, index)
-        for c in header
-    }
+    columns = {}
+    for c in header:
+        if c not in frame.columns:
+            columns[c] = strings(blank, index)
+            continue
+        values = frame.pop(c) if consume else frame[c]
+        # Pick from the (possibly chunked) column as it is: combining chunks first would copy it.
+        columns[c] = strings(pick(pa.array(values.array)), index)
+        del values
     return pd.DataFrame(columns, index=index)
 
 

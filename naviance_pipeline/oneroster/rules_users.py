@@ -22,6 +22,7 @@ from naviance_pipeline.oneroster.rules_common import (
     SOURCED_ID,
     arrow,
     column_at,
+    is_in,
     many_findings,
     row_findings,
     split_list,
@@ -182,7 +183,7 @@ def _unknown_id_findings(
 def agent_findings(frame: pd.DataFrame, written: np.ndarray) -> list[Finding]:
     """USR-AGENT-REF: agentSourcedIds of a written user naming users not in the file."""
     tokens, rows = split_list(frame["agentSourcedIds"])
-    known = pc.is_in(tokens, value_set=arrow(frame[SOURCED_ID])).to_numpy(zero_copy_only=False)
+    known = is_in(tokens, frame[SOURCED_ID])
     return _unknown_id_findings(
         frame,
         written,

@@ -23,7 +23,7 @@ from naviance_pipeline.oneroster import rules_orgs as ro
 from naviance_pipeline.oneroster import rules_users as ru
 from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.classyear import class_years
-from naviance_pipeline.oneroster.csvread import Table, read_table
+from naviance_pipeline.oneroster.csvread import read_table
 from naviance_pipeline.oneroster.findings import Finding, sort_findings
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.repair import repair
@@ -67,12 +67,14 @@ class StageResult:
 
 @dataclass
 class _Read:
-    """A source file read and repaired, with its deleted rows marked."""
+    """A source file read and repaired, with its deleted rows marked. Only the repaired frame
+    is kept (not the table read), so a column the repair replaced is freed at once."""
 
-    table: Table
     frame: pd.DataFrame
     dropped: np.ndarray
     findings: list[Finding]
+    absent: frozenset[str]  # spec columns not in the source header
+    present: bool  # False when the file is not in the source
 
 
 def _read(source: Source, spec: FileSpec, columns: list[str] | None = None) -> _Read:
@@ -81,7 +83,8 @@ def _read(source: Source, spec: FileSpec, columns: list[str] | None = None) -> _
     table = read_table(source.files.get(spec.name), spec, only=columns)
     frame, repairs = repair(table.frame, spec)
     dropped, bulk = bulk_status(frame, spec)
-    return _Read(table, frame, dropped.to_numpy(bool), [*table.findings, *repairs, *bulk])
+    findings = [*table.findings, *repairs, *bulk]
+    return _Read(frame, dropped.to_numpy(bool), findings, table.absent, table.present)
 
 
 def _candidates(frame: pd.DataFrame, header: list[str], spec: FileSpec) -> pd.DataFrame:
@@ -103,9 +106,14 @@ def _finish(
     counts: dict[str, int],
 ) -> StageResult:
     findings = at_most_warnings(findings, read.frame.index[left_out])
-    frame = output_frame(candidates, keep, list(candidates.columns))
+    rows_read = len(read.frame)
+    # Every rule has run: drop the source columns (in place, so no reference keeps them) and
+    # let the output take the candidates' columns one by one, so that each source column is
+    # freed as its output copy is made rather than all at the end.
+    read.frame.drop(columns=list(read.frame.columns), inplace=True)
+    frame = output_frame(candidates, keep, list(candidates.columns), consume=True)
     return StageResult(
-        frame, sort_findings(findings), {"read": len(read.frame), **counts, "written": len(frame)}
+        frame, sort_findings(findings), {"read": rows_read, **counts, "written": len(frame)}
     )
 
 
@@ -116,7 +124,7 @@ def _written_users(source: Source, options: Options) -> tuple[pd.DataFrame, np.n
     # such a row as blank) leaves the referenced orgs unchanged.
     read = _read(source, USERS, ["status", "role", "orgSourcedIds"])
     selection = ru.select_users(read.frame, read.dropped, options)
-    return read.frame, selection.written, read.table.present
+    return read.frame, selection.written, read.present
 
 
 def build_orgs(source: Source, options: Options) -> StageResult:
@@ -130,11 +138,9 @@ def build_orgs(source: Source, options: Options) -> StageResult:
     written = ro.with_ancestors(parent, needed)
 
     candidates = _candidates(frame, ORGS.header, ORGS)
-    findings = read.findings + schemas.validate(
-        candidates, ORGS, options, skip_columns=read.table.absent
-    )
+    findings = read.findings + schemas.validate(candidates, ORGS, options, skip_columns=read.absent)
     rules = ro.org_findings(frame, parent, dangling, written)
-    if not (read.table.present and users_present):  # SRC-MISSING-FILE says it already
+    if not (read.present and users_present):  # SRC-MISSING-FILE says it already
         rules = [f for f in rules if f.rule != "ORG-NO-SCHOOL"]
     counts = {
         "dropped_status": int(read.dropped.sum()),
@@ -164,7 +170,7 @@ def build_users(source: Source, orgs: pd.DataFrame, options: Options) -> StageRe
     written = selection.written
     findings = [
         *read.findings,
-        *schemas.validate(candidates, USERS, options, skip_columns=read.table.absent),
+        *schemas.validate(candidates, USERS, options, skip_columns=read.absent),
         *ru.role_findings(frame, selection),
         *ru.org_reference_findings(frame, written, orgs),
         *ru.agent_findings(frame, written),
@@ -195,7 +201,8 @@ def build_users(source: Source, orgs: pd.DataFrame, options: Options) -> StageRe
 
 
 def build_demographics(source: Source, users: pd.DataFrame, options: Options) -> StageResult:
-    """demographics.csv: exactly one row per student of ``users`` (the users stage's frame)."""
+    """demographics.csv: exactly one row per student of ``users`` (the users stage's frame;
+    only its sourcedId and role columns are read)."""
     read = _read(source, DEMOGRAPHICS)
     frame = read.frame
     students = rd.package_students(users)
@@ -205,7 +212,7 @@ def build_demographics(source: Source, users: pd.DataFrame, options: Options) ->
     candidates = _candidates(frame, DEMOGRAPHICS.header, DEMOGRAPHICS)
     findings = [
         *read.findings,
-        *schemas.validate(candidates, DEMOGRAPHICS, options, skip_columns=read.table.absent),
+        *schemas.validate(candidates, DEMOGRAPHICS, options, skip_columns=read.absent),
         *refs,
     ]
     result = _finish(

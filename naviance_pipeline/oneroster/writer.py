@@ -4,7 +4,9 @@ UTF-8 without BOM, comma separator, CRLF after every record including the last, 
 quotes only where a value holds a comma, a double quote or a leading/trailing space.
 ``pyarrow.csv.write_csv`` cannot do this: its ``quoting_style="needed"`` quotes every string
 (``""`` for empty, ``"001"`` for plain values), so the records are assembled here with
-``pyarrow.compute``, column by column, a chunk of rows at a time; no Python loop over rows.
+``pyarrow.compute``, column by column, a chunk of rows at a time; no Python loop over rows. A
+chunk in which no value needs quotes (most of them) is written by ``write_csv`` with quoting
+off, which then gives exactly the same bytes, twice as fast.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from naviance_pipeline.oneroster.rules_common import value_bytes
 
 DEFAULT_CHUNK_ROWS = 65_536  # bounds the temporary arrays: a few MB of users.csv per chunk
 
@@ -27,6 +32,9 @@ _NEWLINE = r"[\r\n]"
 _NEWLINE_BYTES = b"\r\n"
 _QUOTE_BYTES = b',"'
 _SPACE = ord(" ")
+_UNQUOTED = pacsv.WriteOptions(
+    include_header=False, quoting_style="none", eol="\r\n", batch_size=DEFAULT_CHUNK_ROWS
+)
 
 
 def write_csv(frame: pd.DataFrame, header: list[str]) -> bytes:
@@ -93,10 +101,23 @@ def _encode_records(columns: list[pa.Array], header: list[str], first_row: int |
         _encode_field(column, name, first_row, quote_empty)
         for column, name in zip(columns, header, strict=True)
     ]
+    if first_row is not None and all(f is c for f, c in zip(fields, columns, strict=True)):
+        # Nothing to quote (the usual chunk): Arrow's own writer is about twice as fast as the
+        # joins below, and with quoting off its records are exactly these bytes.
+        return _write_unquoted(columns)
     lines = pc.binary_join_element_wise(*fields, _COMMA)
     # Joining (line, "") on CRLF appends the record terminator in the same single pass.
     lines = pc.binary_join_element_wise(lines, _EMPTY, _CRLF)
     return _value_bytes(lines).tobytes()
+
+
+def _write_unquoted(columns: list[pa.Array]) -> bytes:
+    """Records of columns that hold no comma, quote, line break or edge space, by
+    ``pyarrow.csv.write_csv`` with quoting off: values as they are, comma, CRLF."""
+    table = pa.Table.from_arrays(columns, names=[f"f{i}" for i in range(len(columns))])
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, _UNQUOTED)
+    return out.getvalue().to_pybytes()
 
 
 def _encode_field(
@@ -145,11 +166,5 @@ def _holds_any(data: np.ndarray, chars: bytes) -> bool:
 
 
 def _value_bytes(array: pa.Array) -> np.ndarray:
-    """The UTF-8 bytes of all values of a large_string array back to back, without copying:
-    its data buffer between the array's first and last offsets (nulls were filled)."""
-    offsets_buffer, data_buffer = array.buffers()[1:3]
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)
-    begin, end = offsets[array.offset], offsets[array.offset + len(array)]
-    if data_buffer is None:  # every value empty: Arrow may allocate no data buffer
-        return np.empty(0, dtype=np.uint8)
-    return np.frombuffer(data_buffer, dtype=np.uint8)[begin:end]
+    """The UTF-8 bytes of all values of a large_string array back to back, without copying."""
+    return value_bytes(array)[0]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from itertools import accumulate
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
 
 from naviance_pipeline.oneroster.findings import ERROR, FAMILIES, RULES, WARNING, family
-from naviance_pipeline.oneroster.rules_common import arrow, is_in
+from naviance_pipeline.oneroster.rules_common import arrow, is_in, strings
 from naviance_pipeline.oneroster.spec import (
     CLASS_YEAR_COLUMN,
     DEMOGRAPHICS,
@@ -188,20 +189,31 @@ def _class_years(users: pd.DataFrame | None, orgs: pd.DataFrame | None) -> list[
     """Students per class year and school (a student in two schools counts in both)."""
     if users is None:
         return []
-    students = users[flags(users["role"] == STUDENT)].reset_index(drop=True)
-    members = memberships(students, orgs)
-    years = arrow(students[CLASS_YEAR_COLUMN]).take(pa.array(members["row"].to_numpy()))
-    pairs = pa.table(
+    students = pa.array(flags(users["role"] == STUDENT))
+    # Count the distinct (orgSourcedIds, class year) pairs first: a few thousand of them stand
+    # for a million students, and only those few are split into schools.
+    cells = pc.dictionary_encode(arrow(users["orgSourcedIds"]).filter(students))
+    years = pc.dictionary_encode(arrow(users[CLASS_YEAR_COLUMN]).filter(students))
+    width = max(len(years.dictionary), 1)
+    pairs, counts = np.unique(
+        cells.indices.to_numpy() * width + years.indices.to_numpy(), return_counts=True
+    )
+    distinct = pd.DataFrame(
         {
-            "school": arrow(members["school"]),
-            "year": pc.if_else(pc.equal(years, ""), NO_CLASS_YEAR, years),
+            "sourcedId": pd.Series("", index=range(len(pairs)), dtype=STRING),
+            "orgSourcedIds": strings(
+                cells.dictionary.take(pa.array(pairs // width)), pd.RangeIndex(len(pairs))
+            ),
         }
     )
-    # Arrow's hash aggregation: a pandas groupby on a million string pairs takes a second.
-    counted = pairs.group_by(["school", "year"]).aggregate([([], "count_all")]).to_pylist()
+    members = memberships(distinct, orgs)
+    rows = members["row"].to_numpy()
+    year_of = years.dictionary.take(pa.array(pairs % width)).to_pylist()
     table: dict[str, dict[str, int]] = {}
-    for row in counted:
-        table.setdefault(row["school"], {})[row["year"]] = row["count_all"]
+    for school, row in zip(members["school"].tolist(), rows.tolist(), strict=True):
+        year = year_of[row] or NO_CLASS_YEAR
+        per_year = table.setdefault(school, {})
+        per_year[year] = per_year.get(year, 0) + int(counts[row])
     names = school_names(orgs)
     return [
         {

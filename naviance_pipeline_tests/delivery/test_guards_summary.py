@@ -27,3 +27,16 @@ def test_counts_active_students_per_school_with_lists_and_spaces():
         "disabled_students": 1,
         "schools": {"s1": 2, "s2": 1, "s3": 0},
     }
+
+
+def test_a_school_named_twice_in_a_cell_counts_the_student_twice_as_before():
+    # Counted per distinct cell, then weighted: the same totals as one count per token.
+    orgs = pd.DataFrame({"sourcedId": ["s1", "s2"], "type": ["school", "school"]}).astype(STRING)
+    users = pd.DataFrame(
+        {
+            "role": ["student"] * 4,
+            "enabledUser": ["true"] * 4,
+            "orgSourcedIds": ["s1,s1", "s1", "s1", "s2,s9"],
+        }
+    ).astype(STRING)
+    assert summarize_package(orgs, users, "2026-11-24")["schools"] == {"s1": 4, "s2": 1}

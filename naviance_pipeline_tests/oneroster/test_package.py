@@ -356,3 +356,38 @@ def test_check_size_defaults_are_naviance_limits():
     assert check_size(800_000_000) == []
     assert [f.severity for f in check_size(800_000_001)] == [WARNING]
     assert [f.severity for f in check_size(1_000_000_001)] == [ERROR]
+
+
+def test_frames_given_as_loaders_are_loaded_in_entry_order_and_give_the_same_bytes(tmp_path):
+    loaded: list[str] = []
+
+    def loader(name, make):
+        def load():
+            loaded.append(name)
+            return make()
+
+        return load
+
+    by_frames = build(tmp_path / "frames.zip")
+    by_loaders = build_package(
+        loader("orgs", orgs),
+        loader("users", users),
+        loader("demographics", demographics),
+        Options(as_of=AS_OF),
+        str(tmp_path / "loaders.zip"),
+    )
+    assert loaded == ["orgs", "users", "demographics"]
+    assert by_loaders.findings == [] and by_loaders.entries == by_frames.entries
+    assert (tmp_path / "loaders.zip").read_bytes() == (tmp_path / "frames.zip").read_bytes()
+
+
+def test_a_loaded_frame_with_the_wrong_header_raises_and_leaves_no_file(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"users\.csv"):
+        build_package(
+            orgs,
+            lambda: users(include_staff=True),
+            demographics,
+            Options(as_of=AS_OF),
+            str(tmp_path / ZIP_NAME),
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -119,3 +119,11 @@ def test_output_reads_back_with_the_csv_module():
     data = write_csv(frame(id=[str(i) for i in range(len(values))], v=values), ["id", "v"])
     rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
     assert rows == [["id", "v"], *([str(i), v] for i, v in enumerate(values))]
+
+
+def test_chunks_with_and_without_quoting_give_the_same_bytes_as_one_chunk():
+    # Chunk 1 needs no quotes (Arrow's writer), chunk 2 does (the joins), chunk 3 none again.
+    data = frame(a=["1", "2", "x,y", "4", "5"], b=["p", "q", "r", "s", ""])
+    chunks = list(iter_csv(data, ["a", "b"], chunk_rows=2))
+    assert b"".join(chunks) == b'a,b\r\n1,p\r\n2,q\r\n"x,y",r\r\n4,s\r\n5,\r\n'
+    assert b"".join(chunks) == b"".join(iter_csv(data, ["a", "b"], chunk_rows=100))

@@ -204,3 +204,37 @@ def test_diff_partitions_names_the_date_without_frames(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="2026-11-01"):
         diff_partitions(layout, "2026-11-30", against="2026-11-01")
+
+
+def test_the_same_students_in_the_same_order_change_only_where_their_values_do():
+    # Identical ids on both sides take the no-hash path; values still decide the changes.
+    before = users_frame(
+        {"sourcedId": "a", "orgSourcedIds": "s1"},
+        {"sourcedId": "b", "orgSourcedIds": "s1,s2"},
+        {"sourcedId": "c", "orgSourcedIds": "s2", "grades": "09"},
+    )
+    now = users_frame(
+        {"sourcedId": "a", "orgSourcedIds": "s1"},
+        {"sourcedId": "b", "orgSourcedIds": "s2"},
+        {"sourcedId": "c", "orgSourcedIds": "s2", "grades": "10"},
+    )
+    summary = change_summary(now, ORGS, before, ORGS)
+    assert summary["totals"] == {
+        "added": 0,
+        "removed": 0,
+        "deactivated": 0,
+        "reactivated": 0,
+        "moved": 1,
+        "grade_changed": 1,
+    }
+    assert summary["first_ids"]["moved"] == ["b"]
+    s1, s2 = _school(summary, "s1"), _school(summary, "s2")
+    assert (s1["students"], s1["previous_students"], s1["moved_out"]) == (1, 2, 1)
+    assert (s2["students"], s2["previous_students"], s2["moved_in"]) == (2, 2, 0)
+
+
+def test_diff_partitions_uses_the_current_frames_it_is_given(tmp_path):
+    layout = DataLayout(str(tmp_path), "d")
+    summary = diff_partitions(layout, "2026-11-30", current=(CURRENT, ORGS))
+    assert summary["against"] is None
+    assert summary["totals"]["added"] == summary["students"]["current"] == 6
