@@ -70,6 +70,8 @@ class PipelineResource(dg.ConfigurableResource):
     # An unreachable source (database down) is retried this many times, this far apart.
     source_retries: int = 2
     source_retry_seconds: float = 60.0
+    # A SQL query that takes longer fails the step (0: no limit).
+    source_query_timeout_seconds: float = 3600.0
     sample_path: str = ""
     data_root: str
     district: str
@@ -88,6 +90,7 @@ class PipelineResource(dg.ConfigurableResource):
             url=self.source_url,
             mapping=self.source_mapping,
             password=self.source_password or None,
+            query_timeout=self.source_query_timeout_seconds or None,
         )
 
     def resolved_source(self) -> str:
@@ -113,6 +116,7 @@ class PipelineResource(dg.ConfigurableResource):
             source_password=entry.secret(SOURCE_SECRET),
             source_retries=self.source_retries,
             source_retry_seconds=self.source_retry_seconds,
+            source_query_timeout_seconds=self.source_query_timeout_seconds,
             sample_path=self.sample_path,
             data_root=self.data_root,
             district=entry.id,

@@ -59,6 +59,7 @@ class SourceConfig:
     url: str = ""  # blank: the bundled sample of this kind
     mapping: str = ""  # preset name or YAML path; blank: DEFAULT_MAPPING (mapped kinds)
     password: str | None = field(default=None, repr=False)  # sql only; from PASSWORD_ENV
+    query_timeout: float | None = None  # sql: seconds each query may take (None: no limit)
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -187,6 +188,7 @@ def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath, say: Cal
             specs,
             Path(dest.path),
             password=config.password,
+            query_timeout=config.query_timeout,
             progress=lambda table, rows: say(f"query {table}: {rows:,} rows read"),
         )
     except SourceUnreachable as exc:

@@ -277,3 +277,25 @@ def test_an_unmapped_code_from_a_query_points_at_the_stored_result_set(tmp_path)
     stored = (Path(layout.raw_dir(DAY).path) / grade["file"]).read_text().splitlines()
     record = next(csv.DictReader([stored[0], stored[grade["line"] - 1]]))
     assert record["Student_Number"] == str(number) == grade["sourcedId"]
+
+
+def test_a_query_past_the_timeout_fails_the_step_naming_the_limit(tmp_path):
+    from naviance_pipeline.sis.mapping import load_mapping
+
+    database = tmp_path / "sis.sqlite"
+    write_demo_database(str(database), students=STUDENTS, schools=3, seed=5)
+    endless = (
+        "FROM students, (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < 1000000000) SELECT max(i) AS m FROM n)"
+    )
+    mapping = tmp_path / "slow.yaml"
+    mapping.write_text(load_mapping("powerschool").text.replace("FROM students", endless))
+    settings = make_settings(
+        tmp_path, f"sqlite:///{database}", source_kind="sql", source_mapping=str(mapping)
+    )
+    limit = {"resources": {"pipeline": {"config": {"source_query_timeout_seconds": 0.5}}}}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_job(settings, DAY, instance, selection=["sis_extract"], run_config=limit)
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "SIS query 'students' took longer than the query timeout of 0.5 s" in message

@@ -89,6 +89,7 @@ _SQLITE_UNREADABLE = {5, 6, 10, 11, 14, 26}
 _SECRET_WORDS = ("pass", "pwd", "secret", "token")
 # PostgreSQL classes whose messages may quote a row value (data exception, integrity).
 _PG_VALUE_CLASSES = ("22", "23")
+_SQLITE_STEPS = 10_000  # SQLite virtual-machine steps between two looks at the deadline
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ def snapshot_queries(
     *,
     password: str | None = None,
     connect_timeout: float = 10,
+    query_timeout: float | None = None,
     progress: Callable[[str, int], None] | None = None,
     password_env: str = PASSWORD_ENV,
 ) -> list[QueryRecord]:
@@ -217,7 +219,9 @@ def snapshot_queries(
     (``<table>.csv`` each, ``queries.json``), replacing a previous `dest` only on success.
 
     `progress(table, rows_so_far)` is called every ``PROGRESS_EVERY`` rows and when a table
-    is done. Raises SourceUnreachable (retryable), QueryFailed, or ValueError (bad URL or
+    is done. `query_timeout` (seconds, None: no limit) bounds each query, rows read included:
+    PostgreSQL's statement_timeout, or SQLite's progress handler; a query past it is
+    QueryFailed. Raises SourceUnreachable (retryable), QueryFailed, or ValueError (bad URL or
     queries); after any failure `dest` is as it was.
     """
     _check_queries(queries)
@@ -227,7 +231,7 @@ def snapshot_queries(
     # mkdtemp makes it 0700; a sibling of dest so the final rename stays on one file system.
     folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
-        records = _run(target, password, queries, folder, connect_timeout, progress)
+        records = _run(target, password, queries, folder, connect_timeout, query_timeout, progress)
         _write_owner_only(
             folder / QUERIES_FILE,
             (json.dumps(_queries_json(records), indent=2, ensure_ascii=False) + "\n").encode(),
@@ -260,6 +264,7 @@ def _run(
     queries: Sequence[QuerySpec],
     folder: Path,
     connect_timeout: float,
+    query_timeout: float | None,
     progress: Callable[[str, int], None] | None,
 ) -> list[QueryRecord]:
     shown = target.render_as_string(hide_password=True)
@@ -269,9 +274,10 @@ def _run(
             conn = engine.connect()
         try:
             with _database_errors(shown, password, None):
-                _begin_snapshot(conn)
+                _begin_snapshot(conn, query_timeout)
             return [
-                _snapshot_one(conn, spec, folder, progress, shown, password) for spec in queries
+                _snapshot_one(conn, spec, folder, progress, shown, password, query_timeout)
+                for spec in queries
             ]
         finally:
             # Read-only: nothing to commit. A dropped connection may refuse even this.
@@ -312,11 +318,16 @@ def _sqlite_engine(target: URL, shown: str, connect_timeout: float) -> Engine:
     return sa.create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
 
-def _begin_snapshot(conn: Connection) -> None:
+def _begin_snapshot(conn: Connection, query_timeout: float | None) -> None:
     """Start the one transaction every query runs in, so the tables agree with each other."""
     if conn.dialect.name == "postgresql":
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         conn.begin()
+        if query_timeout is not None:
+            # SET LOCAL: for this transaction only; milliseconds, at least 1.
+            conn.exec_driver_sql(
+                f"SET LOCAL statement_timeout = {max(1, round(query_timeout * 1000))}"
+            )
     elif conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN")  # held until the rollback: one read snapshot
     else:
@@ -370,10 +381,11 @@ def _snapshot_one(
     progress: Callable[[str, int], None] | None,
     shown: str,
     password: str | None,
+    query_timeout: float | None = None,
 ) -> QueryRecord:
     started = time.monotonic()
     file = f"{spec.table}.csv"
-    with _database_errors(shown, password, spec.table):
+    with _timed(conn, spec.table, query_timeout), _database_errors(shown, password, spec.table):
         result = conn.exec_driver_sql(
             spec.query,
             # no_parameters: a literal '%' or ':x' in the SQL is not a placeholder.
@@ -394,6 +406,33 @@ def _snapshot_one(
         rows, digest = _write_csv(result, spec.table, columns, folder / file, progress)
     log.info("SIS query %s: %d rows in %.1f s", spec.table, rows, time.monotonic() - started)
     return QueryRecord(spec.table, spec.query, columns, rows, digest, file)
+
+
+@contextlib.contextmanager
+def _timed(conn: Connection, table: str, query_timeout: float | None) -> Iterator[None]:
+    """Bound one query (rows read included) by `query_timeout`: PostgreSQL's statement_timeout
+    is set for the transaction; SQLite has none, so its progress handler interrupts the query
+    once the deadline passes. Either way the query is QueryFailed naming the limit."""
+    sqlite = conn.dialect.name == "sqlite" and query_timeout is not None
+    if sqlite:
+        deadline = time.monotonic() + query_timeout
+        raw = conn.connection.driver_connection
+        raw.set_progress_handler(lambda: int(time.monotonic() > deadline), _SQLITE_STEPS)
+    try:
+        yield
+    except QueryFailed as failed:
+        if query_timeout is not None and _timed_out(failed):
+            raise QueryFailed(
+                table, f"took longer than the query timeout of {query_timeout:g} s"
+            ) from None
+        raise
+    finally:
+        if sqlite:
+            raw.set_progress_handler(None, _SQLITE_STEPS)
+
+
+def _timed_out(failed: QueryFailed) -> bool:
+    return any(mark in str(failed) for mark in ("SQLSTATE 57014", "interrupted"))
 
 
 def column_problems(wanted: Sequence[str], returned: Sequence[str]) -> list[str]:

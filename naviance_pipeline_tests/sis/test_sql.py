@@ -654,3 +654,30 @@ def test_messages_and_files_never_hold_the_password(sis_postgres, dest):
 
     assert sis_postgres.password not in (dest / "queries.json").read_text("utf-8")
     assert sis_postgres.password not in repr(records)
+
+
+# A query that runs for ever on either database (a recursive count of a billion rows, or
+# PostgreSQL's pg_sleep), returning one column.
+ENDLESS = {
+    "sqlite": (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) "
+        'SELECT max(i) AS "X" FROM n'
+    ),
+    "postgresql": 'SELECT pg_sleep(30)::text AS "X"',
+}
+
+
+def test_a_query_past_the_timeout_fails_naming_the_limit_and_stores_nothing(db, dest):
+    spec = QuerySpec("students", ENDLESS[db.name], ("X",))
+    started = time.monotonic()
+    with pytest.raises(QueryFailed) as failed:
+        snapshot(db, [spec], dest, query_timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert "SIS query 'students'" in str(failed.value)
+    assert "took longer than the query timeout of 0.5 s" in str(failed.value)
+    assert not dest.exists()
+
+
+def test_a_query_within_the_timeout_is_not_disturbed(db, dest):
+    (record,) = snapshot(db, [STUDENTS], dest, query_timeout=30)
+    assert record.rows == len(read_csv(dest / record.file)) - 1 > 0
