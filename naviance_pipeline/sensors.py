@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from naviance_pipeline.alerts import Alert, alert_from_findings, notifiers_from_env, send_all
+from naviance_pipeline.partitions import split_key
 from naviance_pipeline.storage import FINDING_STAGES, GUARDS_STAGE, DataLayout, read_json
 
 if TYPE_CHECKING:  # private Dagster types, for annotations only
@@ -52,6 +53,16 @@ def failure_alert(layout: DataLayout, partition: str | None, run_id: str) -> Ale
     return alert_from_findings("run_failed", layout.district, partition, findings, run_url)
 
 
+def _partition_layout(layout: DataLayout, partition: str | None) -> tuple[DataLayout, str | None]:
+    """The layout and date of a run's partition: with many districts (``date|district``), the
+    layout of that district under the same data root, so its alert names it and counts its
+    findings."""
+    if not partition:
+        return layout, None
+    day, district = split_key(partition)
+    return (DataLayout(layout.root, district) if district else layout), day
+
+
 def build_sensors(job: "UnresolvedAssetJobDefinition", layout_of) -> list:
     """``layout_of()`` gives the data layout (from the pipeline resource's settings)."""
 
@@ -67,7 +78,8 @@ def build_sensors(job: "UnresolvedAssetJobDefinition", layout_of) -> list:
         if not notifiers:
             return dg.SkipReason("no alert channel configured (NAVIANCE_ALERT_*)")
         run = context.dagster_run
-        alert = failure_alert(layout_of(), run.tags.get("dagster/partition"), run.run_id)
+        layout, day = _partition_layout(layout_of(), run.tags.get("dagster/partition"))
+        alert = failure_alert(layout, day, run.run_id)
         for error in send_all(alert, notifiers):
             context.log.warning(f"alert not sent: {error}")
         return None

@@ -116,3 +116,52 @@ def test_retention_job_purges_old_dates_and_keeps_the_delivered_package(tmp_path
         "2026-11-01",
         "2026-11-24",
     ]
+
+
+def test_a_failed_district_run_is_alerted_in_that_districts_name(
+    tmp_path, tiny_district, monkeypatch, webhook_server
+):
+    import yaml
+
+    from naviance_pipeline.jobs import NIGHTLY_JOB
+    from naviance_pipeline.partitions import district_key
+
+    _hook_env(monkeypatch, webhook_server)
+    bad = rewrite_zip(
+        tiny_district, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
+    )
+    entries = [
+        {
+            "id": name,
+            "source_url": str(source),
+            "timezone": "America/New_York",
+            "schedule_time": "02:00",
+            "delivery_target": str(tmp_path / "outbox" / name),
+        }
+        for name, source in (("east", tiny_district), ("west", bad))
+    ]
+    districts = tmp_path / "districts.yaml"
+    districts.write_text(
+        yaml.safe_dump({"data_root": str(tmp_path / "data"), "districts": entries})
+    )
+    settings = make_settings(tmp_path, "", districts_file=str(districts))
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
+            partition_key=district_key("2026-11-24", "west"),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        defs.resolve_sensor_def("alert_on_failure")(
+            dg.build_run_status_sensor_context(
+                sensor_name="alert_on_failure",
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+                dagster_event=_failure_event(result),
+            ).for_run_failure()
+        )
+    [(_, _, body)] = webhook_server.posts
+    alert = json.loads(body)["alert"]
+    assert (alert["district"], alert["partition"]) == ("west", "2026-11-24")
+    assert alert["counts"] == {"USR-ROLE": 1}  # the district's own stored findings
