@@ -114,7 +114,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         jobs=[job, retention_job],
         schedules=[*nightly, retention_schedule],
-        sensors=build_sensors(job, lambda: layout),
+        sensors=build_sensors(job, lambda: layout, partitions if districts is not None else None),
         resources=resources,
         executor=build_executor(settings),
     )

@@ -6,6 +6,7 @@ nothing. ``naviance-pipeline run`` has no daemon, so it calls ``failure_alert`` 
 Alerts carry counts, rule codes and a link to the run — never PII.
 """
 
+import json
 import os
 import time
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # private Dagster types, for annotations only
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 MAX_DELIVERY_AGE_HOURS = 26.0
+DELIVERY = dg.AssetKey("naviance_delivery")
 
 
 def ui_url() -> str:
@@ -63,8 +65,46 @@ def _partition_layout(layout: DataLayout, partition: str | None) -> tuple[DataLa
     return (DataLayout(layout.root, district) if district else layout), day
 
 
-def build_sensors(job: "UnresolvedAssetJobDefinition", layout_of) -> list:
-    """``layout_of()`` gives the data layout (from the pipeline resource's settings)."""
+def _delivery_scopes(
+    layout: DataLayout, partitions_def: dg.MultiPartitionsDefinition | None
+) -> list[tuple[str, list[str] | None]]:
+    """(district, its partition keys) to watch: the one district (every partition), or each
+    district of the date × district partitions."""
+    if partitions_def is None:
+        return [(layout.district, None)]
+    by_district: dict[str, list[str]] = {}
+    for key in partitions_def.get_partition_keys():
+        district = split_key(key)[1]
+        by_district.setdefault(district, []).append(key)
+    return sorted(by_district.items())
+
+
+def _alerted(cursor: str | None, district: str) -> dict[str, str]:
+    """The sensor's cursor: the last delivery alerted about, by district. Before many districts
+    it was that one timestamp, of the one district."""
+    if not cursor:
+        return {}
+    value = json.loads(cursor)
+    return value if isinstance(value, dict) else {district: cursor}
+
+
+def _latest_delivery(instance: dg.DagsterInstance, keys: list[str] | None):
+    """The newest naviance_delivery materialization (of these partitions), or None."""
+    if keys is None:
+        return instance.get_latest_materialization_event(DELIVERY)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=DELIVERY, asset_partitions=keys), limit=1
+    ).records
+    return records[0].event_log_entry if records else None
+
+
+def build_sensors(
+    job: "UnresolvedAssetJobDefinition",
+    layout_of,
+    partitions_def: dg.MultiPartitionsDefinition | None = None,
+) -> list:
+    """``layout_of()`` gives the data layout (from the pipeline resource's settings);
+    ``partitions_def``, with many districts, the date × district partitions to watch."""
 
     @dg.run_failure_sensor(
         name="alert_on_failure",
@@ -89,32 +129,41 @@ def build_sensors(job: "UnresolvedAssetJobDefinition", layout_of) -> list:
         minimum_interval_seconds=900,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Alerts once when no delivery succeeded for more than "
-        f"{MAX_DELIVERY_AGE_HOURS:g} hours (NAVIANCE_DELIVERY_MAX_AGE_HOURS).",
+        f"{MAX_DELIVERY_AGE_HOURS:g} hours (NAVIANCE_DELIVERY_MAX_AGE_HOURS); with many "
+        "districts, for each district.",
     )
     def alert_on_missed_delivery(context: dg.SensorEvaluationContext):
-        event = context.instance.get_latest_materialization_event(dg.AssetKey("naviance_delivery"))
-        if event is None:
-            return dg.SkipReason("nothing delivered yet")
         max_age = float(os.environ.get("NAVIANCE_DELIVERY_MAX_AGE_HOURS") or MAX_DELIVERY_AGE_HOURS)
-        age_hours = (time.time() - event.timestamp) / 3600
-        last = str(event.timestamp)
-        if age_hours <= max_age or context.cursor == last:
-            return dg.SkipReason(f"last delivery {age_hours:.1f} h ago")
-        context.update_cursor(last)  # one alert per missed stretch, not one per tick
-        notifiers = notifiers_from_env()
         layout = layout_of()
-        partition = event.asset_materialization.partition if event.asset_materialization else None
-        alert = Alert(
-            kind="delivery_missed",
-            district=layout.district,
-            partition=partition,
-            summary=f"no delivery for {layout.district} in {age_hours:.0f} hours "
-            f"(last: {partition})",
-            counts={"hours_since_last_delivery": int(age_hours)},
-            run_url=f"{ui_url()}/runs/{event.run_id}",
-        )
-        for error in send_all(alert, notifiers):
-            context.log.warning(f"alert not sent: {error}")
-        return dg.SkipReason(f"alerted: last delivery {age_hours:.1f} h ago")
+        seen = _alerted(context.cursor, layout.district)
+        notes = []
+        for district, keys in _delivery_scopes(layout, partitions_def):
+            event = _latest_delivery(context.instance, keys)
+            if event is None:
+                notes.append(f"{district}: nothing delivered yet")
+                continue
+            age_hours = (time.time() - event.timestamp) / 3600
+            last = str(event.timestamp)
+            if age_hours <= max_age or seen.get(district) == last:
+                notes.append(f"{district}: last delivery {age_hours:.1f} h ago")
+                continue
+            seen[district] = last  # one alert per missed stretch, not one per tick
+            partition = (
+                event.asset_materialization.partition if event.asset_materialization else None
+            )
+            day = split_key(partition)[0] if partition else None
+            alert = Alert(
+                kind="delivery_missed",
+                district=district,
+                partition=day,
+                summary=f"no delivery for {district} in {age_hours:.0f} hours (last: {day})",
+                counts={"hours_since_last_delivery": int(age_hours)},
+                run_url=f"{ui_url()}/runs/{event.run_id}",
+            )
+            for error in send_all(alert, notifiers_from_env()):
+                context.log.warning(f"alert not sent: {error}")
+            notes.append(f"{district}: alerted, last delivery {age_hours:.1f} h ago")
+        context.update_cursor(json.dumps(seen, sort_keys=True))
+        return dg.SkipReason("; ".join(notes))
 
     return [alert_on_failure, alert_on_missed_delivery]

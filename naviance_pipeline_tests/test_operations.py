@@ -121,7 +121,6 @@ def test_retention_job_purges_old_dates_and_keeps_the_delivered_package(tmp_path
 def test_a_failed_district_run_is_alerted_in_that_districts_name(
     tmp_path, tiny_district, monkeypatch, webhook_server
 ):
-    import yaml
 
     from naviance_pipeline.jobs import NIGHTLY_JOB
     from naviance_pipeline.partitions import district_key
@@ -130,21 +129,7 @@ def test_a_failed_district_run_is_alerted_in_that_districts_name(
     bad = rewrite_zip(
         tiny_district, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
     )
-    entries = [
-        {
-            "id": name,
-            "source_url": str(source),
-            "timezone": "America/New_York",
-            "schedule_time": "02:00",
-            "delivery_target": str(tmp_path / "outbox" / name),
-        }
-        for name, source in (("east", tiny_district), ("west", bad))
-    ]
-    districts = tmp_path / "districts.yaml"
-    districts.write_text(
-        yaml.safe_dump({"data_root": str(tmp_path / "data"), "districts": entries})
-    )
-    settings = make_settings(tmp_path, "", districts_file=str(districts))
+    settings = _two_districts(tmp_path, {"east": tiny_district, "west": bad})
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
@@ -165,3 +150,63 @@ def test_a_failed_district_run_is_alerted_in_that_districts_name(
     alert = json.loads(body)["alert"]
     assert (alert["district"], alert["partition"]) == ("west", "2026-11-24")
     assert alert["counts"] == {"USR-ROLE": 1}  # the district's own stored findings
+
+
+def _two_districts(tmp_path: Path, sources: dict[str, Path]):
+    import yaml
+
+    entries = [
+        {
+            "id": name,
+            "source_url": str(source),
+            "timezone": "America/New_York",
+            "schedule_time": "02:00",
+            "delivery_target": str(tmp_path / "outbox" / name),
+        }
+        for name, source in sources.items()
+    ]
+    districts = tmp_path / "districts.yaml"
+    districts.write_text(
+        yaml.safe_dump({"data_root": str(tmp_path / "data"), "districts": entries})
+    )
+    return make_settings(tmp_path, "", districts_file=str(districts))
+
+
+def test_a_missed_delivery_is_alerted_per_district(
+    tmp_path, tiny_district, monkeypatch, webhook_server
+):
+    from naviance_pipeline.jobs import NIGHTLY_JOB
+    from naviance_pipeline.partitions import district_key
+
+    _hook_env(monkeypatch, webhook_server)
+    monkeypatch.setenv("NAVIANCE_DELIVERY_MAX_AGE_HOURS", "0")  # any delivery is "too old"
+    defs = build_definitions(
+        _two_districts(tmp_path, {"east": tiny_district, "west": tiny_district})
+    )
+    sensor = defs.resolve_sensor_def("alert_on_missed_delivery")
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
+            partition_key=district_key("2026-11-24", "east"), instance=instance
+        )
+        assert result.success
+        context = dg.build_sensor_context(instance=instance)
+        first = sensor(context)
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    assert "west: nothing delivered yet" in first.skip_message
+    assert "east: alerted" in first.skip_message
+    assert "east: last delivery" in again.skip_message  # one alert per missed stretch
+    [(_, _, body)] = webhook_server.posts
+    alert = json.loads(body)["alert"]
+    assert (alert["kind"], alert["district"], alert["partition"]) == (
+        "delivery_missed",
+        "east",
+        "2026-11-24",
+    )
+
+
+def test_the_missed_delivery_cursor_of_one_district_carries_over():
+    from naviance_pipeline.sensors import _alerted
+
+    assert _alerted("1732860000.5", "sample-district") == {"sample-district": "1732860000.5"}
+    assert _alerted('{"east": "1.0"}', "all-districts") == {"east": "1.0"}
+    assert _alerted(None, "x") == {}
