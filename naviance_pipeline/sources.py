@@ -116,8 +116,8 @@ def _replace(staging: UPath, dest: UPath) -> None:
         dest.fs.rm(dest.path, recursive=True)
     if staging.protocol in ("", "file", "local"):
         os.replace(staging.path, dest.path)
-    else:
-        staging.rename(dest)
+    else:  # object stores have no folder rename: move every file
+        staging.fs.mv(staging.path, dest.path, recursive=True)
 
 
 def _mapped_snapshot(

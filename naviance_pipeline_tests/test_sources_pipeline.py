@@ -299,3 +299,29 @@ def test_a_query_past_the_timeout_fails_the_step_naming_the_limit(tmp_path):
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.message
     assert "SIS query 'students' took longer than the query timeout of 0.5 s" in message
+
+
+@pytest.mark.parametrize("kind", ["oneroster", "sis-csv"])
+def test_a_data_root_on_an_object_store_runs_end_to_end(
+    tmp_path, tiny_district, powerschool_export, kind
+):
+    """The data root at a non-local fsspec URL (memory:// stands in for s3:// or gcs://):
+    snapshots, frames, findings, the package and receipts live there, and delivery uploads a
+    private temporary copy of the package that it removes afterwards."""
+    import tempfile
+
+    from upath import UPath
+
+    source = tiny_district if kind == "oneroster" else powerschool_export
+    root = f"memory://naviance-tests/{tmp_path.name}-{kind}/data"
+    settings = make_settings(tmp_path, source, source_kind=kind, data_root=root)
+    before = set(Path(tempfile.gettempdir()).glob("naviance-delivery-*"))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_job(settings, DAY, instance)
+    assert result.success, failed_checks(result)
+    archived = DataLayout(root, settings.district).package_path(DAY)
+    assert isinstance(archived, UPath) and archived.protocol == "memory"
+    assert (tmp_path / "outbox" / ZIP_NAME).read_bytes() == archived.read_bytes()
+    assert set(Path(tempfile.gettempdir()).glob("naviance-delivery-*")) == before
+    receipts = DataLayout(root, settings.district).base / "receipts"
+    assert len([p for p in receipts.rglob("*.json")]) == 1

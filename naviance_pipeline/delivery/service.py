@@ -6,8 +6,13 @@ so a re-delivery from the UI or the command line follows exactly the same rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from upath import UPath
 
 from naviance_pipeline.delivery.guards import GuardLimits, evaluate_guards
 from naviance_pipeline.delivery.receipts import (
@@ -18,7 +23,7 @@ from naviance_pipeline.delivery.receipts import (
 from naviance_pipeline.delivery.target import Target
 from naviance_pipeline.oneroster.findings import Finding, has_errors
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.storage import DataLayout, read_json
+from naviance_pipeline.storage import CHUNK, DataLayout, read_json
 
 
 class DeliveryBlocked(Exception):
@@ -84,7 +89,8 @@ def deliver_partition(
     outcome = check_guards(layout, target, summary, limits=limits, overrides=overrides)
     if outcome.blocked:
         raise DeliveryBlocked(outcome.findings)
-    result = target.deliver(str(package), name=ZIP_NAME, token=run_id, on_attempt=on_attempt)
+    with local_file(package) as local:
+        result = target.deliver(local, name=ZIP_NAME, token=run_id, on_attempt=on_attempt)
     receipt = write_receipt(
         layout,
         result,
@@ -95,3 +101,20 @@ def deliver_partition(
         redelivery=redelivery,
     )
     return receipt, outcome
+
+
+@contextlib.contextmanager
+def local_file(path: UPath) -> Iterator[str]:
+    """A local path to ``path``'s bytes for the upload: the file itself on a local data root;
+    on any other (s3://, gcs://, …) a private temporary copy, removed afterwards (it is
+    student data)."""
+    if path.protocol in ("", "file", "local"):
+        yield path.path
+        return
+    with tempfile.TemporaryDirectory(prefix="naviance-delivery-") as folder:  # 0700
+        local = os.path.join(folder, path.name)
+        with path.open("rb") as src, open(local, "wb") as dest:
+            os.chmod(local, 0o600)
+            while chunk := src.read(CHUNK):
+                dest.write(chunk)
+        yield local
