@@ -5,8 +5,9 @@ The ZIP is written by a small writer of its own rather than ``zipfile``, for two
 compresses with ISA-L's deflate (``isal``, several times faster than zlib at a slightly larger
 size) and it pins every byte that varies between runs or machines: entry timestamps are the
 as-of date at 00:00:00, the permissions are 0o644 on a Unix "made by" system, and there are no
-extra fields, comments or data descriptors. Verification re-reads the file with ``zipfile`` so
-that an independent reader checks what was written.
+extra fields, comments or data descriptors. Verification re-reads the file with independent
+readers: zlib (not ISA-L) inflates each entry from its local header, for a local file while the
+next entry is being built, and ``zipfile``'s reading of the central directory must agree.
 
 Deflate output is byte-identical for the same library and CPU family; across machines whose
 deflate differs, the entries' sha256 (of the CSV bytes, in :class:`EntryInfo`) stay identical,
@@ -134,22 +135,31 @@ def build_package(
     parent, name = posixpath.split(path)  # fsspec paths are posix-style, local ones too
     temp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
     fs.makedirs(parent, exist_ok=True)
+    local = isinstance(fs, LocalFileSystem)
     try:
-        with fs.open(temp, "wb") as out:
-            if isinstance(fs, LocalFileSystem):
+        with fs.open(temp, "wb") as out, ThreadPoolExecutor(1) as verifier:
+            if local:
                 os.chmod(temp, 0o600)  # student PII: owner-only
             sink = _HashingSink(out)
+            reread: list[Future] = []
+
+            def reread_entry(offset: int) -> None:
+                # A local file can be re-read while the next entry is built (only then).
+                out.flush()
+                reread.append(verifier.submit(_reread_entry, fs, temp, offset))
+
             written = write_zip(
                 sink,
                 ((name, _entry_csv(name, frame, header, rows)) for name, frame, header in entries),
                 options.as_of,
+                on_entry=reread_entry if local else None,
             )
         expected = [
             EntryInfo(name, n, w.bytes, w.sha256, list(header))
             for (name, _, header), n, w in zip(entries, rows, written, strict=True)
         ]
         findings = check_size(sink.size, max_bytes=max_bytes, warn_bytes=warn_bytes)
-        findings += _verify(fs, temp, expected)
+        findings += _verify(fs, temp, expected, reread if local else None)
         if has_errors(findings):
             fs.rm(temp)
         else:
@@ -188,10 +198,15 @@ def check_size(
 
 
 def write_zip(
-    out: BinaryIO, entries: Iterable[tuple[str, Iterable[bytes]]], day: date
+    out: BinaryIO,
+    entries: Iterable[tuple[str, Iterable[bytes]]],
+    day: date,
+    *,
+    on_entry: Callable[[int], None] | None = None,
 ) -> list[EntryInfo]:
     """Write a deterministic ZIP of ``(name, chunks)`` entries to ``out``, in order; return each
     entry's summary (from the bytes written; ``rows`` counts records after the first line).
+    ``on_entry`` is called with an entry's local header offset once the entry is written.
 
     Streams: only one entry's compressed bytes are held (the sizes go in the local header, not
     in a data descriptor, for the widest reader support). ValueError past the ZIP32 limits.
@@ -208,7 +223,10 @@ def write_zip(
         for name, chunks in entries:
             packer = _EntryPacker()
             _overlapped(worker, chunks, packer.add)
+            start = offset
             offset = _write_entry(out, name, packer.finish(), dos_date, offset, central)
+            if on_entry is not None:
+                on_entry(start)
             summaries.append(packer.digest.summary(name))
     directory = b"".join(central)
     out.write(directory)
@@ -314,11 +332,22 @@ def _entry_csv(
     yield from iter_csv(frame, header)
 
 
-def _verify(fs: fsspec.AbstractFileSystem, path: str, expected: list[EntryInfo]) -> list[Finding]:
+def _verify(
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    expected: list[EntryInfo],
+    reread: list[Future] | None = None,
+) -> list[Finding]:
+    """PKG-VERIFY of the ZIP at ``path``. ``reread``: the entries already re-read from the file
+    (``_reread_entry``), which ``zipfile``'s central directory must then describe."""
     try:
         with fs.open(path, "rb") as f, zipfile.ZipFile(f) as zf:
-            methods = {i.filename: i.compress_type for i in zf.infolist()}
-            actual = _summaries(zf)
+            infos = zf.infolist()
+            methods = {i.filename: i.compress_type for i in infos}
+            if reread is None:
+                actual = _summaries(zf)
+            else:
+                actual = _directory_agrees(infos, [r.result() for r in reread])
     except (
         zipfile.BadZipFile,
         zlib.error,
@@ -343,6 +372,61 @@ def _verify(fs: fsspec.AbstractFileSystem, path: str, expected: list[EntryInfo])
                 problem = f"re-read {field} {getattr(got, field)}, expected {getattr(want, field)}"
                 findings.append(_verify_finding(got.name, problem))
     return findings
+
+
+@dataclass(frozen=True)
+class _Reread:
+    """One entry re-read from its local header on: what the central directory must repeat."""
+
+    offset: int
+    method: int
+    crc: int
+    packed: int
+    summary: EntryInfo
+
+
+def _reread_entry(fs: fsspec.AbstractFileSystem, path: str, offset: int) -> _Reread:
+    """Re-read the entry whose local header is at ``offset`` of the file at ``path``: inflate
+    it with zlib (not the writer's ISA-L: an independent inflater), check its CRC and sizes,
+    and summarize what it holds. Raises what ``_verify`` turns into a PKG-VERIFY finding."""
+    with fs.open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(30)
+        if len(head) < 30 or struct.unpack_from("<I", head)[0] != _LOCAL_SIGNATURE:
+            raise zipfile.BadZipFile(f"no local header at offset {offset}")
+        _, _, _, method, _, _, crc, packed, size, name_len, extra_len = struct.unpack(
+            "<IHHHHHIIIHH", head
+        )
+        name = f.read(name_len).decode("utf-8", "replace")
+        f.seek(extra_len, os.SEEK_CUR)
+        if method != zipfile.ZIP_DEFLATED:
+            raise NotImplementedError(f"{name}: compression method {method}")
+        inflater = zlib.decompressobj(-15)
+        digest = _EntryDigest()
+        seen, left = 0, packed
+        while left:
+            chunk = f.read(min(_READ_CHUNK, left))
+            if not chunk:
+                raise EOFError(f"{name}: the entry's data ends early")
+            left -= len(chunk)
+            data = inflater.decompress(chunk)
+            seen = zlib.crc32(data, seen)
+            digest.update(data)
+        data = inflater.flush()
+        seen = zlib.crc32(data, seen)
+        digest.update(data)
+    if not inflater.eof or seen != crc or digest.size != size:
+        raise zipfile.BadZipFile(f"{name}: the entry's data does not match its CRC or size")
+    return _Reread(offset, method, crc, packed, digest.summary(name))
+
+
+def _directory_agrees(infos: list[zipfile.ZipInfo], reread: list[_Reread]) -> list[EntryInfo]:
+    """The re-read entries' summaries, once ``zipfile``'s reading of the central directory
+    places and describes every one of them as its local header did."""
+    placed = [(i.filename, i.header_offset, i.compress_type, i.CRC, i.compress_size) for i in infos]
+    if placed != [(r.summary.name, r.offset, r.method, r.crc, r.packed) for r in reread]:
+        raise zipfile.BadZipFile("the central directory does not describe the entries written")
+    return [r.summary for r in reread]
 
 
 def _header_difference(got: list[str], want: list[str]) -> str:

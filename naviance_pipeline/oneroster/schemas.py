@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
@@ -264,7 +266,7 @@ def _model(file: str, options: Options) -> type[pa.DataFrameModel]:
         "Config": type("Config", (), {"strict": True, "ordered": True, "name": spec.name}),
     }
     for i, check in enumerate(rule_checks(spec, options)):
-        method = classmethod(lambda cls, obj, fn=check.fn: fn(obj))
+        method = classmethod(lambda cls, obj, fn=check.fn, i=i: _checked(i, fn, obj))
         decorate = (
             pa.check(check.column, name=check.rule)
             if check.column is not None
@@ -273,6 +275,31 @@ def _model(file: str, options: Options) -> type[pa.DataFrameModel]:
         namespace[f"check_{i}"] = decorate(method)
     class_name = spec.name.removesuffix(".csv").capitalize() + "Model"
     return type(class_name, (pa.DataFrameModel,), namespace)
+
+
+# The check results ``validate`` is computing ahead for this thread's validation, by check.
+_AHEAD = threading.local()
+_AHEAD_ROWS = 100_000  # below this, a thread hand-off costs more than the checks
+
+
+def _checked(i: int, fn: Callable, obj: object) -> object:
+    """Check ``i``'s result: computed ahead by ``validate`` (handed over once, so that it is not
+    held to the end of the validation), or computed now."""
+    ahead = getattr(_AHEAD, "futures", None)
+    return ahead.pop(i).result() if ahead and i in ahead else fn(obj)
+
+
+def _ahead(
+    pool: ThreadPoolExecutor, frame: pd.DataFrame, spec: FileSpec, options: Options
+) -> dict[int, Future]:
+    """Every check of ``spec``'s model on ``frame`` submitted to ``pool``, in model order (the
+    same predicates on the same columns Pandera would pass them: its own dtype and column
+    checks still run, and a check that raises raises where Pandera calls it)."""
+    return {
+        i: pool.submit(c.fn, frame if c.column is None else frame[c.column])
+        for i, c in enumerate(rule_checks(spec, options))
+        if c.column is None or c.column in frame.columns
+    }
 
 
 def model_for(spec: FileSpec, options: Options) -> type[pa.DataFrameModel]:
@@ -294,10 +321,17 @@ def validate(
     as CSV-HEADER-MISSING, not on every row). A frame that does not have the model's columns
     is a programming error and raises ValueError (naming columns only, never values).
     """
-    try:
-        model_for(spec, options).validate(frame, lazy=True, inplace=True)
-    except pa.errors.SchemaErrors as err:
-        return _to_findings(err.failure_cases, frame, spec, options, skip_columns)
+    model = model_for(spec, options)
+    # A large frame's checks run on two threads ahead of Pandera, which then collects their
+    # results in order: most are Arrow kernels, which release the GIL.
+    with ThreadPoolExecutor(2) as pool:  # threads start only if a check is submitted
+        _AHEAD.futures = _ahead(pool, frame, spec, options) if len(frame) >= _AHEAD_ROWS else {}
+        try:
+            model.validate(frame, lazy=True, inplace=True)
+        except pa.errors.SchemaErrors as err:
+            return _to_findings(err.failure_cases, frame, spec, options, skip_columns)
+        finally:
+            _AHEAD.futures = {}
     return []
 
 

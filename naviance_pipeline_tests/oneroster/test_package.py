@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from naviance_pipeline.oneroster import package
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import (
@@ -390,4 +391,46 @@ def test_a_loaded_frame_with_the_wrong_header_raises_and_leaves_no_file(tmp_path
             Options(as_of=AS_OF),
             str(tmp_path / ZIP_NAME),
         )
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- entries re-read while the next one is built (local files) --------------------------------
+
+
+def _corrupt_entry(monkeypatch, name: str) -> None:
+    """The writer deflates ``name`` as usual, then one byte of its stored data is changed."""
+    real = package._write_entry
+
+    def write_entry(out, entry, packed, *args):
+        if entry == name:
+            data = bytearray(b"".join(packed.compressed))
+            data[len(data) // 2] ^= 0xFF
+            packed.compressed = [bytes(data)]
+        return real(out, entry, packed, *args)
+
+    monkeypatch.setattr(package, "_write_entry", write_entry)
+
+
+@pytest.mark.parametrize("entry", ["orgs.csv", "demographics.csv"])
+def test_build_reports_an_entry_whose_stored_data_is_damaged(monkeypatch, tmp_path: Path, entry):
+    _corrupt_entry(monkeypatch, entry)
+    result = build(tmp_path / ZIP_NAME)
+    assert pkg_rules(result.findings) == [("PKG-VERIFY", ERROR, ZIP_NAME, None)]
+    assert list(tmp_path.iterdir()) == []  # nothing left at dest, no temporary file
+
+
+def test_build_reports_a_central_directory_that_misplaces_an_entry(monkeypatch, tmp_path: Path):
+    real = package._write_entry
+
+    def write_entry(out, entry, packed, dos_date, offset, central):
+        end = real(out, entry, packed, dos_date, offset, central)
+        if entry == "users.csv":  # the central record points one byte past the local header
+            record = bytearray(central[-1])
+            record[42:46] = (offset + 1).to_bytes(4, "little")
+            central[-1] = bytes(record)
+        return end
+
+    monkeypatch.setattr(package, "_write_entry", write_entry)
+    result = build(tmp_path / ZIP_NAME)
+    assert pkg_rules(result.findings) == [("PKG-VERIFY", ERROR, ZIP_NAME, None)]
     assert list(tmp_path.iterdir()) == []

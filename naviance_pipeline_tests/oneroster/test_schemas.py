@@ -7,6 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
+from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.findings import ERROR, RULES, WARNING
 from naviance_pipeline.oneroster.schemas import model_for, rule_checks, validate
 from naviance_pipeline.oneroster.spec import (
@@ -202,3 +203,44 @@ def test_staff_rows_validate_with_the_staff_model():
     src = source(district_orgs(), users)
     result = build_users(src, build_orgs(src, STAFF_OPTIONS).frame, STAFF_OPTIONS)
     assert result.findings == []
+
+
+# ---- checks computed ahead on two threads (large frames) ---------------------------------------
+
+
+def test_checks_computed_ahead_report_what_pandera_alone_reports(monkeypatch):
+    users = [
+        {**student("u1", username="Ann", email="not-an-email"), "metadata.classYear": "2030"},
+        {**student("u2", username="ann"), "metadata.classYear": "2030"},
+        {**student("u2", givenName="A.", username="bo"), "metadata.classYear": "1900"},
+    ]
+    demographics = [{"sourcedId": "d1", "white": "true", "demographicRaceTwoOrMoreRaces": "true"}]
+    frames = [
+        (output_like(USERS, users, [2, 3, 4]), USERS),
+        (output_like(DEMOGRAPHICS, demographics, [5]), DEMOGRAPHICS),
+    ]
+    alone = [validate(frame.copy(), spec, OPTIONS) for frame, spec in frames]
+    submitted = []  # how many checks each validation computed ahead
+    monkeypatch.setattr(schemas, "_AHEAD_ROWS", 0)  # as if these frames were large
+    real_ahead = schemas._ahead
+
+    def ahead_of_pandera(*args):
+        futures = real_ahead(*args)
+        submitted.append(len(futures))
+        return futures
+
+    monkeypatch.setattr(schemas, "_ahead", ahead_of_pandera)
+    ahead = [validate(frame.copy(), spec, OPTIONS) for frame, spec in frames]
+    assert len(submitted) == 2 and all(submitted)
+    assert ahead == alone
+    rules = {(f.rule, f.line) for f in ahead[0] + ahead[1]}
+    assert {
+        ("USR-EMAIL", 2),
+        ("USR-USERNAME-DUPLICATE", 2),
+        ("USR-USERNAME-DUPLICATE", 3),
+        ("ID-DUPLICATE", 3),
+        ("ID-DUPLICATE", 4),
+        ("USR-NAME-CHARS", 4),
+        ("USR-CLASSYEAR-RANGE", 4),
+        ("DEM-RACE-CONSISTENCY", 5),
+    } <= rules
