@@ -21,8 +21,19 @@ def _hook_env(monkeypatch, webhook_server) -> None:
     monkeypatch.setenv("NAVIANCE_UI_URL", "http://dagster.example:3000")
 
 
-def _failure_event(result: dg.ExecuteInProcessResult) -> dg.DagsterEvent:
-    return next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+def _alert_on_failure(
+    defs: dg.Definitions, instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult
+) -> None:
+    """Evaluate the run-failure sensor on a failed run, as the daemon would."""
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    defs.resolve_sensor_def("alert_on_failure")(
+        dg.build_run_status_sensor_context(
+            sensor_name="alert_on_failure",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=failure,
+        ).for_run_failure()
+    )
 
 
 def test_failed_run_sends_one_alert_with_rule_codes_and_run_link(
@@ -36,14 +47,7 @@ def test_failed_run_sends_one_alert_with_rule_codes_and_run_link(
     with dg.instance_for_test() as instance:
         result = run_job(settings, "2026-11-24", instance)
         assert not result.success
-        sensor = build_definitions(settings).resolve_sensor_def("alert_on_failure")
-        context = dg.build_run_status_sensor_context(
-            sensor_name="alert_on_failure",
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            dagster_event=_failure_event(result),
-        ).for_run_failure()
-        sensor(context)
+        _alert_on_failure(build_definitions(settings), instance, result)
     [(_, _, body)] = webhook_server.posts
     payload = json.loads(body)
     assert payload["alert"]["kind"] == "run_failed"
@@ -59,15 +63,7 @@ def test_guard_block_is_alerted_as_such(tmp_path, tiny_district, monkeypatch, we
         assert run_job(settings, "2026-11-24", instance).success
         stale = run_job(settings, "2026-11-23", instance)  # older than what was delivered
         assert not stale.success
-        sensor = build_definitions(settings).resolve_sensor_def("alert_on_failure")
-        sensor(
-            dg.build_run_status_sensor_context(
-                sensor_name="alert_on_failure",
-                dagster_instance=instance,
-                dagster_run=stale.dagster_run,
-                dagster_event=_failure_event(stale),
-            ).for_run_failure()
-        )
+        _alert_on_failure(build_definitions(settings), instance, stale)
     [(_, _, body)] = webhook_server.posts
     alert = json.loads(body)["alert"]
     assert alert["kind"] == "guard_blocked"
@@ -138,14 +134,7 @@ def test_a_failed_district_run_is_alerted_in_that_districts_name(
             raise_on_error=False,
         )
         assert not result.success
-        defs.resolve_sensor_def("alert_on_failure")(
-            dg.build_run_status_sensor_context(
-                sensor_name="alert_on_failure",
-                dagster_instance=instance,
-                dagster_run=result.dagster_run,
-                dagster_event=_failure_event(result),
-            ).for_run_failure()
-        )
+        _alert_on_failure(defs, instance, result)
     [(_, _, body)] = webhook_server.posts
     alert = json.loads(body)["alert"]
     assert (alert["district"], alert["partition"]) == ("west", "2026-11-24")
