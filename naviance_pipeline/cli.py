@@ -230,6 +230,30 @@ def cmd_sample_district(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mapping(args: argparse.Namespace) -> int:
+    """``mapping show PRESET``: print a preset to start a district's own mapping from;
+    ``mapping check FILE``: validate a mapping file alone (every problem, by key path)."""
+    from naviance_pipeline.sis.mapping import PRESETS, MappingError, load_mapping
+
+    if args.action == "show" and args.mapping not in PRESETS:
+        return _usage_error(f"unknown preset {args.mapping!r}: one of {', '.join(PRESETS)}")
+    try:
+        mapping = load_mapping(args.mapping)
+    except MappingError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.action == "show":
+        print(mapping.text, end="" if mapping.text.endswith("\n") else "\n")
+        return 0
+    tables = ", ".join(
+        f"{t.name} ({'file ' + t.file if t.file else ''}"
+        f"{', ' if t.file and t.query else ''}{'query' if t.query else ''})"
+        for t in mapping.tables.values()
+    )
+    print(f"{args.mapping}: OK — tables {tables}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from naviance_pipeline.runner import UsageError, run_partition
 
@@ -395,6 +419,11 @@ def parser() -> argparse.ArgumentParser:
         help="sqlite: the PowerSchool-style demo database (with --shape powerschool)",
     )
     s.set_defaults(func=cmd_sample_district)
+
+    m = sub.add_parser("mapping", help="print a preset mapping, or check a mapping file")
+    m.add_argument("action", choices=("show", "check"))
+    m.add_argument("mapping", help="show: a preset (powerschool, generic); check: a YAML file")
+    m.set_defaults(func=cmd_mapping)
 
     r = sub.add_parser("run", help="materialize every asset for one date (default: latest)")
     r.add_argument("--date", help="partition date YYYY-MM-DD")

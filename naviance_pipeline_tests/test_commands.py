@@ -238,3 +238,21 @@ def test_run_and_redeliver_take_a_district_from_the_districts_file(tmp_path, tin
 
     unknown = _cli("redeliver", "--date", "2026-11-24", "--district", "north", env=env)
     assert unknown.returncode == 2 and "unknown district 'north'" in unknown.stderr
+
+
+def test_mapping_show_prints_a_preset_to_start_from_and_check_validates_an_edit(tmp_path):
+    shown = _cli("mapping", "show", "powerschool")
+    assert shown.returncode == 0, shown.stderr
+    ours = tmp_path / "ours.yaml"
+    ours.write_text(shown.stdout)
+    checked = _cli("mapping", "check", str(ours))
+    assert checked.returncode == 0, checked.stderr
+    assert "OK" in checked.stdout and "students (file students.csv, query)" in checked.stdout
+
+    ours.write_text(shown.stdout.replace("map: grade}", "map: grades}"))
+    broken = _cli("mapping", "check", str(ours))
+    assert broken.returncode == 1
+    assert "users[0].columns.grades.map: no value map named 'grades'" in broken.stderr
+
+    unknown = _cli("mapping", "show", "skyward")
+    assert unknown.returncode == 2 and "one of generic, powerschool" in unknown.stderr
