@@ -106,24 +106,21 @@ class PipelineResource(dg.ConfigurableResource):
         )
 
     def for_district(self, district_id: str) -> PipelineResource:
-        """This resource for one district of the districts file (data root kept, so a
-        Launchpad override of it still applies)."""
+        """This resource for one district of the districts file: the district's own fields
+        from the file, every other field (data root, retries, timeouts) as configured, so a
+        Launchpad override of it still applies."""
         entry = district_entry(self.districts_file, district_id)
-        return PipelineResource(
-            source_url=entry.source_url,
-            source_kind=entry.source_kind,
-            source_mapping=entry.source_mapping,
-            source_password=entry.secret(SOURCE_SECRET),
-            source_retries=self.source_retries,
-            source_retry_seconds=self.source_retry_seconds,
-            source_query_timeout_seconds=self.source_query_timeout_seconds,
-            sample_path=self.sample_path,
-            data_root=self.data_root,
-            district=entry.id,
-            source_system_name=entry.source_system_name,
-            include_staff=entry.include_staff,
-            rollover_day=entry.rollover_day,
-            districts_file=self.districts_file,
+        return self.model_copy(
+            update={
+                "source_url": entry.source_url,
+                "source_kind": entry.source_kind,
+                "source_mapping": entry.source_mapping,
+                "source_password": entry.secret(SOURCE_SECRET),
+                "district": entry.id,
+                "source_system_name": entry.source_system_name,
+                "include_staff": entry.include_staff,
+                "rollover_day": entry.rollover_day,
+            }
         )
 
 
@@ -144,20 +141,14 @@ class DeliveryResource(dg.ConfigurableResource):
 
     def for_district(self, district_id: str) -> DeliveryResource:
         """This resource for one district: its target, and its secrets read now from the
-        variables the districts file names (never stored in config or shown in the UI)."""
+        variables the districts file names (never stored in config or shown in the UI); the
+        tunables (attempts, backoff, guard limits and overrides) as configured."""
         entry = district_entry(self.districts_file, district_id)
-        tunables = {
-            "attempts": self.attempts,
-            "backoff_seconds": self.backoff_seconds,
-            "student_drop_threshold": self.student_drop_threshold,
-            "disabled_jump_points": self.disabled_jump_points,
-            "guard_overrides": list(self.guard_overrides),
-        }
-        return DeliveryResource(
-            target_url=entry.delivery_target,
-            districts_file=self.districts_file,
-            **{role: entry.secret(role) for role in SECRET_ENV},
-            **tunables,
+        return self.model_copy(
+            update={
+                "target_url": entry.delivery_target,
+                **{role: entry.secret(role) for role in SECRET_ENV},
+            }
         )
 
     def target(self) -> Target:

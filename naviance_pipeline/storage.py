@@ -33,14 +33,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline.oneroster.spec import STRING, ZIP_NAME
 
 CHUNK = 4 * 1024 * 1024
 # The stages that store findings, in pipeline order; the delivery guards store theirs as
 # "guards" beside them.
 FINDING_STAGES = ("sis_extract", "orgs", "users", "demographics")
 GUARDS_STAGE = "guards"
-STRING = pd.StringDtype("pyarrow")
 _ARROW_STRINGS = {pa.string(): STRING, pa.large_string(): STRING}
 
 

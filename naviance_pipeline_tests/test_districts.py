@@ -354,9 +354,13 @@ def test_a_district_reads_its_own_kind_of_source(tmp_path, monkeypatch):
     )
     path = tmp_path / "districts.yaml"
     path.write_text(yaml.safe_dump(document(sis)))
-    pipeline = PipelineResource(data_root="/d", district="x", districts_file=str(path))
+    pipeline = PipelineResource(
+        data_root="/d", district="x", districts_file=str(path), source_retries=5
+    )
     monkeypatch.setenv("SIS_DB_PASSWORD", "db-s3cret")
     resource = pipeline.for_district("sis")
+    # The district's fields come from the file; the others stay as configured (Launchpad).
+    assert (resource.district, resource.source_retries, resource.data_root) == ("sis", 5, "/d")
     config = resource.source_config()
     assert (config.kind, config.mapping, config.password) == ("sql", "powerschool", "db-s3cret")
     assert "db-s3cret" not in repr(config)

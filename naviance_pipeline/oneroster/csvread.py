@@ -29,10 +29,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from naviance_pipeline.oneroster.findings import Finding, finding
-from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, MAX_VALUE_LENGTH, USERS, FileSpec
+from naviance_pipeline.oneroster.spec import (
+    DEMOGRAPHICS,
+    MAX_VALUE_LENGTH,
+    USERS,
+    FileSpec,
+)
 
 LINE = "line"  # the name of the frame's index: source record numbers
-STRING = pd.StringDtype("pyarrow")
 METADATA_PREFIX = "metadata."
 
 _BOM = b"\xef\xbb\xbf"

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.spec import MANIFEST_HEADER, MANIFEST_ROWS
-
-_TEXT = pd.StringDtype("pyarrow")
+from naviance_pipeline.oneroster.spec import MANIFEST_HEADER, MANIFEST_ROWS, STRING
 
 
 def manifest_frame(options: Options) -> pd.DataFrame:
@@ -24,4 +22,4 @@ def manifest_frame(options: Options) -> pd.DataFrame:
         if not value:
             raise ValueError(f"manifest.csv: {prop} must not be blank; configure it")
     rows = [(prop, configured[prop] if value is None else value) for prop, value in MANIFEST_ROWS]
-    return pd.DataFrame(rows, columns=list(MANIFEST_HEADER), dtype=_TEXT)
+    return pd.DataFrame(rows, columns=list(MANIFEST_HEADER), dtype=STRING)

@@ -23,14 +23,13 @@ import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.findings import Finding
 from naviance_pipeline.oneroster.rules_common import (
-    STRING,
     any_per_row,
     choose,
     join_list,
     split_list,
     summary_finding,
 )
-from naviance_pipeline.oneroster.spec import BOOLEANS, CEDS_GRADES, FileSpec
+from naviance_pipeline.oneroster.spec import BOOLEANS, CEDS_GRADES, STRING, FileSpec
 
 # XLS-GRADE-PADDING: what a spreadsheet makes of the CEDS codes it takes for numbers / initials.
 GRADE_PADDING = {**{str(g): f"{g:02d}" for g in range(1, 10)}, "K": "KG", "k": "KG"}

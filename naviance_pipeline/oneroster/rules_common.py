@@ -19,7 +19,6 @@ from naviance_pipeline.oneroster.findings import Finding, as_warning, finding
 from naviance_pipeline.oneroster.spec import DROPPED_STATUSES, MAX_VALUE_LENGTH, FileSpec
 
 SOURCED_ID = "sourcedId"
-STRING = pd.StringDtype("pyarrow")
 
 # Spreadsheet scientific notation of a long number (1.23457E+11). The explicit "+" keeps
 # legitimate alphanumeric ids such as "2E05" out.

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 ZIP_NAME = "NavianceOneRoster.zip"
 MAX_PACKAGE_BYTES = 1_000_000_000  # PKG-SIZE error threshold (section 2)
 WARN_PACKAGE_BYTES = 800_000_000  # PKG-SIZE warning threshold
 MAX_VALUE_LENGTH = 255  # CSV-TOO-LONG
+# Every value is text (section 3): frames hold Arrow-backed strings, never numbers or dates.
+STRING = pd.StringDtype("pyarrow")
 
 ORG_TYPES_V11 = ("school", "district", "department", "local", "state", "national")
 ORG_TYPES_NAVIANCE = ("school", "district")

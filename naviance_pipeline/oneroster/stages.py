@@ -29,7 +29,6 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.repair import repair
 from naviance_pipeline.oneroster.rules_common import (
     SOURCED_ID,
-    STRING,
     at_most_warnings,
     bulk_status,
     choose,
@@ -42,6 +41,7 @@ from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
     ORGS,
     ROLES_STAFF,
+    STRING,
     TITLE_COLUMN,
     USERS,
     FileSpec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from naviance_pipeline.delivery.guards import summarize_package
-from naviance_pipeline.oneroster.rules_common import STRING
+from naviance_pipeline.oneroster.spec import STRING
 
 
 def test_counts_active_students_per_school_with_lists_and_spaces():

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 
 from naviance_pipeline.oneroster.rules_common import (
-    STRING,
     duplicated,
     holds_any_char,
     is_in,
     output_frame,
 )
+from naviance_pipeline.oneroster.spec import STRING
 
 
 def frame(ids: list[str]) -> pd.DataFrame:
