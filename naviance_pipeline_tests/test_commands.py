@@ -256,3 +256,35 @@ def test_mapping_show_prints_a_preset_to_start_from_and_check_validates_an_edit(
 
     unknown = _cli("mapping", "show", "skyward")
     assert unknown.returncode == 2 and "one of generic, powerschool" in unknown.stderr
+
+
+def test_validate_reads_a_mapped_sis_export_and_names_a_column_the_mapping_misses(tmp_path):
+    export = tmp_path / "generic"
+    wrote = _cli(
+        "sample-district", "--out", str(export), "--shape", "generic", "--format", "folder",
+        "--students", "40",
+    )  # fmt: skip
+    assert wrote.returncode == 0, wrote.stderr
+    args = ["--kind", "sis-csv", "--mapping", "generic", "--as-of", "2026-11-24"]
+    clean = _cli("validate", str(export), *args, "--format", "json")
+    assert clean.returncode == 0, clean.stdout[-2000:]
+    assert json.loads(clean.stdout)["counts"]["users"] == 40
+
+    students = export / "students.csv"
+    students.write_text(students.read_text().replace("grade", "grade_level", 1))
+    broken = _cli("validate", str(export), *args)
+    assert broken.returncode == 2
+    assert "users[0].columns.grades.column: column 'grade' is not in students.csv" in broken.stdout
+
+
+def test_sample_district_writes_sqlite_only_in_the_powerschool_shape(tmp_path):
+    refused = _cli("sample-district", "--out", str(tmp_path / "x.db"), "--format", "sqlite")
+    assert refused.returncode == 2
+    assert "--format sqlite writes the powerschool shape" in refused.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_run_refuses_a_district_without_a_districts_file(tmp_path, tiny_district):
+    proc = _cli("run", "--district", "east", env=_env(tmp_path, tiny_district))
+    assert proc.returncode == 2
+    assert "--district 'east' needs a districts file (NAVIANCE_DISTRICTS_FILE)" in proc.stderr

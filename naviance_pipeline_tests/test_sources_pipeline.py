@@ -18,6 +18,7 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import open_source
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.oneroster.stages import build_all
+from naviance_pipeline.sis.mapping import load_mapping
 from naviance_pipeline.sis.sample_export import write_demo_database, write_sample_export
 from naviance_pipeline.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
@@ -230,8 +231,6 @@ def test_the_manifest_names_the_kind_of_system_when_none_is_configured(
 
 
 def test_a_failing_query_names_its_table_and_is_not_retried(tmp_path):
-    from naviance_pipeline.sis.mapping import load_mapping
-
     database = tmp_path / "sis.sqlite"
     write_demo_database(str(database), students=STUDENTS, schools=3, seed=5)
     mapping = tmp_path / "ours.yaml"
@@ -280,8 +279,6 @@ def test_an_unmapped_code_from_a_query_points_at_the_stored_result_set(tmp_path)
 
 
 def test_a_query_past_the_timeout_fails_the_step_naming_the_limit(tmp_path):
-    from naviance_pipeline.sis.mapping import load_mapping
-
     database = tmp_path / "sis.sqlite"
     write_demo_database(str(database), students=STUDENTS, schools=3, seed=5)
     endless = (
@@ -325,3 +322,21 @@ def test_a_data_root_on_an_object_store_runs_end_to_end(
     assert set(Path(tempfile.gettempdir()).glob("naviance-delivery-*")) == before
     receipts = DataLayout(root, settings.district).base / "receipts"
     assert len([p for p in receipts.rglob("*.json")]) == 1
+
+
+def test_the_generic_preset_has_a_bundled_sample_and_a_custom_mapping_needs_a_url(tmp_path):
+    generic = make_settings(tmp_path / "g", "", source_kind="sis-csv", source_mapping="generic")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_job(generic, DAY, instance, selection=["sis_extract"])
+        assert result.success, failed_checks(result)
+        assert (Path(generic.sample_source).parent / "sample-generic-export.zip").is_file()
+
+        ours = tmp_path / "ours.yaml"
+        ours.write_text(load_mapping("generic").text)
+        custom = make_settings(tmp_path / "c", "", source_kind="sis-csv", source_mapping=str(ours))
+        refused = run_job(custom, DAY, instance, selection=["sis_extract"])
+    assert not refused.success
+    message = refused.get_step_failure_events()[0].step_failure_data.error.message
+    assert "no source URL is set (NAVIANCE_SOURCE_URL)" in message
+    assert "the bundled samples are for powerschool, generic" in message
+    assert "Failure: the sis-csv source cannot be used as configured" in message
