@@ -255,20 +255,22 @@ def cmd_mapping(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from naviance_pipeline.runner import UsageError, run_partition
+    from naviance_pipeline.districts import DistrictChoiceError
+    from naviance_pipeline.runner import run_partition
 
     try:
         return run_partition(args.date, args.district)
-    except UsageError as exc:
+    except DistrictChoiceError as exc:
         return _usage_error(str(exc))
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    from naviance_pipeline.runner import UsageError, redeliver
+    from naviance_pipeline.districts import DistrictChoiceError
+    from naviance_pipeline.runner import redeliver
 
     try:
         return redeliver(args.date, args.override, args.district)
-    except UsageError as exc:
+    except DistrictChoiceError as exc:
         return _usage_error(str(exc))
 
 
@@ -295,22 +297,18 @@ def cmd_sftp_host_key(args: argparse.Namespace) -> int:
 def _layout(district: str | None = None):
     """The data layout of one district: the configured one, or with a districts file
     (``NAVIANCE_DISTRICTS_FILE``) the one named by ``--district``."""
+    from naviance_pipeline.districts import DistrictChoiceError, chosen_district, load_districts
     from naviance_pipeline.settings import Settings
     from naviance_pipeline.storage import DataLayout
 
     settings = Settings.from_env()
-    if not settings.districts_file:
-        return DataLayout(settings.data_root, district or settings.district)
-    from naviance_pipeline.districts import load_districts
-
-    districts = load_districts(settings.districts_file)
-    if not district:
-        raise SystemExit(
-            _usage_error(f"--district is needed with a districts file: one of {districts.ids}")
-        )
-    if district not in districts.ids:
-        raise SystemExit(_usage_error(f"unknown district {district!r}: one of {districts.ids}"))
-    return DataLayout(districts.data_root, district)
+    try:
+        entry = chosen_district(settings.districts_file, settings.district, district)
+    except DistrictChoiceError as exc:
+        raise SystemExit(_usage_error(str(exc))) from exc
+    if entry is None:
+        return DataLayout(settings.data_root, settings.district)
+    return DataLayout(load_districts(settings.districts_file).data_root, entry.id)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -308,3 +308,25 @@ def _district(entry: dict) -> District:
         source_kind=entry.get("source_kind", "oneroster"),
         source_mapping=entry.get("source_mapping", "").strip(),
     )
+
+
+class DistrictChoiceError(ValueError):
+    """A ``--district`` that does not fit this deployment (named by the command line)."""
+
+
+def chosen_district(districts_file: str, single: str, district: str | None) -> District | None:
+    """The district a command names: None in one-district mode (where ``district`` may only be
+    blank or that district, ``single``); with a districts file, its entry, which must be
+    named."""
+    if not districts_file:
+        if district and district != single:
+            raise DistrictChoiceError(
+                f"--district {district!r} needs a districts file (NAVIANCE_DISTRICTS_FILE); "
+                f"this deployment runs one district, {single!r}"
+            )
+        return None
+    districts = load_districts(districts_file)
+    if district not in districts.ids:
+        which = f"unknown district {district!r}" if district else "--district is needed"
+        raise DistrictChoiceError(f"{which} with a districts file: one of {districts.ids}")
+    return districts.get(district)

@@ -19,6 +19,8 @@ import dagster as dg
 from naviance_pipeline.delivery.guards import parse_overrides
 from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition
 from naviance_pipeline.delivery.target import DeliveryError
+from naviance_pipeline.districts import chosen_district
+from naviance_pipeline.resources import DeliveryResource
 from naviance_pipeline.settings import Settings
 from naviance_pipeline.storage import DataLayout
 
@@ -55,30 +57,26 @@ def nightly_job() -> dg.JobDefinition:
 
 @dataclass(frozen=True)
 class Target:
-    """What one command-line run works on: a partition key, its date, and the district's
-    data layout and resources (one district, or one of the districts file's)."""
+    """What one command-line run works on: a partition key, its date, the district's data
+    layout and delivery resource (one district, or one of the districts file's)."""
 
     key: str
     day: str
     layout: DataLayout
     label: str
     tags: dict[str, str]
-    pipeline: object
-    delivery: object
+    delivery: DeliveryResource
 
 
 def resolve(settings: Settings, day: str | None, district: str | None) -> Target:
     """The partition a command works on. With a districts file, ``district`` is required and
-    the default date is today in that district's timezone (what its schedule would run)."""
+    the default date is today in that district's timezone (what its schedule would run).
+    Raises DistrictChoiceError for a ``--district`` that does not fit."""
     from naviance_pipeline.definitions import build_resources
     from naviance_pipeline.partitions import daily_partitions
 
-    if not settings.districts_file:
-        if district and district != settings.district:
-            raise UsageError(
-                f"--district {district!r} needs a districts file (NAVIANCE_DISTRICTS_FILE); "
-                f"this deployment runs one district, {settings.district!r}"
-            )
+    entry = chosen_district(settings.districts_file, settings.district, district)
+    if entry is None:
         resources = build_resources(settings)
         partition = day or daily_partitions(settings).get_last_partition_key()
         return Target(
@@ -87,41 +85,29 @@ def resolve(settings: Settings, day: str | None, district: str | None) -> Target
             resources["pipeline"].layout,
             f"district {settings.district}",
             {},
-            resources["pipeline"],
             resources["delivery"].model_copy(update=_secrets_from_env()),
         )
     from naviance_pipeline.districts import load_districts
     from naviance_pipeline.jobs import host_tags
     from naviance_pipeline.partitions import DATE_DIM, DISTRICT_DIM, district_key
 
-    districts = load_districts(settings.districts_file)
-    if district not in districts.ids:
-        which = f"unknown district {district!r}" if district else "--district is needed"
-        raise UsageError(f"{which} with a districts file: one of {districts.ids}")
-    entry = districts.get(district)
     day = day or datetime.now(ZoneInfo(entry.timezone)).date().isoformat()
-    resources = build_resources(settings, districts)
-    pipeline = resources["pipeline"].for_district(district)
-    key = str(district_key(day, district))
+    resources = build_resources(settings, load_districts(settings.districts_file))
+    key = str(district_key(day, entry.id))
     tags = {
         "dagster/partition": key,
         f"dagster/partition/{DATE_DIM}": day,
-        f"dagster/partition/{DISTRICT_DIM}": district,
+        f"dagster/partition/{DISTRICT_DIM}": entry.id,
         **host_tags(entry),
     }
     return Target(
         key,
         day,
-        pipeline.layout,
-        f"district {district}",
+        resources["pipeline"].for_district(entry.id).layout,
+        f"district {entry.id}",
         tags,
-        pipeline,
-        resources["delivery"].for_district(district),
+        resources["delivery"].for_district(entry.id),
     )
-
-
-class UsageError(ValueError):
-    """A command-line argument that does not fit this deployment."""
 
 
 def run_partition(day: str | None, district: str | None = None) -> int:

@@ -194,14 +194,15 @@ def snapshot_source(source_url: str, dest: UPath) -> tuple[UPath, list[SnapshotF
         target = dest
         files = [src]
         rels = [Path(src).name]
-    copied = [_copy_file(fs, path, target / rel) for path, rel in zip(files, rels, strict=True)]
+    copied = [copy_file(fs, path, target / rel) for path, rel in zip(files, rels, strict=True)]
     return (target if fs.isdir(src) else target / rels[0]), [
         SnapshotFile(f"{target.name}/{rel}" if fs.isdir(src) else rel, size, digest)
         for rel, (size, digest) in zip(rels, copied, strict=True)
     ]
 
 
-def _copy_file(fs: fsspec.AbstractFileSystem, src: str, dest: UPath) -> tuple[int, str]:
+def copy_file(fs: fsspec.AbstractFileSystem, src: str, dest: UPath) -> tuple[int, str]:
+    """Copy ``src`` of ``fs`` to ``dest`` owner-only, in chunks; (size, sha256)."""
     ensure_private_dir(dest.parent)
     digest = hashlib.sha256()
     size = 0

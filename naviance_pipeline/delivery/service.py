@@ -7,7 +7,6 @@ so a re-delivery from the UI or the command line follows exactly the same rules.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from naviance_pipeline.delivery.receipts import (
 from naviance_pipeline.delivery.target import Target
 from naviance_pipeline.oneroster.findings import Finding, has_errors
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.storage import CHUNK, DataLayout, read_json
+from naviance_pipeline.storage import DataLayout, copy_file, read_json
 
 
 class DeliveryBlocked(Exception):
@@ -112,9 +111,6 @@ def local_file(path: UPath) -> Iterator[str]:
         yield path.path
         return
     with tempfile.TemporaryDirectory(prefix="naviance-delivery-") as folder:  # 0700
-        local = os.path.join(folder, path.name)
-        with path.open("rb") as src, open(local, "wb") as dest:
-            os.chmod(local, 0o600)
-            while chunk := src.read(CHUNK):
-                dest.write(chunk)
-        yield local
+        local = UPath(folder) / path.name
+        copy_file(path.fs, path.path, local)
+        yield local.path
