@@ -29,18 +29,10 @@ import time
 import zipfile
 from pathlib import Path
 
+from naviance_pipeline.jobs import STAGES
 from naviance_pipeline.oneroster.spec import PACKAGE_ENTRIES as NEEDED  # the four files
 
 DAY = "2026-11-24"
-STAGES = (
-    "sis_extract",
-    "orgs",
-    "users",
-    "demographics",
-    "manifest",
-    "naviance_package",
-    "naviance_delivery",
-)
 
 
 def cached_district(cache: Path, users: int) -> Path:

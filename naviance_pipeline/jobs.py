@@ -29,6 +29,16 @@ if TYPE_CHECKING:  # private Dagster types, for annotations only
 
 
 NIGHTLY_JOB = "nightly_job"
+# The nightly job's assets in the order they run (the tests and the benchmark read it).
+STAGES = (
+    "sis_extract",
+    "orgs",
+    "users",
+    "demographics",
+    "manifest",
+    "naviance_package",
+    "naviance_delivery",
+)
 RETENTION_JOB = "retention_job"
 SFTP_HOST_TAG = "naviance/sftp-host"
 
@@ -56,7 +66,7 @@ def build_nightly_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
         config=config,
-        description="sis_extract → orgs → users → demographics → manifest → package → delivery",
+        description=" → ".join(STAGES),
     )
 
 

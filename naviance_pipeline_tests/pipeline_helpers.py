@@ -9,20 +9,10 @@ from pathlib import Path
 import dagster as dg
 
 from naviance_pipeline.definitions import build_definitions
-from naviance_pipeline.jobs import NIGHTLY_JOB
+from naviance_pipeline.jobs import NIGHTLY_JOB, STAGES
 from naviance_pipeline.settings import Settings
 
-ALL_ASSETS = frozenset(
-    {
-        "sis_extract",
-        "orgs",
-        "users",
-        "demographics",
-        "manifest",
-        "naviance_package",
-        "naviance_delivery",
-    }
-)
+ALL_ASSETS = frozenset(STAGES)
 
 
 def run_job(
