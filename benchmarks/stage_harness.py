@@ -1,11 +1,11 @@
 """Time one stage function at a given size, in a fresh process, without Dagster.
 
-    .venv/bin/python benchmarks/stage_harness.py orgs|users|demographics|package [--users N]
+    .venv/bin/python benchmarks/stage_harness.py users|orgs|demographics|package [--users N]
         [--profile out.html] [--repeat N]
 
 The district is the benchmark's cached sample (``pipeline_bench.py`` makes it); the users and
 demographics stages and the package read the frames an earlier stage run of this harness
-stored under /tmp (run orgs, users, demographics, package in that order once). Prints wall and
+stored under /tmp (run users, orgs, demographics, package in that order once). Prints wall and
 CPU seconds (best of --repeat) and the process's peak RSS.
 """
 
@@ -33,10 +33,11 @@ OPTIONS = Options(as_of=date(2026, 11, 30))
 def _run(stage: str, users: int, work: Path) -> None:
     source = open_source(str(CACHE / f"district-{users}.zip"), OPTIONS, lazy=True)
     frame = {n: UPath(work / f"{n}-{users}.parquet") for n in ("orgs", "users", "demographics")}
-    if stage == "orgs":
-        write_frame(build_orgs(source, OPTIONS).frame, frame["orgs"])
-    elif stage == "users":
-        write_frame(build_users(source, read_frame(frame["orgs"]), OPTIONS).frame, frame["users"])
+    if stage == "users":
+        write_frame(build_users(source, OPTIONS).frame, frame["users"])
+    elif stage == "orgs":
+        users_frame = read_frame(frame["users"], ["orgSourcedIds"])
+        write_frame(build_orgs(source, users_frame, OPTIONS).frame, frame["orgs"])
     elif stage == "demographics":
         users_frame = read_frame(frame["users"], ["sourcedId", "role"])
         write_frame(build_demographics(source, users_frame, OPTIONS).frame, frame["demographics"])
@@ -48,7 +49,7 @@ def _run(stage: str, users: int, work: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["orgs", "users", "demographics", "package"])
+    parser.add_argument("stage", choices=["users", "orgs", "demographics", "package"])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--profile", help="write a pyinstrument HTML profile here")

@@ -32,8 +32,8 @@ NIGHTLY_JOB = "nightly_job"
 # The nightly job's assets in the order they run (the tests and the benchmark read it).
 STAGES = (
     "sis_extract",
-    "orgs",
     "users",
+    "orgs",
     "demographics",
     "manifest",
     "naviance_package",

@@ -100,8 +100,14 @@ def test_bad_role_fails_users_check_and_delivers_nothing(tmp_path, tiny_district
     failed = failed_checks(result)
     assert set(failed) == {"users:user_rules"}
     assert "USR-ROLE" in failed["users:user_rules"]
-    assert materialized(result) >= {"sis_extract", "orgs", "users"}
-    assert not materialized(result) & {"naviance_package", "naviance_delivery"}
+    assert materialized(result) >= {"sis_extract", "users"}
+    # The blocking check stops what is built from the users written: orgs, demographics, package.
+    assert not materialized(result) & {
+        "orgs",
+        "demographics",
+        "naviance_package",
+        "naviance_delivery",
+    }
     assert folder_state(outbox) == before
     layout = DataLayout(settings.data_root, settings.district)
     assert not Path(str(layout.package_path(DAY))).exists()

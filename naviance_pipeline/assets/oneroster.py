@@ -40,6 +40,7 @@ from naviance_pipeline.storage import (
 
 GROUP = "oneroster"
 USERS_READ_BY_DEMOGRAPHICS = ["sourcedId", "role"]  # build_demographics needs no other
+USERS_READ_BY_ORGS = ["orgSourcedIds"]  # build_orgs needs no other
 
 
 def _stage_output(
@@ -114,27 +115,35 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
     @dg.asset(
         kinds={"pandas", "parquet"},
         deps=["sis_extract"],
+        check_specs=check_specs("users"),
+        **common,
+    )
+    def users(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+        """users.csv: students (and staff when included) with their class year in
+        metadata.classYear, validated (rules CSV, XLS, BULK, ID, USR); org references are
+        checked against the snapshot's orgs.csv (its rows not deleted)."""
+        day, pipeline, _ = partition_of(context, pipeline)
+        options = pipeline.options(day)
+        source = load_snapshot(pipeline, day, options)
+        return _stage_output(context, pipeline, day, USERS, build_users(source, options))
+
+    @dg.asset(
+        kinds={"pandas", "parquet"},
+        # One column of users is needed: read here rather than the whole frame as input.
+        deps=[users],
         check_specs=check_specs("orgs"),
         **common,
     )
     def orgs(context: dg.AssetExecutionContext, pipeline: PipelineResource):
-        """orgs.csv as Naviance gets it: the schools and district that output users belong to
-        (and their ancestors), validated against the Naviance profile (rules CSV, XLS, BULK,
-        ID, ORG). Stored as Parquet for this date."""
+        """orgs.csv as Naviance gets it: the schools and district that the stored users of the
+        date belong to (and their ancestors), validated against the Naviance profile (rules
+        CSV, XLS, BULK, ID, ORG). Stored as Parquet for this date."""
         day, pipeline, _ = partition_of(context, pipeline)
         options = pipeline.options(day)
         source = load_snapshot(pipeline, day, options)
-        return _stage_output(context, pipeline, day, ORGS, build_orgs(source, options))
-
-    @dg.asset(kinds={"pandas", "parquet"}, check_specs=check_specs("users"), **common)
-    def users(context: dg.AssetExecutionContext, pipeline: PipelineResource, orgs: pd.DataFrame):
-        """users.csv: students (and staff when included) with their class year in
-        metadata.classYear, validated (rules CSV, XLS, BULK, ID, USR) against the stored orgs
-        of the same date."""
-        day, pipeline, _ = partition_of(context, pipeline)
-        options = pipeline.options(day)
-        source = load_snapshot(pipeline, day, options)
-        return _stage_output(context, pipeline, day, USERS, build_users(source, orgs, options))
+        users_frame = read_frame(_stored_path(pipeline.layout, "users", day), USERS_READ_BY_ORGS)
+        result = build_orgs(source, users_frame, options)
+        return _stage_output(context, pipeline, day, ORGS, result)
 
     @dg.asset(
         kinds={"pandas", "parquet"},
@@ -239,4 +248,4 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             check_results=check_results("naviance_package", [*result.findings, *guards.findings]),
         )
 
-    return [orgs, users, demographics, manifest, naviance_package]
+    return [users, orgs, demographics, manifest, naviance_package]

@@ -18,9 +18,9 @@ from naviance_pipeline.oneroster.spec import ORG_TYPES_NAVIANCE, ORG_TYPES_V11, 
 NO_PARENT = -1
 
 
-def referenced_org_ids(users: pd.DataFrame, written: np.ndarray) -> pd.Index:
-    """The distinct org sourcedIds that the ``written`` users list in orgSourcedIds."""
-    tokens, _ = split_list(users.loc[np.asarray(written, dtype=bool), "orgSourcedIds"])
+def referenced_org_ids(users: pd.DataFrame) -> pd.Index:
+    """The distinct org sourcedIds that ``users`` list in orgSourcedIds."""
+    tokens, _ = split_list(users["orgSourcedIds"])
     return pd.Index(pc.unique(tokens).to_pylist())
 
 

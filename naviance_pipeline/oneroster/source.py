@@ -16,9 +16,11 @@ import io
 import re
 import stat
 import struct
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
@@ -177,8 +179,10 @@ def _open_zip(
         for info in infos:
             by_name.setdefault(info.filename, info)  # a repeated name: the first one counts
 
+        lock = threading.Lock()  # the entries are inflated two at a time; the file is shared
+
         def read(name: str) -> bytes:
-            return _read_entry(zf, fh, by_name[name], shown)
+            return _read_entry(zf, fh, by_name[name], shown, lock)
 
         def read_later(name: str) -> bytes:
             fs, path = reopen
@@ -186,7 +190,7 @@ def _open_zip(
                 return _read_entry(zf_again, again, by_name[name], shown)
 
         lazy = _guarded(read_later, shown) if reopen is not None else None
-        return _assemble(url, names, read, options, lazy)
+        return _assemble(url, names, read, options, lazy, parallel=True)
 
 
 def _check_is_zip(fh: IO[bytes], shown: str) -> None:
@@ -257,18 +261,29 @@ def _size_findings(infos: list[zipfile.ZipInfo], options: Options) -> list[Findi
     return out
 
 
-def _read_entry(zf: zipfile.ZipFile, fh: IO[bytes], info: zipfile.ZipInfo, shown: str) -> bytes:
-    """An entry's bytes, never more than its declared size; the CRC is checked."""
+def _read_entry(
+    zf: zipfile.ZipFile,
+    fh: IO[bytes],
+    info: zipfile.ZipInfo,
+    shown: str,
+    lock: threading.Lock | None = None,
+) -> bytes:
+    """An entry's bytes, never more than its declared size; the CRC is checked. With ``lock``,
+    only the reading of ``fh`` holds it: the inflate and the CRC run outside it."""
     if info.flag_bits & 0x1:
         raise SourceUnreadable(f"{shown}: entry {info.filename} is password-protected")
-    if info.compress_type == zipfile.ZIP_DEFLATED:
-        data = _inflate_entry(fh, info)
-    else:  # stored, or a method zipfile knows (or refuses with NotImplementedError)
-        with zf.open(info) as entry:
-            data = entry.read(info.file_size + 1)
+    deflated = info.compress_type == zipfile.ZIP_DEFLATED
+    with lock or contextlib.nullcontext():
+        if deflated:
+            data = _packed_entry(fh, info)
+        else:  # stored, or a method zipfile knows (or refuses with NotImplementedError)
+            with zf.open(info) as entry:
+                data = entry.read(info.file_size + 1)
+    if deflated:
+        data = _inflate.decompressobj(-15).decompress(data, info.file_size + 1)
     if len(data) != info.file_size:
         raise SourceUnreadable(f"{shown}: entry {info.filename} does not have its declared size")
-    if info.compress_type == zipfile.ZIP_DEFLATED and _inflate.crc32(data) != info.CRC:
+    if deflated and _inflate.crc32(data) != info.CRC:
         raise zipfile.BadZipFile(f"bad CRC-32 for entry {info.filename}")
     return data
 
@@ -276,10 +291,11 @@ def _read_entry(zf: zipfile.ZipFile, fh: IO[bytes], info: zipfile.ZipInfo, shown
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name and extra field lengths
 
 
-def _inflate_entry(fh: IO[bytes], info: zipfile.ZipInfo) -> bytes:
-    """A Deflate entry inflated in one call (ISA-L when installed): zipfile's reader inflates
-    with zlib in small pieces, at less than half the speed. At most ``file_size + 1`` bytes
-    come out, so an entry that lies about its size cannot expand without bound."""
+def _packed_entry(fh: IO[bytes], info: zipfile.ZipInfo) -> bytes:
+    """A Deflate entry's compressed bytes, found through its local header. They are inflated
+    in one call (ISA-L when installed, which releases the GIL): zipfile's reader inflates with
+    zlib in small pieces, at less than half the speed. At most ``file_size + 1`` bytes come
+    out, so an entry that lies about its size cannot expand without bound."""
     fh.seek(info.header_offset)
     header = fh.read(_LOCAL_HEADER.size)
     if len(header) != _LOCAL_HEADER.size:
@@ -291,10 +307,7 @@ def _inflate_entry(fh: IO[bytes], info: zipfile.ZipInfo) -> bytes:
     packed = fh.read(info.compress_size)
     if len(packed) != info.compress_size:
         raise EOFError(f"entry {info.filename} is cut short")
-    inflater = _inflate.decompressobj(-15)
-    data = inflater.decompress(packed, info.file_size + 1)
-    del packed
-    return data
+    return packed
 
 
 # -- named entries of any folder or archive --------------------------------------------------
@@ -409,9 +422,13 @@ def _assemble(
     read: Callable[[str], bytes],
     options: Options,
     read_later: Callable[[str], bytes] | None = None,
+    *,
+    parallel: bool = False,
 ) -> Source:
     """Find the package folder, read the needed files (or, given ``read_later``, only the
-    manifest: the others when asked for) and report the package-level rules."""
+    manifest: the others when asked for) and report the package-level rules. ``parallel``:
+    ``read`` is thread-safe, so an eager open reads two files at a time (users.csv beside the
+    others: an archive's inflate releases the GIL)."""
     prefix, findings = _package_folder(names)
     here = {n[len(prefix) :] for n in names if _in_folder(n, prefix)}
     present = [name for name in NEEDED if name in here]
@@ -419,7 +436,8 @@ def _assemble(
     if read_later is not None:
         files = _LazyFiles(present, lambda name: read_later(prefix + name))
     else:
-        files = {name: read(prefix + name) for name in present}
+        read_now = _read_all(read, [prefix + n for n in present], parallel)
+        files = dict(zip(present, read_now, strict=True))
     for n in names:
         if not (_in_folder(n, prefix) and n[len(prefix) :] in ONEROSTER_V11_FILES):
             findings.append(
@@ -445,6 +463,13 @@ def _assemble(
             )
         )
     return Source(url, files, names, findings)
+
+
+def _read_all(read: Callable[[str], bytes], names: list[str], parallel: bool) -> list[bytes]:
+    if not parallel or len(names) < 2:
+        return [read(n) for n in names]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(read, names))  # a failed read raises here, as it would in order
 
 
 def _in_folder(name: str, prefix: str) -> bool:

@@ -117,30 +117,32 @@ def _finish(
     )
 
 
-def _written_users(source: Source, options: Options) -> tuple[pd.DataFrame, np.ndarray, bool]:
-    """The users frame, which of its rows the users stage writes, and whether the file is there.
-    Findings are the users stage's to report, so none are kept here."""
-    # A row blank in all of these has no role, so is not written: reading only them (which drops
-    # such a row as blank) leaves the referenced orgs unchanged.
-    read = _read(source, USERS, ["status", "role", "orgSourcedIds"])
-    selection = ru.select_users(read.frame, read.dropped, options)
-    return read.frame, selection.written, read.present
+def writable_orgs(source: Source) -> pd.DataFrame:
+    """The orgs a package can hold: the sourcedId and type of every org row of the source that
+    is not deleted and has a sourcedId (its first occurrence), sorted by sourcedId.
+
+    The users stage checks org references against these. The orgs stage writes every one of
+    them that a written user references (plus ancestors), so a written user's org id is in the
+    package's orgs.csv exactly when it is here. Read without cell checks: orgs.csv's findings
+    are the orgs stage's to report."""
+    read = _read(source, ORGS, [SOURCED_ID, "status", "type"])
+    return output_frame(read.frame, ~read.dropped, [SOURCED_ID, "type"])
 
 
-def build_orgs(source: Source, options: Options) -> StageResult:
-    """orgs.csv: the orgs written users belong to, plus their ancestors."""
+def build_orgs(source: Source, users: pd.DataFrame, options: Options) -> StageResult:
+    """orgs.csv: the orgs that ``users`` (the users stage's frame: the users written; only its
+    orgSourcedIds column is read) belong to, plus their ancestors."""
     read = _read(source, ORGS)
     frame = read.frame
-    users, users_written, users_present = _written_users(source, options)
     kept = ~read.dropped
     parent, dangling = ro.parent_positions(frame, kept)
-    needed = kept & is_in(frame[SOURCED_ID], ro.referenced_org_ids(users, users_written))
+    needed = kept & is_in(frame[SOURCED_ID], ro.referenced_org_ids(users))
     written = ro.with_ancestors(parent, needed)
 
     candidates = _candidates(frame, ORGS.header, ORGS)
     findings = read.findings + schemas.validate(candidates, ORGS, options, skip_columns=read.absent)
     rules = ro.org_findings(frame, parent, dangling, written)
-    if not (read.present and users_present):  # SRC-MISSING-FILE says it already
+    if not (read.present and USERS.name in source.files):  # SRC-MISSING-FILE says it already
         rules = [f for f in rules if f.rule != "ORG-NO-SCHOOL"]
     counts = {
         "dropped_status": int(read.dropped.sum()),
@@ -149,8 +151,9 @@ def build_orgs(source: Source, options: Options) -> StageResult:
     return _finish(read, candidates, written, ~written, findings + rules, counts)
 
 
-def build_users(source: Source, orgs: pd.DataFrame, options: Options) -> StageResult:
-    """users.csv: students (and staff when included), with class year and title."""
+def build_users(source: Source, options: Options) -> StageResult:
+    """users.csv: students (and staff when included), with class year and title; their org
+    references checked against the source's writable orgs (``writable_orgs``)."""
     read = _read(source, USERS)
     frame = read.frame
     selection = ru.select_users(frame, read.dropped, options)
@@ -172,7 +175,7 @@ def build_users(source: Source, orgs: pd.DataFrame, options: Options) -> StageRe
         *read.findings,
         *schemas.validate(candidates, USERS, options, skip_columns=read.absent),
         *ru.role_findings(frame, selection),
-        *ru.org_reference_findings(frame, written, orgs),
+        *ru.org_reference_findings(frame, written, writable_orgs(source)),
         *ru.agent_findings(frame, written),
         *ru.password_findings(frame),
         *ru.title_findings(frame, selection, options),
@@ -240,7 +243,8 @@ def build_demographics(source: Source, users: pd.DataFrame, options: Options) ->
 
 
 def build_all(source: Source, options: Options) -> tuple[StageResult, StageResult, StageResult]:
-    """All three stages in order: orgs, users (against those orgs), demographics."""
-    orgs = build_orgs(source, options)
-    users = build_users(source, orgs.frame, options)
+    """All three stages: users first, then the orgs and demographics of the users written.
+    Returned as (orgs, users, demographics), the package's order."""
+    users = build_users(source, options)
+    orgs = build_orgs(source, users.frame, options)
     return orgs, users, build_demographics(source, users.frame, options)

@@ -15,6 +15,7 @@ from naviance_pipeline.oneroster.findings import ERROR, Finding
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import Source
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, ORGS, USERS, FileSpec
+from naviance_pipeline.oneroster.stages import StageResult, build_orgs, build_users
 
 AS_OF = date(2026, 11, 30)  # school year end E = 2027
 OPTIONS = Options(as_of=AS_OF)
@@ -140,3 +141,8 @@ def one(findings: Iterable[Finding], rule: str, **expected: object) -> Finding:
 
 def errors(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == ERROR]
+
+
+def orgs_stage(src: Source, options: Options = OPTIONS) -> StageResult:
+    """The orgs stage as the pipeline runs it: after the users stage, on the users it wrote."""
+    return build_orgs(src, build_users(src, options).frame, options)

@@ -15,7 +15,7 @@ from naviance_pipeline.oneroster.classyear import (
     years_from_grades,
 )
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.stages import build_orgs, build_users
+from naviance_pipeline.oneroster.stages import build_users
 from naviance_pipeline_tests.oneroster.factories import district_orgs, source, student
 
 STRING = pd.StringDtype("pyarrow")
@@ -50,7 +50,7 @@ def test_class_year_from_grade_with_school_year_ending_2027(grade, year):
 def test_grade_09_by_as_of_date_through_the_users_stage(as_of, year):
     options = Options(as_of=as_of)
     src = source(district_orgs(), [student("u1", grades="09")])
-    frame = build_users(src, build_orgs(src, options).frame, options).frame
+    frame = build_users(src, options).frame
     assert frame.at[0, "metadata.classYear"] == year
 
 

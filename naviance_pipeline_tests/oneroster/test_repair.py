@@ -114,7 +114,7 @@ def test_each_repair_is_reported_once_per_column_with_count_and_first_line():
 def test_boolean_case_through_users_stage():
     users = [student("u1"), student("u2", enabledUser="FALSE")]
     src = source(district_orgs(), users)
-    result = build_users(src, build_orgs(src, OPTIONS).frame, OPTIONS)
+    result = build_users(src, OPTIONS)
     one(result.findings, "XLS-BOOLEAN-CASE", line=line(1), sourced_id="u2", severity=WARNING)
     assert result.frame["enabledUser"].tolist() == ["true", "false"]
     assert errors(result.findings) == []
@@ -123,7 +123,7 @@ def test_boolean_case_through_users_stage():
 def test_grade_padding_through_users_stage():
     users = [student("u1"), student("u2", grades="9"), student("u3", grades="K")]
     src = source(district_orgs(), users)
-    result = build_users(src, build_orgs(src, OPTIONS).frame, OPTIONS)
+    result = build_users(src, OPTIONS)
     one(
         result.findings,
         "XLS-GRADE-PADDING",
@@ -141,8 +141,8 @@ def test_enum_case_through_each_stage():
     orgs = [org("d1", "District"), org("s1", "School", "d1")]
     users = [person("u1", "Student", grades="09")]
     src = source(orgs, users, [demo("u1", sex="Male")])
-    orgs_r = build_orgs(src, OPTIONS)
-    users_r = build_users(src, orgs_r.frame, OPTIONS)
+    users_r = build_users(src, OPTIONS)
+    orgs_r = build_orgs(src, users_r.frame, OPTIONS)
     demo_r = build_demographics(src, users_r.frame, OPTIONS)
 
     one(orgs_r.findings, "XLS-ENUM-CASE", line=line(0), sourced_id="d1", severity=WARNING)
@@ -157,7 +157,7 @@ def test_enum_case_through_each_stage():
 def test_demographic_flags_are_repaired():
     users = [student("u1")]
     src = source(district_orgs(), users, [demo("u1", asian="TRUE", white="False")])
-    users_frame_ = build_users(src, build_orgs(src, OPTIONS).frame, OPTIONS).frame
+    users_frame_ = build_users(src, OPTIONS).frame
     result = build_demographics(src, users_frame_, OPTIONS)
     f = of_rule(result.findings, "XLS-BOOLEAN-CASE")
     assert [(x.column, x.line) for x in f] == [("asian", line(0)), ("white", line(0))]

@@ -7,7 +7,7 @@ import pytest
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, RACE_FLAGS, TWO_OR_MORE
-from naviance_pipeline.oneroster.stages import build_demographics, build_orgs, build_users
+from naviance_pipeline.oneroster.stages import build_demographics, build_users
 from naviance_pipeline_tests.oneroster.factories import (
     OPTIONS,
     STAFF_OPTIONS,
@@ -27,7 +27,7 @@ STUDENTS = [student("u1"), student("u2"), student("u3")]
 
 def demographics_of(rows: list[dict] | bytes | None, users=STUDENTS, options: Options = OPTIONS):
     src = source(district_orgs(), users, rows)
-    users_frame = build_users(src, build_orgs(src, options).frame, options).frame
+    users_frame = build_users(src, options).frame
     return build_demographics(src, users_frame, options)
 
 

@@ -6,14 +6,13 @@ import numpy as np
 
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
 from naviance_pipeline.oneroster.rules_orgs import NO_PARENT, on_cycle, with_ancestors
-from naviance_pipeline.oneroster.stages import build_orgs
 from naviance_pipeline_tests.oneroster.factories import (
-    OPTIONS,
     errors,
     line,
     of_rule,
     one,
     org,
+    orgs_stage,
     person,
     source,
     student,
@@ -21,7 +20,7 @@ from naviance_pipeline_tests.oneroster.factories import (
 
 
 def orgs_of(orgs: list[dict], users: list[dict]):
-    return build_orgs(source(orgs, users), OPTIONS)
+    return orgs_stage(source(orgs, users))
 
 
 def test_written_orgs_are_those_users_need_plus_ancestors():

@@ -7,7 +7,7 @@ import pytest
 
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.stages import build_orgs, build_users
+from naviance_pipeline.oneroster.stages import build_users
 from naviance_pipeline_tests.oneroster.factories import (
     AS_OF,
     OPTIONS,
@@ -26,7 +26,7 @@ from naviance_pipeline_tests.oneroster.factories import (
 
 def users_of(users: list[dict], options: Options = OPTIONS, orgs: list[dict] | None = None):
     src = source(district_orgs() if orgs is None else orgs, users)
-    return build_users(src, build_orgs(src, options).frame, options)
+    return build_users(src, options)
 
 
 # ---- selection ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from naviance_pipeline.oneroster.spec import (
     USERS,
     output_header,
 )
-from naviance_pipeline.oneroster.stages import build_orgs, build_users
+from naviance_pipeline.oneroster.stages import build_users
 from naviance_pipeline_tests.oneroster.factories import (
     OPTIONS,
     STAFF_OPTIONS,
@@ -28,6 +28,7 @@ from naviance_pipeline_tests.oneroster.factories import (
     of_rule,
     one,
     org,
+    orgs_stage,
     person,
     source,
     student,
@@ -112,7 +113,7 @@ def test_clean_frames_validate_without_findings():
 
 def users_result(users: list[dict], orgs: list[dict] | None = None):
     src = source(orgs or district_orgs(), users)
-    return build_users(src, build_orgs(src, OPTIONS).frame, OPTIONS)
+    return build_users(src, OPTIONS)
 
 
 def test_id_required():
@@ -159,7 +160,7 @@ def test_scientific_id_in_sourced_id_and_in_id_lists():
 
 def test_scientific_id_in_parent_sourced_id():
     orgs = [org("d1", "district"), org("s1", "school", "1.2E+5")]
-    result = build_orgs(source(orgs, [student("u1")]), OPTIONS)
+    result = orgs_stage(source(orgs, [student("u1")]))
     one(
         result.findings,
         "XLS-SCIENTIFIC-ID",
@@ -201,7 +202,7 @@ def test_absent_required_column_is_one_header_finding_not_one_per_row():
 def test_staff_rows_validate_with_the_staff_model():
     users = [student("u1"), person("t1", "teacher", **{"metadata.title": "Teacher"})]
     src = source(district_orgs(), users)
-    result = build_users(src, build_orgs(src, STAFF_OPTIONS).frame, STAFF_OPTIONS)
+    result = build_users(src, STAFF_OPTIONS)
     assert result.findings == []
 
 

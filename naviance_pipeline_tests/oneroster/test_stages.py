@@ -17,7 +17,6 @@ from naviance_pipeline.oneroster.spec import (
 from naviance_pipeline.oneroster.stages import (
     build_all,
     build_demographics,
-    build_orgs,
     build_users,
 )
 from naviance_pipeline_tests.oneroster.factories import (
@@ -30,6 +29,7 @@ from naviance_pipeline_tests.oneroster.factories import (
     line,
     of_rule,
     one,
+    orgs_stage,
     person,
     source,
     student,
@@ -94,7 +94,7 @@ def test_status_date_password_and_agents_are_written_blank():
         ),
         student("u2"),
     ]
-    result = build_users(source(district_orgs(), users), _orgs_frame(users), OPTIONS)
+    result = build_users(source(district_orgs(), users), OPTIONS)
     row = result.frame.iloc[0]
     assert (row["status"], row["dateLastModified"], row["password"], row["agentSourcedIds"]) == (
         "",
@@ -106,7 +106,7 @@ def test_status_date_password_and_agents_are_written_blank():
 
 def test_deleted_rows_are_left_out_counted_and_reported_per_row():
     users = [student("u1"), student("u2", status="tobedeleted"), student("u3", status="Inactive")]
-    result = build_users(source(district_orgs(), users), _orgs_frame(users), OPTIONS)
+    result = build_users(source(district_orgs(), users), OPTIONS)
 
     assert result.frame["sourcedId"].tolist() == ["u1"]
     assert result.counts["dropped_status"] == 2
@@ -119,7 +119,7 @@ def test_deleted_rows_are_left_out_counted_and_reported_per_row():
 
 def test_other_statuses_are_blanked_and_reported_once_with_the_first_line():
     users = [student("u1"), student("u2", status="active"), student("u3", status="active")]
-    result = build_users(source(district_orgs(), users), _orgs_frame(users), OPTIONS)
+    result = build_users(source(district_orgs(), users), OPTIONS)
 
     assert len(result.frame) == 3
     f = one(result.findings, "BULK-STATUS", line=line(1), sourced_id="u2", severity=WARNING)
@@ -129,7 +129,7 @@ def test_other_statuses_are_blanked_and_reported_once_with_the_first_line():
 def test_date_last_modified_is_blanked_and_reported_as_a_repair():
     orgs = [*district_orgs()]
     orgs[2] = {**orgs[2], "dateLastModified": "2026-11-01T00:00:00Z"}
-    result = build_orgs(source(orgs, [student("u1", orgs="s2")]), OPTIONS)
+    result = orgs_stage(source(orgs, [student("u1", orgs="s2")]))
 
     one(result.findings, "BULK-DATE", line=line(2), sourced_id="s2", severity=WARNING)
     assert set(result.frame["dateLastModified"]) == {""}
@@ -148,7 +148,7 @@ def test_deleted_demographics_row_counts_as_missing():
 
 def test_a_repeated_sourced_id_is_written_once_first_occurrence_kept():
     users = [student("u1", givenName="First"), student("u1", givenName="Second")]
-    result = build_users(source(district_orgs(), users), _orgs_frame(users), OPTIONS)
+    result = build_users(source(district_orgs(), users), OPTIONS)
 
     assert result.frame["sourcedId"].tolist() == ["u1"]
     assert result.frame.iloc[0]["givenName"] == "First"
@@ -166,13 +166,13 @@ def test_missing_orgs_file_gives_one_file_level_org_reference_finding():
 
 def test_orgs_stage_does_not_report_users_findings():
     users = [student("u1", username=""), person("g1", "guardian")]
-    result = build_orgs(source(district_orgs(), users), OPTIONS)
+    result = orgs_stage(source(district_orgs(), users))
     assert {f.file for f in result.findings} <= {ORGS.name}
 
 
 def test_table_findings_are_included_and_lowered_on_rows_left_out():
     users = [student("u1", givenName="x" * 300), person("g1", "guardian", familyName="y" * 300)]
-    result = build_users(source(district_orgs(), users), _orgs_frame(users), OPTIONS)
+    result = build_users(source(district_orgs(), users), OPTIONS)
     found = of_rule(result.findings, "CSV-TOO-LONG")
     assert [(f.line, f.severity) for f in found] == [(line(0), WARNING), (line(1), WARNING)]
 
@@ -244,16 +244,12 @@ def test_errors_are_reported_but_do_not_raise_on_a_broken_source():
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def _orgs_frame(users: list[dict]) -> pd.DataFrame:
-    return build_orgs(source(district_orgs(), users), OPTIONS).frame
-
-
 def _users_frame(users: list[dict]) -> pd.DataFrame:
-    return build_users(source(district_orgs(), users), _orgs_frame(users), OPTIONS).frame
+    return build_users(source(district_orgs(), users), OPTIONS).frame
 
 
 def test_stage_result_is_a_dataclass_with_the_contract_fields():
-    assert [f.name for f in dataclasses.fields(build_orgs(source(), OPTIONS))] == [
+    assert [f.name for f in dataclasses.fields(orgs_stage(source()))] == [
         "frame",
         "findings",
         "counts",
