@@ -225,6 +225,9 @@ def measure(users: int, source: Path, server, repeat: int) -> dict:
             shutil.rmtree(remote_local, ignore_errors=True)
     best = _best(runs, "stage_sum")
     best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    best["runs"] = [  # every run, for the spread
+        {k: r[k] for k in ("stage_sum", "total", "peak_rss_mb", "stage_rss_mb")} for r in runs
+    ]
     best["floor"] = _best(floors, "total")
     best["users"] = users
     return best

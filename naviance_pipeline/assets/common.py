@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
+import pandas as pd
 
 from naviance_pipeline.oneroster.findings import Finding, summarize
 from naviance_pipeline.oneroster.options import Options
@@ -91,12 +92,23 @@ def findings_metadata(findings: list[Finding]) -> dict:
     }
 
 
-def refresh_report(pipeline: PipelineResource, day: str) -> dict:
-    """Rewrite the date's validation report (HTML + JSON) from what is stored now; returns
-    the metadata entries that link it from the asset in the UI."""
-    from naviance_pipeline.reporting.report import build_report, write_report
+def refresh_report(
+    pipeline: PipelineResource,
+    day: str,
+    *,
+    delivered: bool = False,
+    frames: tuple[pd.DataFrame | None, pd.DataFrame | None] | None = None,
+) -> dict:
+    """Rewrite the date's validation report (HTML + JSON) from what is stored now (after a
+    delivery: only its deliveries and verdict; ``frames``: the (users, orgs) report columns
+    when the caller has read them); returns the metadata entries that link it from the asset
+    in the UI."""
+    from naviance_pipeline.reporting.report import build_report, delivered_report, write_report
 
-    report = build_report(pipeline.layout, day)
+    if delivered:
+        report = delivered_report(pipeline.layout, day)
+    else:
+        report = build_report(pipeline.layout, day, frames=frames)
     json_path, html_path = write_report(pipeline.layout, day, report)
     return {
         "report": dg.MetadataValue.path(str(html_path)),

@@ -55,7 +55,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
         except (DeliveryError, FileNotFoundError) as exc:
             raise dg.Failure(f"delivery failed: {exc}", allow_retries=False) from exc
         context.log.info(f"delivered {receipt['bytes']} bytes to {receipt['remote_path']}")
-        report = refresh_report(pipeline, day)
+        report = refresh_report(pipeline, day, delivered=True)
         return dg.MaterializeResult(
             metadata={
                 "target": receipt["target"],

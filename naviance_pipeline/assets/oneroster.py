@@ -243,7 +243,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 "compared_with": guards.last_partition or "(no earlier delivery)",
                 **findings_metadata([*result.findings, *guards.findings]),
                 **changes,
-                **refresh_report(pipeline, day),
+                **refresh_report(pipeline, day, frames=(user_columns, org_columns)),
             },
             check_results=check_results("naviance_package", [*result.findings, *guards.findings]),
         )

@@ -422,6 +422,18 @@ def bulk_status(frame: pd.DataFrame, spec: FileSpec) -> tuple[pd.Series, list[Fi
     return dropped, findings
 
 
+def detach_accessors(frame: pd.DataFrame) -> None:
+    """Break the reference cycles that checks leave on ``frame``: pandas caches an accessor on
+    the object it was asked of (``frame.pandera`` after validation, ``.str`` on a column),
+    pointing back at it, and caches the columns of ``frame[c]`` on the frame. Such a cycle
+    outlives refcounting, so a dropped column stays resident until a full garbage collection:
+    measured at 1 M users, the users stage's peak fell from 866 to 811 MB without them."""
+    frame.__dict__.pop("pandera", None)
+    for column in frame._item_cache.values():  # pandas < 3 keeps the Series of frame[c]
+        column.__dict__.pop("str", None)
+    frame._clear_item_cache()
+
+
 def output_frame(
     frame: pd.DataFrame,
     keep: pd.Series | np.ndarray,

@@ -332,6 +332,7 @@ def validate(
             return _to_findings(err.failure_cases, frame, spec, options, skip_columns)
         finally:
             _AHEAD.futures = {}
+            rc.detach_accessors(frame)
     return []
 
 

@@ -32,6 +32,7 @@ from naviance_pipeline.oneroster.rules_common import (
     at_most_warnings,
     bulk_status,
     choose,
+    detach_accessors,
     is_in,
     output_frame,
 )
@@ -110,6 +111,7 @@ def _finish(
     # Every rule has run: drop the source columns (in place, so no reference keeps them) and
     # let the output take the candidates' columns one by one, so that each source column is
     # freed as its output copy is made rather than all at the end.
+    detach_accessors(read.frame)
     read.frame.drop(columns=list(read.frame.columns), inplace=True)
     frame = output_frame(candidates, keep, list(candidates.columns), consume=True)
     return StageResult(

@@ -289,12 +289,21 @@ def compute_verdict(
     return {"status": NOT_YET, "reason": reason, "blocking": {}}
 
 
-def build_report(layout: DataLayout, day: str, *, verdict: str | None = None) -> dict:
+def build_report(
+    layout: DataLayout,
+    day: str,
+    *,
+    verdict: str | None = None,
+    frames: tuple[pd.DataFrame | None, pd.DataFrame | None] | None = None,
+) -> dict:
     """The validation report of ``day`` as a JSON-able dict (see the module docstring);
-    ``verdict`` replaces the computed status (the computed one stays in the reason)."""
+    ``verdict`` replaces the computed status (the computed one stays in the reason).
+    ``frames``: the (users, orgs) report columns (``load_frame``), when the caller has them."""
     findings = load_findings(layout, day)
     frame = _findings_frame(findings)
-    users, orgs = load_frame(layout, "users", day), load_frame(layout, "orgs", day)
+    if frames is None:
+        frames = load_frame(layout, "users", day), load_frame(layout, "orgs", day)
+    users, orgs = frames
     by_rule = _by_rule(frame)
     # Every stage that ran, in pipeline order, a stage with no findings included.
     stages = _severities(frame, "stage").reindex(list(findings), fill_value=0)
@@ -333,10 +342,30 @@ def build_report(layout: DataLayout, day: str, *, verdict: str | None = None) ->
     }
 
 
+def delivered_report(layout: DataLayout, day: str) -> dict:
+    """The stored report of ``day`` brought up to date after a delivery: its deliveries and
+    verdict. The rest is kept as the package step wrote it, so the report describes the
+    package that was delivered (and is not rebuilt from a million rows again). Built whole
+    when no report is stored or no delivery is recorded."""
+    stored = report_paths(layout, day)[0]
+    deliveries = _deliveries(layout, day)
+    if not (deliveries and stored.exists()):
+        return build_report(layout, day)
+    report = read_json(stored)
+    report["deliveries"] = deliveries
+    report["verdict"] = compute_verdict(_findings_frame({}), [], deliveries, report["package"])
+    return report
+
+
+def report_paths(layout: DataLayout, day: str) -> tuple[UPath, UPath]:
+    """``reports/<date>/report.json`` and ``report.html``."""
+    folder = reports_dir(layout, day)
+    return folder / "report.json", folder / "report.html"
+
+
 def write_report(layout: DataLayout, day: str, report: dict) -> tuple[UPath, UPath]:
     """``reports/<date>/report.json`` and ``report.html``, owner-only; returns both paths."""
-    folder = reports_dir(layout, day)
-    json_path, html_path = folder / "report.json", folder / "report.html"
+    json_path, html_path = report_paths(layout, day)
     write_private_json(json_path, report)
     write_private_bytes(html_path, render_html(report).encode())
     return json_path, html_path

@@ -22,6 +22,7 @@ from naviance_pipeline.reporting.report import (
     NOT_YET,
     UNKNOWN_SCHOOL,
     build_report,
+    delivered_report,
     render_report_text,
     write_report,
 )
@@ -168,8 +169,8 @@ def test_counts_by_rule_keep_the_rule_severity_and_the_reported_severity(tmp_pat
     assert report["totals"] == {"findings": 8, "errors": 2, "warnings": 6, "repairs": 3}
     assert report["stages"] == [
         {"stage": "sis_extract", "errors": 0, "warnings": 1},
-        {"stage": "orgs", "errors": 1, "warnings": 0},
         {"stage": "users", "errors": 1, "warnings": 4},
+        {"stage": "orgs", "errors": 1, "warnings": 0},
         {"stage": "demographics", "errors": 0, "warnings": 1},
     ]
 
@@ -304,6 +305,35 @@ def test_verdict_delivered_when_a_receipt_exists_for_the_date(tmp_path):
     assert report["deliveries"][0]["run_id"] == "run1"
 
 
+def test_after_a_delivery_the_stored_report_gets_the_delivery_and_keeps_the_rest(tmp_path):
+    layout = _layout(tmp_path, CLEAN)
+    _package(layout)
+    packaged = build_report(layout, DAY)
+    write_report(layout, DAY, packaged)
+    # Stored data changing after the package was built does not change what was delivered.
+    store_frames(layout, DAY, users_frame({"sourcedId": "u9", "orgSourcedIds": "s1"}), ORGS)
+    _deliver(layout, "file:///outbox", "2026-11-30T07:00:00.000+00:00")
+
+    report = delivered_report(layout, DAY)
+
+    assert report["verdict"]["status"] == DELIVERED
+    assert "file:///outbox" in report["verdict"]["reason"]
+    assert [d["target"] for d in report["deliveries"]] == ["file:///outbox"]
+    kept = {k: v for k, v in report.items() if k not in ("verdict", "deliveries")}
+    assert kept.keys() == packaged.keys() - {"verdict", "deliveries"}
+    assert kept == json.loads(json.dumps({k: packaged[k] for k in kept}))
+    rebuilt = build_report(layout, DAY)["class_years"]
+    assert report["class_years"] == packaged["class_years"] != rebuilt
+
+
+def test_after_a_delivery_with_no_stored_report_the_report_is_built_whole(tmp_path):
+    layout = _layout(tmp_path, CLEAN)
+    _package(layout)
+    _deliver(layout, "file:///outbox", "2026-11-30T07:00:00.000+00:00")
+
+    assert delivered_report(layout, DAY) == build_report(layout, DAY)
+
+
 def test_verdict_blocked_by_error_findings_names_the_rules(tmp_path):
     verdict = build_report(_layout(tmp_path, WITH_ERRORS), DAY)["verdict"]
 
@@ -334,7 +364,7 @@ def test_verdict_not_delivered_yet_says_what_is_missing(tmp_path):
     }
     partial = _layout(tmp_path / "partial", {"sis_extract": []})
     assert (
-        "stages not run: orgs, users, demographics"
+        "stages not run: users, orgs, demographics"
         in (build_report(partial, DAY)["verdict"]["reason"])
     )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from naviance_pipeline.checks import ASSET_FAMILIES, CHECK_NAMES
-from naviance_pipeline.jobs import NIGHTLY_JOB
+from naviance_pipeline.jobs import NIGHTLY_JOB, STAGES
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip
 from naviance_pipeline_tests.ui.dagster_dev import REPO, DagsterDev, dagster_dev
@@ -43,10 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
 ]  # fmt: skip
 PARTITION = "2026-11-24"  # a past date: today's partition may not exist yet in New York
-LINEAGE = (
-    "sis_extract", "orgs", "users", "demographics", "manifest", "naviance_package",
-    "naviance_delivery",
-)  # fmt: skip
+LINEAGE = STAGES  # every asset of the nightly job
 GROUPS = ("extract", "oneroster", "delivery")
 # Wide enough that the whole graph fits at a zoom where Dagster draws full asset nodes (status,
 # checks, partitions) rather than bare names.
