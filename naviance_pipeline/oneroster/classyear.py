@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.rules_common import arrow, choose, split_list, strings
+from naviance_pipeline.oneroster.rules_common import arrow, choose, split_distinct, strings
 from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, NUMERIC_GRADES
 
 NO_GRADE = -1
@@ -44,17 +44,17 @@ class ClassYears:
 def grade_levels(grades: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """``(level, multi)`` per cell: the highest numeric grade (``NO_GRADE`` when the cell has
     none) and whether the cell lists more than one grade."""
-    tokens, rows = split_list(grades)
+    cells = split_distinct(grades)  # worked out once per distinct cell ("09", "10"…)
+    tokens, cell_of = cells.tokens, cells.cell_of
     keys = pa.array(list(NUMERIC_GRADES), tokens.type)
     numbers = pc.take(
         pa.array(list(NUMERIC_GRADES.values()), pa.int64()), pc.index_in(tokens, keys)
     )
-    n = len(grades)
-    level = np.full(n, NO_GRADE, dtype=np.int64)
-    np.maximum.at(level, rows, numbers.fill_null(NO_GRADE).to_numpy(zero_copy_only=False))
+    level = np.full(cells.count, NO_GRADE, dtype=np.int64)
+    np.maximum.at(level, cell_of, numbers.fill_null(NO_GRADE).to_numpy(zero_copy_only=False))
     named = pc.not_equal(tokens, "").to_numpy(zero_copy_only=False)
-    multi = np.bincount(rows[named], minlength=n) > 1
-    return level, multi
+    multi = np.bincount(cell_of[named], minlength=cells.count) > 1
+    return level[cells.at], multi[cells.at]
 
 
 def years_from_grades(grades: pd.Series, school_year_end: int) -> pd.Series:

@@ -20,12 +20,13 @@ from naviance_pipeline.oneroster.findings import Finding, finding
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.rules_common import (
     SOURCED_ID,
+    Cells,
     arrow,
     column_at,
     is_in,
     many_findings,
     row_findings,
-    split_list,
+    split_distinct,
     summary_finding,
 )
 from naviance_pipeline.oneroster.spec import (
@@ -110,16 +111,13 @@ def org_reference_findings(
                 column="orgSourcedIds",
             )
         ]
-    n = len(frame)
-    tokens, rows = split_list(frame["orgSourcedIds"])
+    cells = split_distinct(frame["orgSourcedIds"])
     org_ids = arrow(orgs[SOURCED_ID])
     schools = arrow(orgs.loc[orgs["type"] == "school", SOURCED_ID])
-    known = pc.is_in(tokens, value_set=org_ids).to_numpy(zero_copy_only=False)
-    school = pc.is_in(tokens, value_set=schools).to_numpy(zero_copy_only=False)
-    unknown_rows = np.zeros(n, dtype=bool)
-    unknown_rows[rows[~known]] = True
-    has_known = np.bincount(rows[known], minlength=n) > 0
-    has_school = np.bincount(rows[school], minlength=n) > 0
+    known = pc.is_in(cells.tokens, value_set=org_ids).to_numpy(zero_copy_only=False)
+    school = pc.is_in(cells.tokens, value_set=schools).to_numpy(zero_copy_only=False)
+    has_known = cells.any_token(known)
+    has_school = cells.any_token(school)
     blank = (frame["orgSourcedIds"] == "").to_numpy(bool)
 
     findings = row_findings(
@@ -132,9 +130,8 @@ def org_reference_findings(
     )
     findings += _unknown_id_findings(
         frame,
-        written & unknown_rows,
-        tokens,
-        rows,
+        written,
+        cells,
         known,
         "USR-ORG-REF",
         "orgSourcedIds",
@@ -155,20 +152,20 @@ def org_reference_findings(
 def _unknown_id_findings(
     frame: pd.DataFrame,
     rows_mask: np.ndarray,
-    tokens: pa.Array,
-    rows: np.ndarray,
+    cells: Cells,
     known: np.ndarray,
     rule: str,
     column: str,
     message: str,
 ) -> list[Finding]:
-    """One finding per ``rows_mask`` row whose id list holds tokens that are not ``known``;
-    the value names those ids (ids are not PII)."""
-    bad = ~known & rows_mask[rows]
-    if not bad.any():
+    """One finding per ``rows_mask`` row whose id list holds tokens that are not ``known``
+    (a mask of ``cells.tokens``); the value names those ids (ids are not PII)."""
+    bad = ~known
+    positions = np.flatnonzero(rows_mask & cells.any_token(bad))
+    if not len(positions):
         return []
-    unknown = pd.Series(tokens.filter(pa.array(bad)).to_pylist()).groupby(rows[bad]).agg(",".join)
-    positions = unknown.index.to_numpy()
+    names = pd.Series(cells.tokens.filter(pa.array(bad)).to_pylist())
+    unknown = names.groupby(cells.cell_of[bad]).agg(",".join)  # per distinct cell
     return many_findings(
         rule,
         message,
@@ -176,19 +173,18 @@ def _unknown_id_findings(
         column=column,
         lines=frame.index[positions].tolist(),
         ids=column_at(frame, SOURCED_ID, positions),
-        values=unknown.tolist(),
+        values=unknown.loc[cells.at[positions]].tolist(),
     )
 
 
 def agent_findings(frame: pd.DataFrame, written: np.ndarray) -> list[Finding]:
     """USR-AGENT-REF: agentSourcedIds of a written user naming users not in the file."""
-    tokens, rows = split_list(frame["agentSourcedIds"])
-    known = is_in(tokens, frame[SOURCED_ID])
+    cells = split_distinct(frame["agentSourcedIds"])
+    known = is_in(cells.tokens, frame[SOURCED_ID])
     return _unknown_id_findings(
         frame,
         written,
-        tokens,
-        rows,
+        cells,
         known,
         "USR-AGENT-REF",
         "agentSourcedIds",

@@ -30,6 +30,7 @@ from naviance_pipeline.oneroster.repair import repair
 from naviance_pipeline.oneroster.rules_common import (
     SOURCED_ID,
     at_most_warnings,
+    blank,
     bulk_status,
     choose,
     detach_accessors,
@@ -90,12 +91,12 @@ def _read(source: Source, spec: FileSpec, columns: list[str] | None = None) -> _
 
 def _candidates(frame: pd.DataFrame, header: list[str], spec: FileSpec) -> pd.DataFrame:
     """Every source row shaped as output (header columns, blanks applied), index = line."""
-    out = pd.DataFrame(
-        {c: frame[c] if c in frame.columns else "" for c in header}, index=frame.index
-    ).astype(STRING)
-    for c in ALWAYS_BLANK[spec.name]:
-        out[c] = pd.Series("", index=out.index, dtype=STRING)
-    return out
+    empty = blank(frame.index)  # one column object shared by every blank column
+    always_blank = ALWAYS_BLANK[spec.name]
+    return pd.DataFrame(
+        {c: empty if c in always_blank or c not in frame.columns else frame[c] for c in header},
+        index=frame.index,
+    )
 
 
 def _finish(

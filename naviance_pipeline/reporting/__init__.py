@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from naviance_pipeline.oneroster.rules_common import arrow, is_in, split_list, strings
+from naviance_pipeline.oneroster.rules_common import arrow, is_in, split_distinct, strings
 from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, PII_COLUMNS
 from naviance_pipeline.storage import (
     FINDING_STAGES,
@@ -98,17 +98,26 @@ def school_names(orgs: pd.DataFrame | None) -> dict[str, str]:
 def memberships(users: pd.DataFrame, orgs: pd.DataFrame | None) -> pd.DataFrame:
     """One ``(sourcedId, school, row)`` record per user and school org they belong to (``row``:
     the user's position in ``users``); a user in no school org gets one record with school
-    ``NO_SCHOOL``."""
-    tokens, rows = split_list(users["orgSourcedIds"])
+    ``NO_SCHOOL``. Records run in row order (a user's schools in the order listed), then the
+    users in no school.
+
+    The orgSourcedIds cells are split once per distinct cell (a few hundred for a million
+    students) and each row takes its cell's schools."""
+    cells = split_distinct(users["orgSourcedIds"])
     school_ids = [] if orgs is None else orgs.loc[flags(orgs["type"] == SCHOOL), "sourcedId"]
-    kept = is_in(strings(tokens, pd.RangeIndex(len(tokens))), school_ids)
-    has_school = np.zeros(len(users), dtype=bool)
-    has_school[rows[kept]] = True
-    user_rows = np.concatenate([rows[kept], np.flatnonzero(~has_school)])
+    picked = np.flatnonzero(is_in(cells.tokens, school_ids))  # grouped by cell, in list order
+    per_cell = np.bincount(cells.cell_of[picked], minlength=cells.count)
+    first = np.concatenate(([0], np.cumsum(per_cell)))  # each cell's first school in picked
+    count = per_cell[cells.at]  # schools of each row
+    member_rows = np.repeat(np.arange(len(users)), count)
+    nth = np.arange(len(member_rows)) - np.repeat(np.cumsum(count) - count, count)
+    school_tokens = picked[first[cells.at[member_rows]] + nth]
+    no_school = np.flatnonzero(count == 0)
+    user_rows = np.concatenate([member_rows, no_school])
     schools = pa.concat_arrays(
         [
-            tokens.filter(pa.array(kept)),
-            pa.array([NO_SCHOOL] * int((~has_school).sum()), pa.large_string()),
+            cells.tokens.take(pa.array(school_tokens, pa.int64())),
+            pa.array([NO_SCHOOL] * len(no_school), pa.large_string()),
         ]
     )
     index = pd.RangeIndex(len(user_rows))

@@ -1,15 +1,22 @@
-"""output_frame (each gathering path), duplicated, holds_any_char and is_in."""
+"""output_frame (each gathering path), duplicated, holds_any_char, is_in, and the per-distinct
+helpers (split_distinct, on_distinct) against their row-by-row definitions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from naviance_pipeline.oneroster.rules_common import (
     duplicated,
     holds_any_char,
     is_in,
+    on_distinct,
     output_frame,
+    split_distinct,
+    split_list,
 )
 from naviance_pipeline.oneroster.spec import STRING
 
@@ -85,3 +92,47 @@ def test_is_in_with_identical_sides_a_small_side_and_an_empty_side():
     assert not is_in(ids, _series([])).any()
     reordered = _series(["b", "a", "c", "d", "e", "f", "g", "h", "i", "j"])
     assert is_in(reordered, ids).all()
+
+
+# Cells as exports write them: repeated, blank, one id or several, stray spaces and commas.
+CELLS = st.lists(
+    st.sampled_from(["", "s1", "s2", "s1,s2", " s2 ,s1", "s1,", "d1,s1,s1", "x,y,z"]),
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(CELLS)
+def test_split_distinct_gives_each_row_the_tokens_split_list_gives_it(cells):
+    values = pd.Series(cells, dtype=STRING)
+    tokens, rows = split_list(values)
+    split = split_distinct(values)
+    for row in range(len(cells)):
+        expected = tokens.filter(pa.array(rows == row)).to_pylist()
+        mine = split.tokens.filter(pa.array(split.cell_of == split.at[row])).to_pylist()
+        assert mine == expected
+    hit = np.array([t == "s1" for t in split.tokens.to_pylist()], dtype=bool)
+    assert split.any_token(hit).tolist() == ["s1" in c.replace(" ", "").split(",") for c in cells]
+
+
+def test_duplicated_finds_repeats_whichever_path_it_takes():
+    assert duplicated(pd.Series(["a", "b", "c"], dtype=STRING)).tolist() == [False] * 3
+    assert duplicated(pd.Series(["c", "a", "b"], dtype=STRING)).tolist() == [False] * 3  # hashed
+    repeats = pd.Series(["c", "a", "c", "b"], dtype=STRING)  # sorted to find which
+    assert duplicated(repeats).tolist() == [True, False, True, False]
+
+
+def test_on_distinct_spreads_the_verdict_of_each_distinct_value_to_its_rows():
+    values = pd.Series(
+        ["2010-01-01", "bad", "2010-01-01", "", "bad"], dtype=STRING, index=[5, 6, 7, 8, 9]
+    )
+    calls = []
+
+    def predicate(distinct: pd.Series) -> pd.Series:
+        calls.append(len(distinct))
+        return distinct.str.len() == 10
+
+    verdict = on_distinct(values, predicate)
+    assert calls == [3]  # each distinct value once
+    assert verdict.index.tolist() == [5, 6, 7, 8, 9]
+    assert verdict.tolist() == [True, False, True, False, False]
