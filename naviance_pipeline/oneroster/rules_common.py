@@ -76,17 +76,15 @@ def is_in(
 
 
 def duplicated(values: pd.Series) -> np.ndarray:
-    """True for every occurrence of a value that appears more than once."""
+    """True for every occurrence of a value that appears more than once (sort-based: hashing
+    a million distinct strings is faster, but measured in the pipeline it took the users
+    stage's peak from about 900 MB to 1,030-1,080 MB)."""
     n = len(values)
     if n < 2:
         return np.zeros(n, dtype=bool)
     arr = arrow(values)
     # Strictly increasing (ids of a sorted export): no value repeats, and no sort is needed.
     if pc.all(pc.greater(arr[1:], arr[:-1]), skip_nulls=False).as_py():
-        return np.zeros(n, dtype=bool)
-    # All distinct (usernames, as a rule): one hash pass, twice as fast as the sort below and
-    # about as much memory at a million values (+80 MB); only a column with repeats is sorted.
-    if len(pc.unique(arr)) == n:
         return np.zeros(n, dtype=bool)
     order = pc.sort_indices(arr).to_numpy()
     ordered = arr.take(pa.array(order))

@@ -115,13 +115,6 @@ def test_split_distinct_gives_each_row_the_tokens_split_list_gives_it(cells):
     assert split.any_token(hit).tolist() == ["s1" in c.replace(" ", "").split(",") for c in cells]
 
 
-def test_duplicated_finds_repeats_whichever_path_it_takes():
-    assert duplicated(pd.Series(["a", "b", "c"], dtype=STRING)).tolist() == [False] * 3
-    assert duplicated(pd.Series(["c", "a", "b"], dtype=STRING)).tolist() == [False] * 3  # hashed
-    repeats = pd.Series(["c", "a", "c", "b"], dtype=STRING)  # sorted to find which
-    assert duplicated(repeats).tolist() == [True, False, True, False]
-
-
 def test_on_distinct_spreads_the_verdict_of_each_distinct_value_to_its_rows():
     values = pd.Series(
         ["2010-01-01", "bad", "2010-01-01", "", "bad"], dtype=STRING, index=[5, 6, 7, 8, 9]
