@@ -64,8 +64,12 @@ def years_from_grades(grades: pd.Series, school_year_end: int) -> pd.Series:
 
 
 def _years(level: np.ndarray, school_year_end: int, index: pd.Index) -> pd.Series:
-    numeric = pa.array(school_year_end + 12 - level).cast(pa.large_string())
-    return strings(pc.if_else(pa.array(level == NO_GRADE), "", numeric), index)
+    """The class year text of each level, written once per level (a handful) and taken for
+    every row."""
+    lowest = min(int(level.min(initial=NO_GRADE)), NO_GRADE)
+    span = range(lowest, int(level.max(initial=NO_GRADE)) + 1)
+    texts = ["" if g == NO_GRADE else str(school_year_end + 12 - g) for g in span]
+    return strings(pa.array(texts, pa.large_string()).take(pa.array(level - lowest)), index)
 
 
 def supplied_column(frame: pd.DataFrame, sources: tuple[str, ...]) -> str | None:

@@ -25,6 +25,7 @@ from naviance_pipeline.oneroster.findings import Finding
 from naviance_pipeline.oneroster.rules_common import (
     any_per_row,
     choose,
+    is_in,
     join_list,
     split_list,
     summary_finding,
@@ -55,7 +56,7 @@ def _repair_case(
     frame: pd.DataFrame, spec: FileSpec, name: str, allowed: tuple[str, ...], rule: str
 ) -> list[Finding]:
     values = frame[name]
-    if values.isin([*allowed, ""]).all():  # the common case: nothing to repair
+    if is_in(values, [*allowed, ""]).all():  # the common case: nothing to repair
         return []
     token_of = {a.lower(): a for a in allowed}
     folded = values.str.lower()
@@ -72,7 +73,7 @@ def _repair_case(
 def _repair_grades(frame: pd.DataFrame, spec: FileSpec, name: str) -> list[Finding]:
     values = frame[name]
     # Fast exit: nothing here can need a repair (the common case on a clean file).
-    if (values.isin(CEDS_GRADES) | (values == "")).all():
+    if is_in(values, [*CEDS_GRADES, ""]).all():
         return []
     tokens, rows = split_list(values)
     padded = _lookup(tokens, GRADE_PADDING)
