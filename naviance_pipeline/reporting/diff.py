@@ -111,7 +111,7 @@ def _new_pairs(
     as one integer (the student's row on the other side, the school's code), looked up in the
     other side's integers (``to_other``: each student's row there, -1 if absent). Hashing a
     million integers is several times cheaper than a million "id NUL school" strings."""
-    if len(other) == 0:
+    if len(other) == 0 or len(members) == 0:  # nothing to look up in, or nothing to look up
         return np.ones(len(members), dtype=bool)
     width = int(max(codes.max(initial=0), other_codes.max(initial=0))) + 1
     mapped = to_other[members["row"].to_numpy()]
