@@ -208,24 +208,32 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         dest = layout.package_path(day)
         release_memory()  # a stage begins: what the one before freed goes back to the OS
         loaders = [_frame_loader(layout, a, day) for a in ("orgs", "users", "demographics")]
-        result = build_package(*loaders, options, str(dest))
-        user_columns, org_columns = _report_columns(layout, day)
-        summary = summarize_package(org_columns, user_columns, day)
+        found: dict = {}
+
+        def summaries() -> None:
+            """The guards' and change summaries, from the report columns (no PII): computed
+            while the package's last entries are re-read, once every frame has been dropped."""
+            columns = _report_columns(layout, day)
+            summary = summarize_package(columns[1], columns[0], day)
+            guards = check_guards(
+                layout,
+                delivery.target(),
+                summary,
+                limits=delivery.limits,
+                overrides=delivery.overrides(context.run.tags),
+            )
+            changes = _change_summary(layout, day, guards.last_partition, columns)
+            found.update(columns=columns, summary=summary, guards=guards, changes=changes)
+
+        result = build_package(*loaders, options, str(dest), meanwhile=summaries)
+        summary, guards, changes = found["summary"], found["guards"], found["changes"]
         if has_errors(result.findings):
             # An earlier package of this date must not be delivered in place of this one.
             for stale in (dest, layout.summary_path(day)):
                 stale.unlink(missing_ok=True)
         else:
             write_private_json(layout.summary_path(day), summary)
-        guards = check_guards(
-            layout,
-            delivery.target(),
-            summary,
-            limits=delivery.limits,
-            overrides=delivery.overrides(context.run.tags),
-        )
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
-        changes = _change_summary(layout, day, guards.last_partition, (user_columns, org_columns))
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(result.path),
@@ -243,7 +251,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 "compared_with": guards.last_partition or "(no earlier delivery)",
                 **findings_metadata([*result.findings, *guards.findings]),
                 **changes,
-                **refresh_report(pipeline, day, frames=(user_columns, org_columns)),
+                **refresh_report(pipeline, day, frames=found["columns"]),
             },
             check_results=check_results("naviance_package", [*result.findings, *guards.findings]),
         )

@@ -106,6 +106,7 @@ def build_package(
     *,
     max_bytes: int = MAX_PACKAGE_BYTES,
     warn_bytes: int = WARN_PACKAGE_BYTES,
+    meanwhile: Callable[[], None] | None = None,
 ) -> PackageResult:
     """Write NavianceOneRoster.zip to `dest` (a path or fsspec URL of the FILE to create).
 
@@ -128,6 +129,9 @@ def build_package(
     from the writer (a value holding CR/LF) also leaves no temporary file behind.
 
     ``max_bytes``/``warn_bytes`` exist so tests can reach PKG-SIZE with a small ZIP.
+
+    ``meanwhile``: work of the caller's to run once every entry is written, while the last
+    entries are still being re-read on another thread (called once, unless writing failed).
     """
     entries = _package_entries(orgs, users, demographics, options)
     rows: list[int] = []  # data rows of each entry, counted as it is written
@@ -154,6 +158,8 @@ def build_package(
                 options.as_of,
                 on_entry=reread_entry if local else None,
             )
+            if meanwhile is not None:
+                meanwhile()  # the re-reads go on beside it
         expected = [
             EntryInfo(name, n, w.bytes, w.sha256, list(header))
             for (name, _, header), n, w in zip(entries, rows, written, strict=True)

@@ -434,3 +434,38 @@ def test_build_reports_a_central_directory_that_misplaces_an_entry(monkeypatch, 
     result = build(tmp_path / ZIP_NAME)
     assert pkg_rules(result.findings) == [("PKG-VERIFY", ERROR, ZIP_NAME, None)]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_meanwhile_runs_once_after_every_entry_is_loaded_and_before_the_package_is_placed(tmp_path):
+    dest = tmp_path / ZIP_NAME
+    events: list[str] = []
+
+    def loader(name, make):
+        return lambda: (events.append(name), make())[1]
+
+    def meanwhile():
+        events.append("meanwhile")
+        assert not dest.exists()  # not yet verified and moved into place
+
+    result = build_package(
+        loader("orgs", orgs),
+        loader("users", users),
+        loader("demographics", demographics),
+        Options(as_of=AS_OF),
+        str(dest),
+        meanwhile=meanwhile,
+    )
+    assert events == ["orgs", "users", "demographics", "meanwhile"]
+    assert result.findings == [] and dest.exists()
+
+
+def test_a_failing_meanwhile_leaves_no_package(tmp_path: Path):
+    def meanwhile():
+        raise RuntimeError("the guards could not be read")
+
+    with pytest.raises(RuntimeError, match="guards"):
+        build_package(
+            orgs(), users(), demographics(), Options(as_of=AS_OF), str(tmp_path / ZIP_NAME),
+            meanwhile=meanwhile,
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
