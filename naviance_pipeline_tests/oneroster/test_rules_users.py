@@ -18,6 +18,7 @@ from naviance_pipeline_tests.oneroster.factories import (
     of_rule,
     one,
     org,
+    orgs_stage,
     person,
     source,
     student,
@@ -157,6 +158,32 @@ def test_org_ref_unknown_org_names_the_missing_ids():
         severity=ERROR,
         value="ghost,phantom",
     )
+
+
+def test_org_refs_are_checked_against_the_orgs_the_package_can_hold():
+    """The users stage runs before the orgs stage: it checks references against the source's
+    writable orgs, the same ones the package's orgs.csv will take a written user's orgs from."""
+    orgs = [
+        org("d1", "district"),
+        org("s1", "School", "d1"),  # repaired to "school": a school
+        org("s2", "school", "d1", status="tobedeleted"),  # left out: unknown to users
+        org("s3", "district", "d1"),  # first occurrence counts: not a school
+        org("s3", "school", "d1"),
+        org("", "school", "d1"),  # no sourcedId: never written
+    ]
+    users = [student("u1", orgs="s1"), student("u2", orgs="s2"), student("u3", orgs="s3")]
+    result = users_of(users, orgs=orgs)
+    assert [(f.rule, f.sourcedId) for f in errors(result.findings)] == [
+        ("USR-ORG-REF", "u2"),
+        ("USR-STUDENT-SCHOOL", "u3"),
+    ]
+    one(result.findings, "USR-ORG-REF", line=line(1), sourced_id="u2", value="s2")
+    package_orgs = orgs_stage(source(orgs, users)).frame
+    assert package_orgs[["sourcedId", "type"]].values.tolist() == [
+        ["d1", "district"],
+        ["s1", "school"],
+        ["s3", "district"],
+    ]
 
 
 def test_student_with_no_school():
