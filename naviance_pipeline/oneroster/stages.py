@@ -170,7 +170,7 @@ def build_users(source: Source, options: Options) -> StageResult:
         if options.title_column in frame.columns:
             title = choose(selection.staff, frame[options.title_column], "")
         else:
-            title = pd.Series("", index=frame.index, dtype=STRING)
+            title = blank(frame.index)
         candidates[TITLE_COLUMN] = title
 
     written = selection.written

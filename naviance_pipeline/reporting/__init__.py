@@ -17,7 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from naviance_pipeline.oneroster.rules_common import arrow, is_in, split_distinct, strings
+from naviance_pipeline.oneroster.rules_common import (
+    arrow,
+    blank,
+    is_in,
+    split_distinct,
+    strings,
+)
 from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, PII_COLUMNS
 from naviance_pipeline.storage import (
     FINDING_STAGES,
@@ -77,7 +83,7 @@ def read_columns(path: UPath, columns: tuple[str, ...]) -> pd.DataFrame:
     frame = read_frame(path, [c for c in columns if c in names])
     for column in columns:
         if column not in frame.columns:
-            frame[column] = pd.Series("", index=frame.index, dtype=STRING)
+            frame[column] = blank(frame.index)
     return frame[list(columns)].astype(STRING)
 
 

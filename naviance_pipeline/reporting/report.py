@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from upath import UPath
 
 from naviance_pipeline.oneroster.findings import ERROR, FAMILIES, RULES, WARNING, family
-from naviance_pipeline.oneroster.rules_common import arrow, is_in, strings
+from naviance_pipeline.oneroster.rules_common import arrow, blank, is_in, strings
 from naviance_pipeline.oneroster.spec import (
     CLASS_YEAR_COLUMN,
     DEMOGRAPHICS,
@@ -200,7 +200,7 @@ def _class_years(users: pd.DataFrame | None, orgs: pd.DataFrame | None) -> list[
     )
     distinct = pd.DataFrame(
         {
-            "sourcedId": pd.Series("", index=range(len(pairs)), dtype=STRING),
+            "sourcedId": blank(pd.RangeIndex(len(pairs))),
             "orgSourcedIds": strings(
                 cells.dictionary.take(pa.array(pairs // width)), pd.RangeIndex(len(pairs))
             ),
