@@ -196,6 +196,13 @@ def test_backfill_of_three_districts_through_celery_and_postgres(
     }
     for name in ("DAGSTER_HOME", *postgres.env):
         monkeypatch.setenv(name, env[name])
+    from dagster import DagsterInstance
+
+    # The instance's tables are created here, once, before the worker and the daemon start:
+    # started together on an empty database they race to create them (seen in CI: the worker
+    # died with 'type "secondary_indexes" already exists').
+    with DagsterInstance.get() as instance:
+        instance.get_run_records(limit=1)
     logs = tmp_path / "logs"
     logs.mkdir()
     procs: dict[str, subprocess.Popen] = {}
@@ -216,7 +223,7 @@ def test_backfill_of_three_districts_through_celery_and_postgres(
         )  # fmt: skip
         assert backfill.returncode == 0, backfill.stdout + backfill.stderr
 
-        from dagster import DagsterInstance, DagsterRunStatus
+        from dagster import DagsterRunStatus
 
         with DagsterInstance.get() as instance:
             records = _wait_for_runs(instance, len(partitions), procs, logs)
