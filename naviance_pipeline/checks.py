@@ -77,6 +77,9 @@ def findings_table(findings: Iterable[Finding], limit: int = TABLE_ROWS) -> str:
 
 
 def check_results(asset: str, findings: list[Finding]) -> list[dg.AssetCheckResult]:
+    """One result per check of ``asset``. Each names its asset and check: Dagster then takes
+    the key as given, instead of looking up the asset's latest materialization once more per
+    result to find it (a query each: about 0.1 s a run on the SQLite instance)."""
     grouped: dict[str, list[Finding]] = {fam: [] for fam in ASSET_FAMILIES[asset]}
     for f in findings:
         grouped[_check_family(asset, f.rule)].append(f)
@@ -93,6 +96,7 @@ def check_results(asset: str, findings: list[Finding]) -> list[dg.AssetCheckResu
             metadata["first_findings"] = dg.MetadataValue.md(findings_table(items))
         results.append(
             dg.AssetCheckResult(
+                asset_key=dg.AssetKey(asset),
                 check_name=CHECK_NAMES[fam],
                 passed=errors == 0,
                 severity=dg.AssetCheckSeverity.ERROR,

@@ -29,9 +29,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         partitions_def=partitions_def,
         check_specs=check_specs("sis_extract"),
     )
-    def sis_extract(
-        context: dg.AssetExecutionContext, pipeline: PipelineResource
-    ) -> dg.MaterializeResult:
+    def sis_extract(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         """Snapshot of the configured source for this date, stored under the data root: a
         OneRoster ZIP or folder copied byte for byte; a SIS CSV export copied as exported and
         converted through its mapping; or a SQL database's query results with the query text
@@ -71,7 +69,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         store_findings(pipeline, day, "sis_extract", findings)
         files = snapshot.files
         context.log.info(f"snapshot of {len(files)} file(s), {sum(f.size for f in files)} bytes")
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "source_kind": config.kind,
                 **({"mapping": snapshot.mapping} if snapshot.mapping else {}),
@@ -85,8 +83,8 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 "snapshot": dg.MetadataValue.path(str(snapshot.open_path)),
                 **findings_metadata(findings),
             },
-            check_results=check_results("sis_extract", findings),
         )
+        yield from check_results("sis_extract", findings)
 
     return sis_extract
 

@@ -1,6 +1,6 @@
 """The validated OneRoster frames (orgs, users, demographics), the manifest and the package."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +17,7 @@ from naviance_pipeline.assets.common import (
 from naviance_pipeline.checks import check_results, check_specs, column_schema
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import check_guards
+from naviance_pipeline.frames import read_frame
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.package import build_package
@@ -30,13 +31,7 @@ from naviance_pipeline.oneroster.stages import (
 from naviance_pipeline.reporting import load_frame
 from naviance_pipeline.reporting.diff import diff_markdown, diff_partitions
 from naviance_pipeline.resources import DeliveryResource, PipelineResource
-from naviance_pipeline.storage import (
-    GUARDS_STAGE,
-    DataLayout,
-    read_frame,
-    release_memory,
-    write_private_json,
-)
+from naviance_pipeline.storage import GUARDS_STAGE, DataLayout, release_memory, write_private_json
 
 GROUP = "oneroster"
 USERS_READ_BY_DEMOGRAPHICS = ["sourcedId", "role"]  # build_demographics needs no other
@@ -49,13 +44,13 @@ def _stage_output(
     day: str,
     spec: FileSpec,
     result: StageResult,
-) -> dg.MaterializeResult[pd.DataFrame]:
+) -> Iterator[dg.MaterializeResult[pd.DataFrame] | dg.AssetCheckResult]:
     asset = context.asset_key.path[-1]
     store_findings(pipeline, day, asset, result.findings)
     context.log.info(f"{asset}: {result.counts}")
     # A blocked date gets its report now: the package asset that would write it won't run.
     report = refresh_report(pipeline, day) if has_errors(result.findings) else {}
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         value=result.frame,
         metadata={
             "dagster/row_count": len(result.frame),
@@ -64,8 +59,8 @@ def _stage_output(
             **findings_metadata(result.findings),
             **report,
         },
-        check_results=check_results(asset, result.findings),
     )
+    yield from check_results(asset, result.findings)
 
 
 def _change_summary(
@@ -125,7 +120,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         day, pipeline, _ = partition_of(context, pipeline)
         options = pipeline.options(day)
         source = load_snapshot(pipeline, day, options)
-        return _stage_output(context, pipeline, day, USERS, build_users(source, options))
+        yield from _stage_output(context, pipeline, day, USERS, build_users(source, options))
 
     @dg.asset(
         kinds={"pandas", "parquet"},
@@ -143,7 +138,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         source = load_snapshot(pipeline, day, options)
         users_frame = read_frame(_stored_path(pipeline.layout, "users", day), USERS_READ_BY_ORGS)
         result = build_orgs(source, users_frame, options)
-        return _stage_output(context, pipeline, day, ORGS, result)
+        yield from _stage_output(context, pipeline, day, ORGS, result)
 
     @dg.asset(
         kinds={"pandas", "parquet"},
@@ -161,7 +156,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         source = load_snapshot(pipeline, day, options)
         path = _stored_path(pipeline.layout, "users", day)
         result = build_demographics(source, read_frame(path, USERS_READ_BY_DEMOGRAPHICS), options)
-        return _stage_output(context, pipeline, day, DEMOGRAPHICS, result)
+        yield from _stage_output(context, pipeline, day, DEMOGRAPHICS, result)
 
     @dg.asset(kinds={"pandas", "csv"}, deps=[orgs, users, demographics], **common)
     def manifest(context: dg.AssetExecutionContext, pipeline: PipelineResource):
@@ -192,7 +187,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         context: dg.AssetExecutionContext,
         pipeline: PipelineResource,
         delivery: DeliveryResource,
-    ) -> dg.MaterializeResult:
+    ):
         """NavianceOneRoster.zip for this date, archived under the data root: the four files
         in order, deterministic bytes, re-read and verified (PKG-VERIFY) and within the size
         limit (PKG-SIZE). Its delivery_guards check compares it with the last package
@@ -234,7 +229,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         else:
             write_private_json(layout.summary_path(day), summary)
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(result.path),
                 "size": result.size,
@@ -253,7 +248,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 **changes,
                 **refresh_report(pipeline, day, frames=found["columns"]),
             },
-            check_results=check_results("naviance_package", [*result.findings, *guards.findings]),
         )
+        yield from check_results("naviance_package", [*result.findings, *guards.findings])
 
     return [users, orgs, demographics, manifest, naviance_package]
