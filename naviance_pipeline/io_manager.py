@@ -12,9 +12,10 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
+from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.partitions import split_key
 from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.storage import DataLayout, read_frame, release_memory, write_frame
+from naviance_pipeline.storage import DataLayout, release_memory
 
 
 class ParquetFrameIOManager(dg.UPathIOManager):

@@ -21,7 +21,7 @@ from naviance_pipeline.storage import DataLayout
 
 # Folders under the district base holding one sub-folder per partition date.
 DATED_FOLDERS = ("raw", "findings", "reports", "packages")
-# ... and the one holding <asset>/<date>.parquet files.
+# ... and the one holding <asset>/<date>.parquet frames (folders of parts; a file before).
 FRAMES = "frames"
 
 
@@ -50,7 +50,7 @@ def _dated_entries(layout: DataLayout) -> list[_Entry]:
             for asset in frames.iterdir()
             if asset.is_dir()
             for p in asset.iterdir()
-            if p.name.endswith(".parquet") and p.is_file() and (day := partition_date(p.name))
+            if p.name.endswith(".parquet") and (day := partition_date(p.name))
         ]
     return entries
 

@@ -3,7 +3,7 @@
 One root (any fsspec URL; default a local folder) holds, per district and date::
 
     <root>/districts/<district>/raw/<date>/...                   byte-for-byte source snapshot
-    <root>/districts/<district>/frames/<asset>/<date>.parquet     validated frames (IO manager)
+    <root>/districts/<district>/frames/<asset>/<date>.parquet/    validated frames (frames.py)
     <root>/districts/<district>/findings/<date>/<stage>.json     findings of each stage
     <root>/districts/<district>/packages/<date>/NavianceOneRoster.zip   package, archived
     <root>/districts/<district>/packages/<date>/summary.json     counts the delivery guards compare
@@ -29,20 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from upath import UPath
 
-from naviance_pipeline.oneroster.spec import STRING, ZIP_NAME
+from naviance_pipeline.oneroster.spec import ZIP_NAME
 
 CHUNK = 4 * 1024 * 1024
 # The stages that store findings, in pipeline order; the delivery guards store theirs as
 # "guards" beside them.
 FINDING_STAGES = ("sis_extract", "users", "orgs", "demographics")
 GUARDS_STAGE = "guards"
-_ARROW_STRINGS = {pa.string(): STRING, pa.large_string(): STRING}
 
 
 def _libc_trim():
@@ -96,13 +93,13 @@ def _collect_and_trim(generation: int) -> None:
         _MALLOC_TRIM(0)
 
 
-def _is_local(path: UPath) -> bool:
+def is_local(path: UPath) -> bool:
     return path.protocol in ("", "file", "local")
 
 
 def ensure_private_dir(path: UPath) -> None:
     """Create a folder (and any missing parents) owner-only."""
-    if _is_local(path):
+    if is_local(path):
         os.makedirs(path.path, mode=0o700, exist_ok=True)
         os.chmod(path.path, 0o700)
     else:
@@ -110,7 +107,7 @@ def ensure_private_dir(path: UPath) -> None:
 
 
 def make_private(path: UPath) -> None:
-    if _is_local(path):
+    if is_local(path):
         os.chmod(path.path, 0o600)
 
 
@@ -120,7 +117,7 @@ def write_private_bytes(path: UPath, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     make_private(tmp)
-    if _is_local(path):
+    if is_local(path):
         os.replace(tmp.path, path.path)
     else:
         tmp.rename(path)
@@ -217,7 +214,7 @@ def snapshot_source(source_url: str, dest: UPath) -> tuple[UPath, list[SnapshotF
 def copy_file(fs: fsspec.AbstractFileSystem, src: str, dest: UPath) -> tuple[int, str]:
     """Copy ``src`` of ``fs`` to ``dest`` owner-only, in chunks; (size, sha256)."""
     ensure_private_dir(dest.parent)
-    if isinstance(fs, LocalFileSystem) and _is_local(dest):
+    if isinstance(fs, LocalFileSystem) and is_local(dest):
         # The kernel copies (sendfile), then the copy is hashed: half the time of reading,
         # hashing and writing each chunk here (109 MB: 0.2 s → 0.1 s).
         shutil.copyfile(src, dest.path)
@@ -240,20 +237,3 @@ def sha256_of(path: UPath) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_frame(frame: pd.DataFrame, path: UPath) -> None:
-    """A frame as Parquet, owner-only; arrow strings stay arrow strings."""
-    ensure_private_dir(path.parent)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with path.open("wb") as f:
-        # No min/max statistics: nothing filters these frames, and for a million strings per
-        # column they are a quarter of the write time.
-        pq.write_table(table, f, write_statistics=False)
-    make_private(path)
-
-
-def read_frame(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
-    """A stored frame (or only ``columns`` of it) with arrow-backed string columns."""
-    with path.open("rb") as f:
-        return pq.read_table(f, columns=columns).to_pandas(types_mapper=_ARROW_STRINGS.get)

@@ -313,7 +313,7 @@ def test_each_district_builds_and_delivers_its_own_package(tmp_path, two_sources
         layout = DataLayout(root, name)
         # Frames, findings, packages and receipts all under the district's own folder.
         for asset in ("orgs", "users", "demographics", "manifest"):
-            assert Path(str(layout.frame_path(asset, DAY))).is_file(), (name, asset)
+            assert Path(str(layout.frame_path(asset, DAY))).is_dir(), (name, asset)
         assert Path(str(layout.findings_path(DAY, "users"))).is_file()
         archived = Path(str(layout.package_path(DAY))).read_bytes()
         assert (tmp_path / "outbox" / name / ZIP_NAME).read_bytes() == archived

@@ -126,7 +126,7 @@ def test_rerunning_users_alone_reads_the_stored_orgs(settings, instance):
     assert run_job(settings, DAY, instance).success
     layout = DataLayout(settings.data_root, settings.district)
     frames = Path(str(layout.frames_base))
-    orgs_file = frames / "orgs" / f"{DAY}.parquet"
+    orgs_file = frames / "orgs" / f"{DAY}.parquet" / "part-0.parquet"
     orgs_before = orgs_file.stat().st_mtime_ns
     raw_before = folder_state(Path(str(layout.raw_dir(DAY))))
 

@@ -20,10 +20,12 @@ TARGET_A, TARGET_B = "file:///outbox-a", "sftp://naviance@sftp.example:22/upload
 
 
 def _partition(layout: DataLayout, day: str) -> None:
-    """Everything a run stores for a date, 10 bytes per file."""
+    """Everything a run stores for a date, 10 bytes per file. The users frame is a folder of
+    two parts (as frames are written now), orgs one file (as frames were written before)."""
     for path in (
         layout.raw_dir(day) / "source" / "users.csv",
-        layout.frames_base / "users" / f"{day}.parquet",
+        layout.frames_base / "users" / f"{day}.parquet" / "part-0.parquet",
+        layout.frames_base / "users" / f"{day}.parquet" / "part-1.parquet",
         layout.frames_base / "orgs" / f"{day}.parquet",
         layout.findings_path(day, "users"),
         layout.base / "reports" / day / "report.html",
@@ -101,7 +103,7 @@ def test_the_result_counts_what_was_removed(layout):
 
     removed = result["removed"]
     assert removed["raw"] == {"partitions": list(OLD), "files": 3, "bytes": 30}
-    assert removed["frames"] == {"partitions": list(OLD), "files": 6, "bytes": 60}
+    assert removed["frames"] == {"partitions": list(OLD), "files": 9, "bytes": 90}
     assert removed["findings"]["files"] == 3
     assert removed["reports"]["files"] == 3
     assert removed["packages"] == {
@@ -109,7 +111,7 @@ def test_the_result_counts_what_was_removed(layout):
         "files": 4,
         "bytes": 40,
     }
-    assert result["files"] == 3 + 6 + 3 + 3 + 4
+    assert result["files"] == 3 + 9 + 3 + 3 + 4
     assert result["bytes"] == 10 * result["files"]
 
 

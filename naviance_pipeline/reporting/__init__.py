@@ -14,9 +14,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from upath import UPath
 
+from naviance_pipeline.frames import frame_columns, read_frame
 from naviance_pipeline.oneroster.rules_common import (
     arrow,
     blank,
@@ -24,14 +24,8 @@ from naviance_pipeline.oneroster.rules_common import (
     split_distinct,
     strings,
 )
-from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, PII_COLUMNS
-from naviance_pipeline.storage import (
-    FINDING_STAGES,
-    STRING,
-    DataLayout,
-    read_frame,
-    read_json,
-)
+from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, PII_COLUMNS, STRING
+from naviance_pipeline.storage import FINDING_STAGES, DataLayout, read_json
 
 PIPELINE_STAGES = FINDING_STAGES
 
@@ -78,8 +72,7 @@ def read_columns(path: UPath, columns: tuple[str, ...]) -> pd.DataFrame:
     pii = sorted(set(columns) & PII_COLUMNS)
     if pii:
         raise ValueError(f"reports never read PII columns: {pii}")
-    with path.open("rb") as f:
-        names = pq.ParquetFile(f).schema_arrow.names
+    names = frame_columns(path)
     frame = read_frame(path, [c for c in columns if c in names])
     for column in columns:
         if column not in frame.columns:

@@ -25,6 +25,7 @@ from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
     ORGS,
     PII_COLUMNS,
+    STRING,
     USERS,
 )
 from naviance_pipeline.reporting import (
@@ -42,7 +43,6 @@ from naviance_pipeline.reporting import (
 from naviance_pipeline.reporting.html import render_html
 from naviance_pipeline.storage import (
     GUARDS_STAGE,
-    STRING,
     DataLayout,
     read_json,
     sha256_of,
