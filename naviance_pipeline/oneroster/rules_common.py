@@ -9,6 +9,7 @@ the same index, True where the value is *acceptable*, so Pandera can use them as
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from naviance_pipeline.oneroster.findings import Finding, as_warning, finding
 from naviance_pipeline.oneroster.spec import DROPPED_STATUSES, MAX_VALUE_LENGTH, FileSpec
 
 SOURCED_ID = "sourcedId"
+_GATHER_AHEAD_ROWS = 100_000  # below this, a thread hand-off per column costs more than it saves
 
 # Spreadsheet scientific notation of a long number (1.23457E+11). The explicit "+" keeps
 # legitimate alphanumeric ids such as "2E05" out.
@@ -507,16 +509,30 @@ def output_frame(
     positions = rows[order[~repeat]]
     index = pd.RangeIndex(len(positions))
     pick = _picker(positions, len(frame))
-    columns = {}
-    for c in header:
-        if c not in frame.columns:
-            columns[c] = blank(index)
-            continue
-        values = frame.pop(c) if consume else frame[c]
+
+    def gathered(values: pd.Series) -> pd.Series:
         # Pick from the (possibly chunked) column as it is: combining chunks first would copy it.
-        columns[c] = strings(pick(pa.array(values.array)), index)
-        del values
-    return pd.DataFrame(columns, index=index)
+        return strings(pick(pa.array(values.array)), index)
+
+    columns: dict[str, pd.Series | Future] = {}
+    ahead = len(positions) >= _GATHER_AHEAD_ROWS
+    # A large frame's columns are gathered two at a time (Arrow's take releases the GIL). The
+    # columns are taken from ``frame`` here, in order, and at most two copies are under way.
+    with ThreadPoolExecutor(2) as pool:  # its threads start only if a column is submitted
+        pending: list[Future] = []
+        for c in header:
+            if c not in frame.columns:
+                columns[c] = blank(index)
+            elif not ahead:
+                columns[c] = gathered(frame.pop(c) if consume else frame[c])
+            else:
+                if len(pending) == 2:
+                    pending.pop(0).result()
+                columns[c] = pool.submit(gathered, frame.pop(c) if consume else frame[c])
+                pending.append(columns[c])
+    return pd.DataFrame(
+        {c: v.result() if isinstance(v, Future) else v for c, v in columns.items()}, index=index
+    )
 
 
 def _picker(positions: np.ndarray, n: int):

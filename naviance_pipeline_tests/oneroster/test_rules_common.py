@@ -71,6 +71,31 @@ def test_output_frame_consuming_the_frame_gives_the_same_rows_and_empties_it():
     assert list(source.columns) == []  # every column was handed over (and can be freed)
 
 
+def test_a_large_frame_gathered_two_columns_at_a_time_matches_a_row_by_row_reading():
+    # Past the size where columns are gathered on two threads: unsorted ids, repeats, blanks,
+    # rows left out, and more columns than are ever under way at once.
+    rng = np.random.default_rng(7)
+    n = 200_000
+    ids = [f"s{v:07d}" if v % 97 else "" for v in rng.integers(0, 2_000_000, n)]
+    keep = rng.random(n) < 0.9
+    columns = {"sourcedId": ids, **{f"c{k}": [f"{k}-{i}" for i in range(n)] for k in range(5)}}
+    source = pd.DataFrame(columns, index=pd.Index(range(2, n + 2), name="line")).astype(STRING)
+    header = ["sourcedId", "c0", "absent", "c1", "c2", "c3", "c4"]
+
+    out = output_frame(source, keep, header, consume=True)
+
+    first: dict[str, int] = {}
+    for row, (sid, kept) in enumerate(zip(ids, keep, strict=True)):
+        if kept and sid and sid not in first:
+            first[sid] = row
+    rows = [first[sid] for sid in sorted(first)]
+    assert out["sourcedId"].tolist() == sorted(first)
+    for k in range(5):
+        assert out[f"c{k}"].tolist() == [f"{k}-{i}" for i in rows]
+    assert list(out.columns) == header and (out["absent"] == "").all()
+    assert list(source.columns) == []
+
+
 def _series(values: list[str]) -> pd.Series:
     return pd.Series(values, dtype=STRING)
 
