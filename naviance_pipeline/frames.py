@@ -38,6 +38,7 @@ def write_frame(frame: pd.DataFrame, path: UPath, *, part_rows: int = PART_ROWS)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     count = max(1, -(-table.num_rows // part_rows))
     size = -(-table.num_rows // count)
+    _remove_leftovers(path)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     ensure_private_dir(temp)
 
@@ -95,6 +96,14 @@ def frame_parts(path: UPath) -> list[UPath]:
     if not numbered:
         raise FileNotFoundError(f"no Parquet parts in {path}")
     return [numbered[i] for i in sorted(numbered)]
+
+
+def _remove_leftovers(path: UPath) -> None:
+    """Temporary folders of this frame left by a write that never finished (a killed run)."""
+    prefix = f".{path.name}."
+    for p in path.parent.iterdir():
+        if p.name.startswith(prefix) and p.name.endswith(".tmp"):
+            _remove(p)
 
 
 def _remove(path: UPath) -> None:
