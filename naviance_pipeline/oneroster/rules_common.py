@@ -78,9 +78,13 @@ def is_in(
 
 
 def duplicated(values: pd.Series) -> np.ndarray:
-    """True for every occurrence of a value that appears more than once (sort-based: hashing
-    a million distinct strings is faster, but measured in the pipeline it took the users
-    stage's peak from about 900 MB to 1,030-1,080 MB)."""
+    """True for every occurrence of a value that appears more than once.
+
+    Each value's content is hashed to 64 bits (``content_hashes``) and only the values whose
+    hash repeats are compared exactly, by sorting them: distinct hashes mean distinct values.
+    A million distinct usernames: 0.14 s instead of 0.56 s for sorting them all, without the
+    memory of a hash table of the strings (``pc.unique`` took the users stage's peak from
+    about 900 MB to 1,030-1,080 MB)."""
     n = len(values)
     if n < 2:
         return np.zeros(n, dtype=bool)
@@ -88,6 +92,20 @@ def duplicated(values: pd.Series) -> np.ndarray:
     # Strictly increasing (ids of a sorted export): no value repeats, and no sort is needed.
     if pc.all(pc.greater(arr[1:], arr[:-1]), skip_nulls=False).as_py():
         return np.zeros(n, dtype=bool)
+    hashes = content_hashes(arr)
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size == 0:
+        return np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(np.isin(hashes, repeated))
+    out = np.zeros(n, dtype=bool)
+    out[rows] = _repeats_by_sorting(arr.take(pa.array(rows)))
+    return out
+
+
+def _repeats_by_sorting(arr: pa.Array) -> np.ndarray:
+    """``duplicated`` of ``arr`` exactly, by sorting it."""
+    n = len(arr)
     order = pc.sort_indices(arr).to_numpy()
     ordered = arr.take(pa.array(order))
     same = pc.equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
@@ -97,6 +115,54 @@ def duplicated(values: pd.Series) -> np.ndarray:
     out = np.empty(n, dtype=bool)
     out[order] = in_run
     return out
+
+
+_HASH_SEED, _HASH_MUL = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xFF51AFD7ED558CCD)
+_HASH_FINAL = np.uint64(0xC4CEB9FE1A85EC53)
+_HASH_BLOCK = 1 << 16  # rows hashed at once: bounds the temporaries to about 0.5 MB each
+
+
+def content_hashes(array: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each value's bytes (a null hashes as empty): equal values, equal
+    hashes. Eight bytes of every value at a time, read in place from the Arrow buffer (no copy
+    of the strings), a block of rows at a time (small temporaries)."""
+    data, ends = value_bytes(array)
+    # Every 8-byte window of the data as a little-endian uint64, without a copy.
+    words = np.ndarray((max(len(data) - 7, 0),), dtype="<u8", buffer=data, strides=(1,))
+    hashes = np.empty(len(ends), dtype=np.uint64)
+    for first in range(0, len(ends), _HASH_BLOCK):
+        block = slice(first, first + _HASH_BLOCK)
+        start = ends[first - 1] if first else 0
+        starts = np.concatenate(([start], ends[block][:-1]))
+        hashes[block] = _hash_block(data, words, starts, ends[block] - starts)
+    hashes ^= hashes >> np.uint64(33)
+    hashes *= _HASH_FINAL
+    hashes ^= hashes >> np.uint64(33)
+    return hashes
+
+
+def _hash_block(
+    data: np.ndarray, words: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    hashes = lengths.astype(np.uint64) * _HASH_SEED
+    rows = np.flatnonzero(lengths > 0)
+    at = 0
+    while rows.size:
+        offsets = starts[rows] + at
+        left = lengths[rows] - at
+        word = np.zeros(rows.size, dtype=np.uint64)
+        whole = offsets < len(words)
+        word[whole] = words[offsets[whole]]
+        for i in np.flatnonzero(~whole):  # the last few bytes of the buffer: at most 7 values
+            tail = data[offsets[i] : offsets[i] + 8].tobytes().ljust(8, b"\0")
+            word[i] = np.frombuffer(tail, dtype="<u8")[0]
+        short = left < 8  # keep only the value's own bytes of its last word
+        word[short] &= (np.uint64(1) << (left[short].astype(np.uint64) * np.uint64(8))) - 1
+        mixed = (hashes[rows] ^ word) * _HASH_MUL
+        hashes[rows] = mixed ^ (mixed >> np.uint64(29))
+        rows = rows[left > 8]
+        at += 8
+    return hashes
 
 
 def value_bytes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:

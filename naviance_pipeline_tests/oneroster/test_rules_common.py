@@ -3,13 +3,17 @@ helpers (split_distinct, on_distinct) against their row-by-row definitions."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from naviance_pipeline.oneroster import rules_common
 from naviance_pipeline.oneroster.rules_common import (
+    content_hashes,
     duplicated,
     holds_any_char,
     is_in,
@@ -62,6 +66,57 @@ def test_duplicated_marks_every_occurrence_in_any_order():
     assert _dups(["a", "b", "b", "c"]) == [False, True, True, False]  # sorted with a repeat
     assert _dups(["c", "a", "c", "b", "a"]) == [True, True, True, False, True]
     assert _dups(["x"]) == [False]
+
+
+# Short and long values, shared prefixes and suffixes, multi-byte characters, blanks.
+VALUES = st.lists(
+    st.one_of(
+        st.sampled_from(["", "a", "ab", "jsmith", "jsmith1", "Jsmith", "josé", "x" * 8, "x" * 9]),
+        st.text(alphabet="ab.@é", max_size=20),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUES, st.integers(0, 3), st.sampled_from([1, 3, 1 << 16]))
+def test_duplicated_marks_exactly_the_values_that_repeat(values, cut, block):
+    # Also on a slice of a larger array (its values start part-way into Arrow's buffers), and
+    # hashed a few rows at a time (repeats across blocks).
+    array = pa.array(["pad"] * cut + values, pa.large_string())[cut:]
+    counts = {v: values.count(v) for v in values}
+
+    with mock.patch.object(rules_common, "_HASH_BLOCK", block):
+        found = duplicated(pd.Series(pd.arrays.ArrowStringArray(array)))
+
+    assert found.tolist() == [counts[v] > 1 for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(VALUES)
+def test_equal_values_get_equal_content_hashes_wherever_they_sit(values):
+    forward = content_hashes(pa.array(values, pa.large_string()))
+    backward = content_hashes(pa.array(values[::-1], pa.large_string()))[::-1]
+    assert forward.tolist() == backward.tolist()
+    by_value = dict(zip(values, forward.tolist(), strict=True))
+    assert len(set(by_value.values())) == len(by_value)  # distinct here: no collision expected
+
+
+def test_a_million_distinct_values_take_no_exact_comparison(monkeypatch):
+    values = pd.Series([f"user{i:07d}" for i in range(1_000_000)][::-1], dtype=STRING)
+    values.iloc[123_456] = values.iloc[654_321]
+    compared = []
+    real = rules_common._repeats_by_sorting
+
+    def spy(array):
+        compared.append(len(array))
+        return real(array)
+
+    monkeypatch.setattr(rules_common, "_repeats_by_sorting", spy)
+    out = duplicated(values)
+
+    assert np.flatnonzero(out).tolist() == [123_456, 654_321]
+    assert compared == [2]  # only the two rows whose hashes repeat were sorted
 
 
 def test_output_frame_consuming_the_frame_gives_the_same_rows_and_empties_it():
