@@ -212,6 +212,47 @@ def test_parse_errors_are_numbered_in_a_multi_block_file():
     assert table.frame.loc[50_003, "sourcedId"] == "o50003"
 
 
+def test_a_quoted_line_break_where_a_split_read_would_cut_is_read_exactly():
+    # pyarrow's threaded reader splits its first 1 MB block at the block's last line break when
+    # told that values hold none: put that line break inside a quoted name. The split read
+    # must be refused, and the file read as before: one record, at its line.
+    rows, size, line = [], 0, 2
+    while size < (1 << 20) - 100:
+        rows.append(org(f"o{line}"))
+        size += len(rows[-1])
+        line += 1
+    record = f'o{line},,,"Two'.encode()
+    pad = (1 << 20) - size - len(record) - 1  # the quoted \n is the block's last byte
+    data = ORGS_HEADER + b"".join(rows) + record + b"x" * pad + b'\nLines",school,,\r\n'
+    data += org(f"o{line + 1}")
+
+    table = read_table(data, ORGS)
+
+    f = one(table, "CSV-NEWLINE-IN-VALUE")
+    assert (f.line, f.column, f.sourcedId) == (line, "name", f"o{line}")
+    assert not found(table, "CSV-PARSE")
+    assert list(table.frame.index[-2:]) == [line, line + 1]
+    assert table.frame.loc[line + 1, "sourcedId"] == f"o{line + 1}"
+
+
+def test_a_big_file_with_quotes_but_no_line_break_in_a_value_is_read_split(monkeypatch):
+    rows = [org(f"o{i}", name=f'"Name, {i}"') for i in range(2, 80_002)]
+    calls = []
+    real = csvread._read_csv
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("line_breaks_end_records", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(csvread, "_read_csv", spy)
+    table = read_table(ORGS_HEADER + b"".join(rows), ORGS)
+
+    assert calls == [True]  # one read, split at line breaks, and kept
+    assert table.findings == []
+    assert table.frame.loc[50_003, "name"] == "Name, 50003"
+    assert list(table.frame.index[[0, -1]]) == [2, 80_001]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
