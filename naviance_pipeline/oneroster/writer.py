@@ -32,6 +32,7 @@ _NEWLINE = r"[\r\n]"
 _NEWLINE_BYTES = b"\r\n"
 _QUOTE_BYTES = b',"'
 _SPACE = ord(" ")
+_COMMA_BYTE = max(b"\r\n \",")  # the highest of the bytes that need quoting or are refused
 _UNQUOTED = pacsv.WriteOptions(
     include_header=False, quoting_style="none", eol="\r\n", batch_size=DEFAULT_CHUNK_ROWS
 )
@@ -128,6 +129,10 @@ def _encode_field(
     A byte scan of the whole column comes first: most columns hold no comma, quote, newline or
     edge space, and then the per-value regex (the slow part) is skipped."""
     data = _value_bytes(column)
+    # CR, LF, space, double quote and comma are all bytes up to ",": most columns (ids, e-mail
+    # addresses) hold none of those bytes at all, and one comparison tells.
+    if not quote_empty and not (data <= _COMMA_BYTE).any():
+        return column
     if _holds_any(data, _NEWLINE_BYTES):
         _raise_newline(column, name, first_row)
     if not (quote_empty or _holds_any(data, _QUOTE_BYTES) or _has_edge_space(column, data)):
