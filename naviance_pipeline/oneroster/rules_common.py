@@ -21,7 +21,8 @@ from naviance_pipeline.oneroster.findings import Finding, as_warning, finding
 from naviance_pipeline.oneroster.spec import DROPPED_STATUSES, MAX_VALUE_LENGTH, FileSpec
 
 SOURCED_ID = "sourcedId"
-_GATHER_AHEAD_ROWS = 100_000  # below this, a thread hand-off per column costs more than it saves
+# Below this many rows, work is not worth handing to threads (the hand-off costs more).
+PARALLEL_ROWS = 100_000
 
 # Spreadsheet scientific notation of a long number (1.23457E+11). The explicit "+" keeps
 # legitimate alphanumeric ids such as "2E05" out.
@@ -581,7 +582,7 @@ def output_frame(
         return strings(pick(pa.array(values.array)), index)
 
     columns: dict[str, pd.Series | Future] = {}
-    ahead = len(positions) >= _GATHER_AHEAD_ROWS
+    ahead = len(positions) >= PARALLEL_ROWS
     # A large frame's columns are gathered two at a time (Arrow's take releases the GIL). The
     # columns are taken from ``frame`` here, in order, and at most two copies are under way.
     with ThreadPoolExecutor(2) as pool:  # its threads start only if a column is submitted

@@ -288,7 +288,6 @@ def _model(file: str, options: Options) -> type[pa.DataFrameModel]:
 
 # The check results ``validate`` is computing ahead for this thread's validation, by check.
 _AHEAD = threading.local()
-_AHEAD_ROWS = 100_000  # below this, a thread hand-off costs more than the checks
 
 
 def _checked(i: int, fn: Callable, obj: object) -> object:
@@ -334,7 +333,8 @@ def validate(
     # A large frame's checks run on two threads ahead of Pandera, which then collects their
     # results in order: most are Arrow kernels, which release the GIL.
     with ThreadPoolExecutor(2) as pool:  # threads start only if a check is submitted
-        _AHEAD.futures = _ahead(pool, frame, spec, options) if len(frame) >= _AHEAD_ROWS else {}
+        large = len(frame) >= rc.PARALLEL_ROWS
+        _AHEAD.futures = _ahead(pool, frame, spec, options) if large else {}
         try:
             model.validate(frame, lazy=True, inplace=True)
         except pa.errors.SchemaErrors as err:

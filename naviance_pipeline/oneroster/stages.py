@@ -13,7 +13,10 @@ a repeated sourcedId after its first occurrence) are left out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +31,7 @@ from naviance_pipeline.oneroster.findings import Finding, sort_findings
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.repair import repair
 from naviance_pipeline.oneroster.rules_common import (
+    PARALLEL_ROWS,
     SOURCED_ID,
     at_most_warnings,
     blank,
@@ -49,6 +53,8 @@ from naviance_pipeline.oneroster.spec import (
     FileSpec,
     user_output_header,
 )
+
+T = TypeVar("T")
 
 # Written blank whatever the source holds (bulk files; passwords and guardians never sent).
 ALWAYS_BLANK = {
@@ -87,6 +93,29 @@ def _read(source: Source, spec: FileSpec, columns: list[str] | None = None) -> _
     dropped, bulk = bulk_status(frame, spec)
     findings = [*table.findings, *repairs, *bulk]
     return _Read(frame, dropped.to_numpy(bool), findings, table.absent, table.present)
+
+
+def _validated_beside(
+    read: _Read,
+    candidates: pd.DataFrame,
+    spec: FileSpec,
+    options: Options,
+    beside: Callable[[], T],
+) -> tuple[list[Finding], T]:
+    """The read's findings and the validation's of ``candidates``, and what ``beside`` returns.
+
+    For a large file both are computed at once: ``beside`` (rules that only read) on this
+    thread while the validation runs on another (its checks are mostly Arrow kernels, which
+    release the GIL); users stage 0.1 s less at 1 M users."""
+    if len(candidates) < PARALLEL_ROWS:
+        validated = schemas.validate(candidates, spec, options, skip_columns=read.absent)
+        return [*read.findings, *validated], beside()
+    with ThreadPoolExecutor(1) as side:
+        validating = side.submit(
+            schemas.validate, candidates, spec, options, skip_columns=read.absent
+        )
+        other = beside()
+        return [*read.findings, *validating.result()], other
 
 
 def _candidates(frame: pd.DataFrame, header: list[str], spec: FileSpec) -> pd.DataFrame:
@@ -174,16 +203,20 @@ def build_users(source: Source, options: Options) -> StageResult:
         candidates[TITLE_COLUMN] = title
 
     written = selection.written
-    findings = [
-        *read.findings,
-        *schemas.validate(candidates, USERS, options, skip_columns=read.absent),
-        *ru.role_findings(frame, selection),
-        *ru.org_reference_findings(frame, written, writable_orgs(source)),
-        *ru.agent_findings(frame, written),
-        *ru.password_findings(frame),
-        *ru.title_findings(frame, selection, options),
-        *ru.class_year_findings(candidates, years),
-    ]
+    validated, rules = _validated_beside(
+        read,
+        candidates,
+        USERS,
+        options,
+        lambda: [
+            *ru.role_findings(frame, selection),
+            *ru.org_reference_findings(frame, written, writable_orgs(source)),
+            *ru.agent_findings(frame, written),
+            *ru.password_findings(frame),
+            *ru.title_findings(frame, selection, options),
+        ],
+    )
+    findings = [*validated, *rules, *ru.class_year_findings(candidates, years)]
     result = _finish(
         read,
         candidates,
@@ -211,16 +244,17 @@ def build_demographics(source: Source, users: pd.DataFrame, options: Options) ->
     only its sourcedId and role columns are read)."""
     read = _read(source, DEMOGRAPHICS)
     frame = read.frame
-    students = rd.package_students(users)
-    known, refs = rd.user_ref_findings(frame, ~read.dropped, students, users)
-    kept = known & ~read.dropped
-
     candidates = _candidates(frame, DEMOGRAPHICS.header, DEMOGRAPHICS)
-    findings = [
-        *read.findings,
-        *schemas.validate(candidates, DEMOGRAPHICS, options, skip_columns=read.absent),
-        *refs,
-    ]
+
+    def references() -> tuple[np.ndarray, pd.Series, list[Finding]]:
+        students = rd.package_students(users)
+        return students, *rd.user_ref_findings(frame, ~read.dropped, students, users)
+
+    validated, (students, known, refs) = _validated_beside(
+        read, candidates, DEMOGRAPHICS, options, references
+    )
+    kept = known & ~read.dropped
+    findings = [*validated, *refs]
     result = _finish(
         read,
         candidates,

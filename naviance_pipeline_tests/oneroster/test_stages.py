@@ -8,6 +8,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
+from naviance_pipeline.oneroster import stages
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
 from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
@@ -231,6 +232,35 @@ def test_no_pii_value_reaches_any_finding():
     for f in findings:
         text = f"{f.message} {f.value or ''}"
         assert not [s for s in distinctive if s in text], f
+
+
+def test_a_large_file_validated_beside_its_other_rules_gives_what_one_thread_gives(
+    monkeypatch,
+):
+    # As if the files were large: the validation runs on its own thread beside the stage's
+    # other rules (and its checks ahead on two more), with the same findings and frames.
+    users = [
+        student("u1", grades="ZZ", enabledUser="maybe", email="not-an-email"),
+        student("u2", username="Ann", userIds="bad"),
+        student("u3", username="ann", orgs="nowhere"),
+        person("g1", "guardian"),
+        person("t1", "teacher", password="secret"),
+    ]
+    demographics = [demo("u1", birthDate="2030-01-01"), demo("u2"), demo("u2"), demo("zz")]
+    district = source(district_orgs(), users, demographics)
+    alone = build_all(district, STAFF_OPTIONS)
+
+    monkeypatch.setattr(stages, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(stages.schemas.rc, "PARALLEL_ROWS", 0)
+    beside = build_all(district, STAFF_OPTIONS)
+
+    assert {"USR-EMAIL", "USR-USERNAME-DUPLICATE", "USR-ORG-REF", "DEM-DUPLICATE"} <= {
+        f.rule for r in beside for f in r.findings
+    }
+    for one_thread, threads in zip(alone, beside, strict=True):
+        assert threads.findings == one_thread.findings
+        assert threads.counts == one_thread.counts
+        pd.testing.assert_frame_equal(threads.frame, one_thread.frame)
 
 
 def test_errors_are_reported_but_do_not_raise_on_a_broken_source():
