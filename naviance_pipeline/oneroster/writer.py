@@ -32,7 +32,7 @@ _NEWLINE = r"[\r\n]"
 _NEWLINE_BYTES = b"\r\n"
 _QUOTE_BYTES = b',"'
 _SPACE = ord(" ")
-_COMMA_BYTE = max(b"\r\n \",")  # the highest of the bytes that need quoting or are refused
+_COMMA_BYTE = max(b'\r\n ",')  # the highest of the bytes that need quoting or are refused
 _UNQUOTED = pacsv.WriteOptions(
     include_header=False, quoting_style="none", eol="\r\n", batch_size=DEFAULT_CHUNK_ROWS
 )
