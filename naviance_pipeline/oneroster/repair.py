@@ -17,12 +17,15 @@ where a spreadsheet touched every row still gives a readable report.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.findings import Finding
 from naviance_pipeline.oneroster.rules_common import (
+    PARALLEL_ROWS,
     any_per_row,
     choose,
     is_in,
@@ -40,24 +43,44 @@ def repair(frame: pd.DataFrame, spec: FileSpec) -> tuple[pd.DataFrame, list[Find
     """Repair the columns of ``frame`` whose spec kind allows it; the input is not modified."""
     out = frame.copy(deep=False)
     findings: list[Finding] = []
-    for column in spec.columns:
-        if column.name not in out.columns:
+    columns = [c for c in spec.columns if c.name in out.columns and c.kind in _VALID]
+    for column, clean in zip(columns, _clean(out, columns), strict=True):
+        if clean:  # the common case: nothing to repair
             continue
         if column.kind == "bool":
             findings += _repair_case(out, spec, column.name, BOOLEANS, "XLS-BOOLEAN-CASE")
         elif column.kind == "enum":
             findings += _repair_case(out, spec, column.name, column.allowed, "XLS-ENUM-CASE")
-        elif column.kind == "grade":
+        else:
             findings += _repair_grades(out, spec, column.name)
     return out, findings
+
+
+# What a column of each repairable kind holds when it needs no repair.
+_VALID = {
+    "bool": lambda column: [*BOOLEANS, ""],
+    "enum": lambda column: [*column.allowed, ""],
+    "grade": lambda column: [*CEDS_GRADES, ""],
+}
+
+
+def _clean(frame: pd.DataFrame, columns: list) -> list[bool]:
+    """Whether each column holds only valid values, so needs no repair (a large frame's
+    columns two at a time: Arrow's is_in releases the GIL)."""
+
+    def clean(column) -> bool:
+        return bool(is_in(frame[column.name], _VALID[column.kind](column)).all())
+
+    if len(frame) < PARALLEL_ROWS:
+        return [clean(c) for c in columns]
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(clean, columns))
 
 
 def _repair_case(
     frame: pd.DataFrame, spec: FileSpec, name: str, allowed: tuple[str, ...], rule: str
 ) -> list[Finding]:
     values = frame[name]
-    if is_in(values, [*allowed, ""]).all():  # the common case: nothing to repair
-        return []
     token_of = {a.lower(): a for a in allowed}
     folded = values.str.lower()
     fix = (folded.isin(list(token_of)) & ~values.isin(list(allowed))).to_numpy(bool)
@@ -72,9 +95,6 @@ def _repair_case(
 
 def _repair_grades(frame: pd.DataFrame, spec: FileSpec, name: str) -> list[Finding]:
     values = frame[name]
-    # Fast exit: nothing here can need a repair (the common case on a clean file).
-    if is_in(values, [*CEDS_GRADES, ""]).all():
-        return []
     tokens, rows = split_list(values)
     padded = _lookup(tokens, GRADE_PADDING)
     case_of = {g.lower(): g for g in CEDS_GRADES}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from naviance_pipeline.oneroster import repair as repair_module
 from naviance_pipeline.oneroster.findings import WARNING
 from naviance_pipeline.oneroster.repair import repair
 from naviance_pipeline.oneroster.spec import USERS
@@ -162,3 +163,25 @@ def test_demographic_flags_are_repaired():
     f = of_rule(result.findings, "XLS-BOOLEAN-CASE")
     assert [(x.column, x.line) for x in f] == [("asian", line(0)), ("white", line(0))]
     assert (result.frame.at[0, "asian"], result.frame.at[0, "white"]) == ("true", "false")
+
+
+def test_a_large_frame_checked_two_columns_at_a_time_is_repaired_the_same(monkeypatch):
+    # As if the frame were large: which columns need repair is found on two threads.
+    frame = users_frame(
+        enabledUser=["TRUE", "false", "", "true"],
+        role=["student", "Student", "teacher", ""],
+        grades=["9", "10", "K,01", "12"],
+    )
+    alone, alone_findings = repair(frame, USERS)
+    monkeypatch.setattr(repair_module, "PARALLEL_ROWS", 0)
+
+    threads, threads_findings = repair(frame, USERS)
+
+    pd.testing.assert_frame_equal(threads, alone)
+    assert threads_findings == alone_findings
+    assert {f.rule for f in threads_findings} == {
+        "XLS-BOOLEAN-CASE",
+        "XLS-ENUM-CASE",
+        "XLS-GRADE-PADDING",
+    }
+    assert threads["grades"].tolist() == ["09", "10", "KG,01", "12"]
