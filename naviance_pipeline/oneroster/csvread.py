@@ -20,6 +20,7 @@ import csv
 import io
 import re
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -424,19 +425,24 @@ def _read_split_at_line_breaks(
     when every line parsed as one record of the header's fields and the line breaks are exactly
     the record ends. (A split inside a quoted value would leave its record's two pieces with
     field counts that cannot both be the header's, as there are two fields or more.)"""
-    try:
-        table, bad = _read_csv(
-            pa.py_buffer(data)[body_start:],
-            n_fields,
-            header,
-            sid_index,
-            threads=True,
-            line_breaks_end_records=True,
-        )
-    except pa.ArrowInvalid:
-        return None
-    if bad or (quoted and _breaks_in_values(data, body_start, table.num_rows)):
-        return None
+    with ThreadPoolExecutor(1) as side:
+        # The line breaks are counted beside the parse (numpy releases the GIL).
+        counting = side.submit(_body_line_breaks, data, body_start) if quoted else None
+        try:
+            table, bad = _read_csv(
+                pa.py_buffer(data)[body_start:],
+                n_fields,
+                header,
+                sid_index,
+                threads=True,
+                line_breaks_end_records=True,
+            )
+        except pa.ArrowInvalid:
+            return None
+        if bad:
+            return None
+        if counting is not None and counting.result() > _terminated(data, table.num_rows):
+            return None
     return table
 
 
@@ -521,8 +527,17 @@ def _breaks_in_values(data: bytes, body_start: int, records: int) -> bool:
     """
     if data.find(b'"', body_start) == -1:  # only a quoted value can hold a line break
         return False
-    terminated = records if data[-1:] in (b"\n", b"\r") else records - 1
-    return _line_breaks(np.frombuffer(data, dtype=np.uint8)[body_start:]) > terminated
+    return _body_line_breaks(data, body_start) > _terminated(data, records)
+
+
+def _body_line_breaks(data: bytes, body_start: int) -> int:
+    return _line_breaks(np.frombuffer(data, dtype=np.uint8)[body_start:])
+
+
+def _terminated(data: bytes, records: int) -> int:
+    """How many of the body's ``records`` end with a line break (the last may end the file
+    without one)."""
+    return records if data[-1:] in (b"\n", b"\r") else records - 1
 
 
 def _line_breaks(view: np.ndarray) -> int:
