@@ -13,7 +13,6 @@ stays ``00123``); parts are owner-only, as they hold student PII.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from naviance_pipeline.oneroster.spec import STRING
-from naviance_pipeline.storage import ensure_private_dir, is_local, make_private
+from naviance_pipeline.storage import ensure_private_dir, make_private, replace_folder
 
 PART_ROWS = 500_000
 _PART = re.compile(r"part-(\d+)\.parquet")
@@ -56,11 +55,7 @@ def write_frame(frame: pd.DataFrame, path: UPath, *, part_rows: int = PART_ROWS)
         else:
             with ThreadPoolExecutor(2) as pool:  # pyarrow's writer releases the GIL
                 list(pool.map(write, range(count)))
-        _remove(path)
-        if is_local(path):
-            os.replace(temp.path, path.path)
-        else:
-            temp.fs.mv(temp.path, path.path, recursive=True)
+        replace_folder(temp, path)
     except BaseException:
         _remove(temp)
         raise

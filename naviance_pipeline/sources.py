@@ -30,6 +30,7 @@ from naviance_pipeline.settings import SAMPLE_SCHOOLS, SAMPLE_SEED, SAMPLE_STUDE
 from naviance_pipeline.storage import (
     SnapshotFile,
     ensure_private_dir,
+    replace_folder,
     sha256_of,
     snapshot_source,
     write_private_bytes,
@@ -106,18 +107,9 @@ def take_snapshot(
     else:
         snapshot = _mapped_snapshot(config, url, staging, options, say)
     relative = snapshot.open_path.path[len(staging.path) :].lstrip("/")
-    _replace(staging, dest)
+    replace_folder(staging, dest)
     snapshot.open_path = dest / relative if relative else dest
     return snapshot
-
-
-def _replace(staging: UPath, dest: UPath) -> None:
-    if dest.exists():
-        dest.fs.rm(dest.path, recursive=True)
-    if staging.protocol in ("", "file", "local"):
-        os.replace(staging.path, dest.path)
-    else:  # object stores have no folder rename: move every file
-        staging.fs.mv(staging.path, dest.path, recursive=True)
 
 
 def _mapped_snapshot(

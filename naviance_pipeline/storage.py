@@ -97,6 +97,17 @@ def is_local(path: UPath) -> bool:
     return path.protocol in ("", "file", "local")
 
 
+def replace_folder(staging: UPath, dest: UPath) -> None:
+    """Put the folder ``staging`` (written in full) at ``dest``, replacing what was there, a
+    file or a folder. Local: a rename. Object stores have no folder rename: every file moves."""
+    if dest.exists():
+        dest.fs.rm(dest.path, recursive=dest.is_dir())
+    if is_local(staging):
+        os.replace(staging.path, dest.path)
+    else:
+        staging.fs.mv(staging.path, dest.path, recursive=True)
+
+
 def ensure_private_dir(path: UPath) -> None:
     """Create a folder (and any missing parents) owner-only."""
     if is_local(path):
