@@ -461,6 +461,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # everything this process writes holds or names student data: owner-only
     args = parser().parse_args(argv)
     return args.func(args)
 

@@ -7,6 +7,8 @@ every step on Celery workers (DEPLOYMENT.md).
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from naviance_pipeline.assets.delivery import build_delivery_asset
@@ -49,7 +51,11 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             districts_file=settings.districts_file,
         )()
         delivery = with_deployment_defaults(
-            DeliveryResource, target_url="", districts_file=settings.districts_file
+            DeliveryResource,
+            target_url="",
+            districts_file=settings.districts_file,
+            target_name=settings.delivery_name,
+            lock_timeout_seconds=settings.delivery_lock_timeout,
         )()
     else:
         pipeline = with_deployment_defaults(
@@ -68,6 +74,8 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
         delivery = with_deployment_defaults(
             DeliveryResource,
             target_url=settings.delivery_target,
+            target_name=settings.delivery_name,
+            lock_timeout_seconds=settings.delivery_lock_timeout,
             **{field: secret(field) for field in SECRET_ENV},
         )()
     return {
@@ -120,4 +128,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
+# Every process that loads this code location (the run workers of `dagster dev`, the daemon's,
+# Celery's) writes student data and event logs that name it: owner-only, whatever its umask.
+os.umask(0o077)
 defs = build_definitions()

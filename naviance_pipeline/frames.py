@@ -14,7 +14,6 @@ stays ``00123``); parts are owner-only, as they hold student PII.
 from __future__ import annotations
 
 import re
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from naviance_pipeline.crash import temp_name
 from naviance_pipeline.oneroster.spec import STRING
 from naviance_pipeline.storage import ensure_private_dir, make_private, replace_folder
 
@@ -37,8 +37,7 @@ def write_frame(frame: pd.DataFrame, path: UPath, *, part_rows: int = PART_ROWS)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     count = max(1, -(-table.num_rows // part_rows))
     size = -(-table.num_rows // count)
-    _remove_leftovers(path)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temp = path.with_name(temp_name(path.name))
     ensure_private_dir(temp)
 
     def write(i: int) -> None:
@@ -91,14 +90,6 @@ def frame_parts(path: UPath) -> list[UPath]:
     if not numbered:
         raise FileNotFoundError(f"no Parquet parts in {path}")
     return [numbered[i] for i in sorted(numbered)]
-
-
-def _remove_leftovers(path: UPath) -> None:
-    """Temporary folders of this frame left by a write that never finished (a killed run)."""
-    prefix = f".{path.name}."
-    for p in path.parent.iterdir():
-        if p.name.startswith(prefix) and p.name.endswith(".tmp"):
-            _remove(p)
 
 
 def _remove(path: UPath) -> None:

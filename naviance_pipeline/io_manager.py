@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
+from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.partitions import split_key
 from naviance_pipeline.resources import PipelineResource
@@ -38,6 +39,7 @@ class ParquetFrameIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         write_frame(obj, path)
+        crashpoint(f"{context.asset_key.to_user_string()}:stored")
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         release_memory()  # a stage begins: what the one before freed goes back to the OS

@@ -14,6 +14,8 @@ from typing import TypeVar
 import dagster as dg
 
 from naviance_pipeline.delivery.guards import GuardLimits, parse_overrides
+from naviance_pipeline.delivery.receipts import DEFAULT_NAME, check_name
+from naviance_pipeline.delivery.service import DeliveryPlan
 from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
 from naviance_pipeline.districts import District, load_districts
 from naviance_pipeline.oneroster.options import Options
@@ -136,7 +138,13 @@ class DeliveryResource(dg.ConfigurableResource):
     backoff_seconds: float = 30.0
     student_drop_threshold: float = 0.10
     disabled_jump_points: float = 5.0
+    id_churn_threshold: float = 0.10
     guard_overrides: list[str] = []  # noqa: RUF012 - pydantic copies field defaults
+    # The target's stable name: its delivery history (receipts, guards) is kept under it, so
+    # a changed URL (host spelling, port, folder) keeps the history.
+    target_name: str = DEFAULT_NAME
+    # How long a delivery waits for another delivery to the same target to end.
+    lock_timeout_seconds: float = 3600.0
     districts_file: str = ""  # many districts: target and secret names per district
 
     def for_district(self, district_id: str) -> DeliveryResource:
@@ -163,7 +171,18 @@ class DeliveryResource(dg.ConfigurableResource):
 
     @property
     def limits(self) -> GuardLimits:
-        return GuardLimits(self.student_drop_threshold, self.disabled_jump_points)
+        return GuardLimits(
+            self.student_drop_threshold, self.disabled_jump_points, self.id_churn_threshold
+        )
+
+    def plan(self, run_tags: dict[str, str], *, extra_overrides: list[str] = ()) -> DeliveryPlan:
+        """How this run delivers: the target's name, limits, overrides and lock wait."""
+        return DeliveryPlan(
+            name=check_name(self.target_name),
+            limits=self.limits,
+            overrides=sorted({*self.overrides(run_tags), *extra_overrides}),
+            lock_timeout=self.lock_timeout_seconds,
+        )
 
     def overrides(self, run_tags: dict[str, str]) -> list[str]:
         """Guard overrides for this run: resource config plus the run tag."""

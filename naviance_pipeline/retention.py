@@ -58,14 +58,15 @@ def _dated_entries(layout: DataLayout) -> list[_Entry]:
 def delivered_packages(layout: DataLayout, receipt_dirs: Iterable[UPath] | None = None) -> set[str]:
     """Partitions whose package must stay: per target, the last one delivered (what Naviance
     holds now) and the newest partition delivered (what the stale-partition guard compares)."""
-    by_target: dict[str, list[dict]] = {}
-    folders = None if receipt_dirs is None else list(receipt_dirs)
-    for receipt in all_receipts(layout, folders):
-        by_target.setdefault(receipt["target"], []).append(receipt)
+    if receipt_dirs is None:
+        root = layout.base / "receipts"
+        receipt_dirs = [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
     keep = set()
-    for receipts in by_target.values():
-        keep.add(receipts[-1]["partition"])  # all_receipts: oldest delivery first
-        keep.add(max(r["partition"] for r in receipts))
+    for folder in receipt_dirs:  # one target's history each
+        receipts = all_receipts(layout, [folder])
+        if receipts:
+            keep.add(receipts[-1]["partition"])  # all_receipts: oldest delivery first
+            keep.add(max(r["partition"] for r in receipts))
     return keep
 
 

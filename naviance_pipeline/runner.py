@@ -16,14 +16,22 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from naviance_pipeline.crash import owner, owner_alive
 from naviance_pipeline.delivery.guards import parse_overrides
-from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition
+from naviance_pipeline.delivery.service import (
+    DeliveryBlocked,
+    deliver_partition,
+    sweep_delivery_copies,
+)
 from naviance_pipeline.delivery.target import DeliveryError
 from naviance_pipeline.districts import chosen_district
 from naviance_pipeline.resources import DeliveryResource
 from naviance_pipeline.settings import Settings
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.storage import DataLayout, is_local, make_tree_private, sweep_leftovers
 
+# The process that runs a run of ``naviance-pipeline run`` (crash.owner()): how a later run
+# tells that it died.
+RUNNER_TAG = "naviance/runner"
 INSTANCE_YAML = """\
 # Local Dagster instance for naviance-pipeline (SQLite storage under this folder).
 telemetry:
@@ -39,10 +47,48 @@ concurrency:
 def local_instance(settings: Settings) -> dg.DagsterInstance:
     home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.home, "dagster_home"))
     home.mkdir(parents=True, exist_ok=True)
+    make_tree_private(home)  # event logs and compute logs name the district's files
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(INSTANCE_YAML)
     return dg.DagsterInstance.from_config(str(home))
+
+
+def reclaim_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs of ``naviance-pipeline run`` on this machine whose process is gone (killed, out
+    of memory) but which the instance still shows as running: marked failed, and any pool
+    slot they hold freed, so they neither wedge a later run nor look alive in the UI. No
+    daemon is needed (the daemon's run monitoring does not watch runs it did not launch)."""
+    messages = []
+    records = instance.get_run_records(
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={RUNNER_TAG: []},
+        )
+    )
+    for record in records:
+        run = record.dagster_run
+        host, pid, start = run.tags[RUNNER_TAG].split("~")
+        if owner_alive(host, int(pid), int(start)):
+            continue
+        message = (
+            f"run {run.run_id} ({run.tags.get('dagster/partition', '?')}) ended without "
+            f"finishing: its process {pid} is gone (killed?); marked failed and its slots freed"
+        )
+        instance.report_run_failed(run, message)
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        messages.append(message)
+    return messages
+
+
+def sweep(layout: DataLayout) -> None:
+    """Remove what dead runs left behind under the district's folder and in /tmp; on a
+    local data root, make the district's folder owner-only (an older install's 0755)."""
+    if is_local(layout.base) and layout.base.exists():
+        make_tree_private(layout.base.path)
+    for name in [*sweep_leftovers(layout.base), *sweep_delivery_copies()]:
+        print(f"removed {name}, left by a run that was killed", file=sys.stderr)
 
 
 def nightly_job() -> dg.JobDefinition:
@@ -115,10 +161,13 @@ def run_partition(day: str | None, district: str | None = None) -> int:
     target = resolve(settings, day, district)
     print(f"materializing every asset for {target.day} ({target.label})")
     with local_instance(settings) as instance:
+        for message in reclaim_dead_runs(instance):
+            print(message, file=sys.stderr)
+        sweep(target.layout)
         result = dg.execute_job(
             dg.reconstructable(nightly_job),
             instance,
-            tags={"dagster/partition": target.key, **target.tags},
+            tags={"dagster/partition": target.key, **target.tags, RUNNER_TAG: owner()},
             # Progress at INFO: one line per stage, not Dagster's every debug event.
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
@@ -145,15 +194,16 @@ def run_partition(day: str | None, district: str | None = None) -> int:
 
 def redeliver(day: str, override: str, district: str | None = None) -> int:
     target = resolve(Settings.from_env(), day, district)
+    sweep(target.layout)
     try:
         receipt, _ = deliver_partition(
             target.layout,
             target.delivery.target(),
             target.day,
+            target.delivery.plan({}, extra_overrides=parse_overrides(override)),
             run_id=f"redeliver-{uuid.uuid4().hex[:12]}",
-            limits=target.delivery.limits,
-            overrides=parse_overrides(override),
             redelivery=True,
+            log=lambda message: print(message, file=sys.stderr),
         )
     except DeliveryBlocked as exc:
         print(f"not delivered: {exc}", file=sys.stderr)

@@ -73,6 +73,10 @@ class Settings:
     # two (a preset name or a YAML path; blank: the powerschool preset).
     source_kind: str = "oneroster"
     source_mapping: str = ""
+    # The delivery target's stable name (its history), and how long a delivery waits for
+    # another delivery to the same target.
+    delivery_name: str = "naviance"
+    delivery_lock_timeout: float = 3600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,6 +99,8 @@ class Settings:
             executor=_env("NAVIANCE_EXECUTOR", "in_process"),
             source_kind=kind,
             source_mapping=mapping,
+            delivery_name=_env("NAVIANCE_DELIVERY_NAME", "naviance"),
+            delivery_lock_timeout=float(_env("NAVIANCE_DELIVERY_LOCK_TIMEOUT", "3600")),
         )
 
     @classmethod

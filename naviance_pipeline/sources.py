@@ -23,6 +23,7 @@ from pathlib import Path
 
 from upath import UPath
 
+from naviance_pipeline.crash import temp_name
 from naviance_pipeline.oneroster.findings import Finding
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import redact_url
@@ -97,17 +98,21 @@ def take_snapshot(
     stages open. Raises FileNotFoundError (no such source), SourceConfigError, SourceUnavailable,
     or oneroster.source.SourceUnreadable (an archive that cannot be read safely)."""
     say = progress or (lambda _message: None)
-    staging = dest.with_name(f".{dest.name}.staging")
-    if staging.exists():
-        staging.fs.rm(staging.path, recursive=True)
-    if config.kind == "oneroster":
-        say("copying the OneRoster export")
-        open_path, files = snapshot_source(url, staging)
-        snapshot = Snapshot(open_path, files)
-    else:
-        snapshot = _mapped_snapshot(config, url, staging, options, say)
-    relative = snapshot.open_path.path[len(staging.path) :].lstrip("/")
-    replace_folder(staging, dest)
+    # Built aside and moved into place whole; a killed run's staging folder is swept later.
+    staging = dest.with_name(temp_name(dest.name))
+    try:
+        if config.kind == "oneroster":
+            say("copying the OneRoster export")
+            open_path, files = snapshot_source(url, staging)
+            snapshot = Snapshot(open_path, files)
+        else:
+            snapshot = _mapped_snapshot(config, url, staging, options, say)
+        relative = snapshot.open_path.path[len(staging.path) :].lstrip("/")
+        replace_folder(staging, dest)
+    except BaseException:
+        if staging.exists():
+            staging.fs.rm(staging.path, recursive=True)
+        raise
     snapshot.open_path = dest / relative if relative else dest
     return snapshot
 
@@ -233,7 +238,7 @@ def ensure_sample(config: SourceConfig, sample_zip: str) -> str:
 def _generated(path: Path, write: Callable[[str], object]) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(temp_name(path.name))
         write(str(tmp))
         os.replace(tmp, path)
     return str(path)

@@ -7,7 +7,8 @@ One root (any fsspec URL; default a local folder) holds, per district and date::
     <root>/districts/<district>/findings/<date>/<stage>.json     findings of each stage
     <root>/districts/<district>/packages/<date>/NavianceOneRoster.zip   package, archived
     <root>/districts/<district>/packages/<date>/summary.json     counts the delivery guards compare
-    <root>/districts/<district>/receipts/<target>/<date>__<run>.json    one receipt per delivery
+    <root>/districts/<district>/packages/<date>/students.parquet  who the identity guard compares
+    <root>/districts/<district>/receipts/<target name>/<date>__<run>.json  one per delivery
 
 The district is a path component from the start so a second partition dimension (date ×
 district) needs no new layout (DESIGN.md, Scale). The data is student PII: local files are
@@ -22,8 +23,10 @@ import gc
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 from upath import UPath
 
+from naviance_pipeline.crash import is_dead_leftover, temp_name
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 
 CHUNK = 4 * 1024 * 1024
@@ -117,6 +121,19 @@ def ensure_private_dir(path: UPath) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
+def make_tree_private(folder: str | os.PathLike[str]) -> None:
+    """Owner-only from ``folder`` down, on a local disk: folders 0700, files 0600 (an install
+    made before this, or by a tool that ignores the umask)."""
+    os.chmod(folder, 0o700)
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), 0o700, follow_symlinks=False)
+        for name in files:
+            path = os.path.join(parent, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode & 0o700 & ~0o111 | 0o600)
+
+
 def make_private(path: UPath) -> None:
     if is_local(path):
         os.chmod(path.path, 0o600)
@@ -125,13 +142,18 @@ def make_private(path: UPath) -> None:
 def write_private_bytes(path: UPath, data: bytes) -> None:
     """Write a file owner-only, through a temporary name so readers never see half a file."""
     ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(temp_name(path.name))
     tmp.write_bytes(data)
     make_private(tmp)
-    if is_local(path):
-        os.replace(tmp.path, path.path)
+    replace_file(tmp, path)
+
+
+def replace_file(src: UPath, dest: UPath) -> None:
+    """Move the file ``src`` over ``dest`` (atomic on a local disk)."""
+    if is_local(dest):
+        os.replace(src.path, dest.path)
     else:
-        tmp.rename(path)
+        src.rename(dest)
 
 
 def write_private_json(path: UPath, payload: Any) -> None:
@@ -184,8 +206,13 @@ class DataLayout:
     def summary_path(self, day: str) -> UPath:
         return self.package_dir(day) / "summary.json"
 
-    def receipts_dir(self, target: str) -> UPath:
-        return self.base / "receipts" / slug(target)
+    def receipts_dir(self, name: str) -> UPath:
+        """The delivery history of the target named ``name`` (delivery/receipts.py)."""
+        return self.base / "receipts" / name
+
+    def students_path(self, day: str) -> UPath:
+        """The package's students (sourcedId, active, usernames…) for the identity guard."""
+        return self.package_dir(day) / "students.parquet"
 
 
 @dataclass(frozen=True)
@@ -248,3 +275,28 @@ def sha256_of(path: UPath) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sweep_leftovers(base: UPath) -> list[str]:
+    """Remove the temporary files and folders of dead runs under ``base`` (crash.py says
+    which are dead); returns their paths relative to ``base``. A run killed while writing a
+    package, a frame, a snapshot or a JSON record leaves one of these, often full of student
+    data; every run sweeps its district's folder when it starts."""
+    if not base.exists():
+        return []
+    fs, root = base.fs, base.path
+    now = time.time()
+    removed = []
+    for path, info in sorted(fs.find(root, withdirs=True, detail=True).items()):
+        name = posixpath.basename(path)
+        if not name.startswith(".") or any(path.startswith(r + "/") for r in removed):
+            continue
+        if is_dead_leftover(name, _mtime(info), now=now) and fs.exists(path):
+            fs.rm(path, recursive=info.get("type") == "directory")
+            removed.append(path)
+    return [posixpath.relpath(p, root) for p in removed]
+
+
+def _mtime(info: dict) -> float:
+    value = info.get("mtime") or info.get("LastModified") or info.get("updated") or 0
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)

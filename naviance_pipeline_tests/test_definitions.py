@@ -60,9 +60,3 @@ def test_every_asset_has_a_description_and_kinds(settings):
         node = graph.get(key)
         assert node.description, key
         assert any(t.startswith("dagster/kind/") for t in node.tags), key
-
-
-def test_delivery_joins_the_delivery_pool(settings):
-    defs = build_definitions(settings)
-    asset = defs.resolve_assets_def("naviance_delivery")
-    assert asset.op.pool == "naviance_delivery"

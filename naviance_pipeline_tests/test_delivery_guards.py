@@ -15,7 +15,6 @@ import pytest
 
 from naviance_pipeline.delivery.guards import evaluate_guards, parse_overrides
 from naviance_pipeline.delivery.receipts import list_receipts
-from naviance_pipeline.delivery.target import target_from_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.resources import OVERRIDE_TAG
 from naviance_pipeline.storage import DataLayout
@@ -138,17 +137,18 @@ def test_override_lets_a_blocked_delivery_through_and_is_recorded(delivered_firs
         instance,
         target,
         _drop_every_third,
-        tags={OVERRIDE_TAG: "GRD-STUDENT-DROP"},
+        # A third of the students gone: fewer students, and a third absent by sourcedId.
+        tags={OVERRIDE_TAG: "GRD-STUDENT-DROP,GRD-ID-CHURN"},
     )
     assert result.success
     assert outbox.read_bytes() != before
     layout = DataLayout(settings.data_root, settings.district)
-    receipts = list_receipts(layout, target_from_url(settings.delivery_target).describe())
+    receipts = list_receipts(layout, "naviance")
     assert [r["partition"] for r in receipts] == [FIRST, SECOND]
-    assert receipts[-1]["guard_overrides"] == ["GRD-STUDENT-DROP"]
+    assert receipts[-1]["guard_overrides"] == ["GRD-ID-CHURN", "GRD-STUDENT-DROP"]
     assert receipts[0]["guard_overrides"] == []
     meta = result.asset_materializations_for_node("naviance_delivery")[0].metadata
-    assert meta["guard_overrides"].value == ["GRD-STUDENT-DROP"]
+    assert meta["guard_overrides"].value == ["GRD-ID-CHURN", "GRD-STUDENT-DROP"]
 
 
 def test_older_partition_is_refused_unless_overridden(tmp_path, tiny_district, target):

@@ -135,19 +135,6 @@ def test_a_failed_write_keeps_the_old_frame_and_leaves_no_temporary_folder(tmp_p
     assert _names(path.parent) == ["2026-11-24.parquet"]
 
 
-def test_a_write_cut_short_earlier_leaves_nothing_behind_the_next_one(tmp_path):
-    path = UPath(tmp_path) / "2026-11-24.parquet"
-    killed = UPath(tmp_path) / ".2026-11-24.parquet.0123abcd.tmp"  # a run killed mid-write
-    killed.mkdir()
-    (killed / "part-0.parquet").write_bytes(b"half a part")
-    other = UPath(tmp_path) / ".2026-11-23.parquet.0123abcd.tmp"  # another date's: not ours
-    other.mkdir()
-
-    write_frame(_frame(2), path)
-
-    assert _names(UPath(tmp_path)) == [".2026-11-23.parquet.0123abcd.tmp", "2026-11-24.parquet"]
-
-
 def test_frames_round_trip_on_a_non_local_root():
     path = UPath("memory://frames-test/users/2026-11-24.parquet")
     write_frame(_frame(5, "a"), path, part_rows=2)

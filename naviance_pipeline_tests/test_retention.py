@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from naviance_pipeline.delivery.receipts import write_receipt
+from naviance_pipeline.delivery.receipts import record
 from naviance_pipeline.delivery.target import DeliveryResult
 from naviance_pipeline.retention import purge
 from naviance_pipeline.storage import DataLayout, write_private_bytes
@@ -16,7 +16,8 @@ TODAY = date(2026, 11, 30)
 KEEP_DAYS = 30  # cutoff 2026-10-31: that date stays, 2026-10-30 goes
 OLD = ("2026-09-01", "2026-10-01", "2026-10-30")
 RECENT = ("2026-10-31", "2026-11-29")
-TARGET_A, TARGET_B = "file:///outbox-a", "sftp://naviance@sftp.example:22/upload"
+TARGET_A, TARGET_B = "outbox-a", "naviance"  # target names: one history each
+URLS = {TARGET_A: "file:///outbox-a", TARGET_B: "sftp://naviance@sftp.example:22/upload"}
 
 
 def _partition(layout: DataLayout, day: str) -> None:
@@ -36,8 +37,9 @@ def _partition(layout: DataLayout, day: str) -> None:
 
 
 def _deliver(layout: DataLayout, target: str, day: str, ended: str) -> None:
-    result = DeliveryResult(target, "/NavianceOneRoster.zip", 10, "0" * 64, 1, ended, ended, "x")
-    write_receipt(layout, result, partition=day, run_id=f"run-{day}", overrides=[], summary={})
+    url = URLS[target]
+    result = DeliveryResult(url, "/NavianceOneRoster.zip", 10, "0" * 64, 1, ended, ended, "x")
+    record(layout, target, result, partition=day, run_id=f"run-{day}")
 
 
 @pytest.fixture

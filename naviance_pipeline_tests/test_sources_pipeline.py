@@ -115,7 +115,7 @@ def test_a_mapping_naming_a_missing_column_fails_before_reading_and_keeps_the_sn
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error.message
     assert "Grade_Level" in failure and "grades" in failure and "students.csv" in failure
-    assert ".staging" not in failure  # it names the source as configured
+    assert ".tmp" not in failure  # it names the source as configured, not the staging copy
     assert folder_state(raw) == kept  # the date's last good snapshot is untouched
 
 

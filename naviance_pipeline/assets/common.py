@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 import pandas as pd
 
+from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.oneroster.findings import Finding, summarize
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import Source, SourceUnreadable, open_source
@@ -124,6 +125,7 @@ def partition_of(
 ) -> tuple[str, PipelineResource, DeliveryResource | None]:
     """(date, pipeline, delivery) for this run's partition: unchanged for a plain date; for a
     date × district key, copies configured for that district from the districts file."""
+    crashpoint(f"{context.asset_key.to_user_string()}:start")
     day, district = split_key(context.partition_key)
     if district is None:
         return day, pipeline, delivery

@@ -3,11 +3,10 @@
 import dagster as dg
 
 from naviance_pipeline.assets.common import partition_of, refresh_report
+from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.service import DeliveryBlocked, deliver_partition
 from naviance_pipeline.delivery.target import DeliveryError
 from naviance_pipeline.resources import DeliveryResource, PipelineResource
-
-DELIVERY_POOL = "naviance_delivery"
 
 
 def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -17,7 +16,6 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
         kinds={"sftp"},
         deps=["naviance_package"],
         partitions_def=partitions_def,
-        pool=DELIVERY_POOL,
     )
     def naviance_delivery(
         context: dg.AssetExecutionContext,
@@ -25,14 +23,14 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
         delivery: DeliveryResource,
     ) -> dg.MaterializeResult:
         """Copies this date's NavianceOneRoster.zip to the configured target (a local folder or
-        an SFTP server): guards first (GRD-*, against the last delivery to the same target),
+        an SFTP server), one delivery per target at a time (a lock no dead run can keep):
+        guards first (GRD-*, on the package's own figures, against the target's history),
         then upload to a temporary name, size check and atomic rename, so Naviance only ever
         sees a complete file. Writes a receipt under the data root. Re-materializing an older
         date re-delivers its archived package (refused by GRD-STALE-PARTITION unless
         overridden with the run tag naviance/override-guards)."""
         day, pipeline, delivery = partition_of(context, pipeline, delivery)
         target = delivery.target()
-        overrides = delivery.overrides(context.run.tags)
 
         def on_attempt(attempt: int, error: BaseException | None) -> None:
             if error is None:
@@ -45,10 +43,10 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
                 pipeline.layout,
                 target,
                 day,
+                delivery.plan(context.run.tags),
                 run_id=context.run.run_id,
-                limits=delivery.limits,
-                overrides=overrides,
                 on_attempt=on_attempt,
+                log=context.log.warning,
             )
         except DeliveryBlocked as exc:
             raise dg.Failure(str(exc), allow_retries=False) from exc
@@ -56,6 +54,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
             raise dg.Failure(f"delivery failed: {exc}", allow_retries=False) from exc
         context.log.info(f"delivered {receipt['bytes']} bytes to {receipt['remote_path']}")
         report = refresh_report(pipeline, day, delivered=True)
+        crashpoint("naviance_delivery:end")
         return dg.MaterializeResult(
             metadata={
                 "target": receipt["target"],
@@ -66,6 +65,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
                 "started_at": receipt["started_at"],
                 "ended_at": receipt["ended_at"],
                 "guard_overrides": dg.MetadataValue.json(receipt["guard_overrides"]),
+                "target_name": delivery.target_name,
                 "receipt": dg.MetadataValue.path(receipt["receipt_path"]),
                 **report,
             }

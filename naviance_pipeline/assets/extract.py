@@ -9,6 +9,7 @@ from naviance_pipeline.assets.common import (
     store_findings,
 )
 from naviance_pipeline.checks import check_results, check_specs
+from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.resources import PipelineResource
 from naviance_pipeline.sources import (
@@ -60,6 +61,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             raise _unavailable(exc, day, pipeline) from exc
         except SourceUnreadable as exc:
             raise dg.Failure(f"{exc.finding.rule}: {exc.finding.message}") from exc
+        crashpoint("sis_extract:snapshot")
         write_private_json(raw / SNAPSHOT_INDEX, snapshot_index(snapshot, raw, config))
         try:
             findings = open_source(str(snapshot.open_path), pipeline.options(day)).findings
@@ -85,6 +87,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             },
         )
         yield from check_results("sis_extract", findings)
+        crashpoint("sis_extract:end")
 
     return sis_extract
 

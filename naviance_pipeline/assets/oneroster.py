@@ -15,6 +15,13 @@ from naviance_pipeline.assets.common import (
     stored_error_counts,
 )
 from naviance_pipeline.checks import check_results, check_specs, column_schema
+from naviance_pipeline.crash import crashpoint
+from naviance_pipeline.delivery.facts import (
+    IDENTITY_KEYS,
+    remove_facts,
+    student_table,
+    write_facts,
+)
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import check_guards
 from naviance_pipeline.frames import read_frame
@@ -31,11 +38,12 @@ from naviance_pipeline.oneroster.stages import (
 from naviance_pipeline.reporting import load_frame
 from naviance_pipeline.reporting.diff import diff_markdown, diff_partitions
 from naviance_pipeline.resources import DeliveryResource, PipelineResource
-from naviance_pipeline.storage import GUARDS_STAGE, DataLayout, release_memory, write_private_json
+from naviance_pipeline.storage import GUARDS_STAGE, DataLayout, release_memory
 
 GROUP = "oneroster"
 USERS_READ_BY_DEMOGRAPHICS = ["sourcedId", "role"]  # build_demographics needs no other
 USERS_READ_BY_ORGS = ["orgSourcedIds"]  # build_orgs needs no other
+STUDENT_FACT_COLUMNS = ["sourcedId", "role", "enabledUser", *IDENTITY_KEYS]  # the identity guard
 
 
 def _stage_output(
@@ -210,24 +218,32 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             while the package's last entries are re-read, once every frame has been dropped."""
             columns = _report_columns(layout, day)
             summary = summarize_package(columns[1], columns[0], day)
+            students = student_table(
+                read_frame(layout.frame_path("users", day), STUDENT_FACT_COLUMNS)
+            )
+            plan = delivery.plan(context.run.tags)
             guards = check_guards(
                 layout,
-                delivery.target(),
+                plan.name,
                 summary,
-                limits=delivery.limits,
-                overrides=delivery.overrides(context.run.tags),
+                limits=plan.limits,
+                overrides=plan.overrides,
+                students=students,
             )
             changes = _change_summary(layout, day, guards.last_partition, columns)
-            found.update(columns=columns, summary=summary, guards=guards, changes=changes)
+            found.update(
+                columns=columns, summary=summary, students=students, guards=guards, changes=changes
+            )
 
         result = build_package(*loaders, options, str(dest), meanwhile=summaries)
         summary, guards, changes = found["summary"], found["guards"], found["changes"]
+        crashpoint("package:archived")
         if has_errors(result.findings):
             # An earlier package of this date must not be delivered in place of this one.
-            for stale in (dest, layout.summary_path(day)):
-                stale.unlink(missing_ok=True)
+            dest.unlink(missing_ok=True)
+            remove_facts(layout, day)
         else:
-            write_private_json(layout.summary_path(day), summary)
+            write_facts(layout, day, summary, found.pop("students"), result.sha256)
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
         yield dg.MaterializeResult(
             metadata={
@@ -250,5 +266,6 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             },
         )
         yield from check_results("naviance_package", [*result.findings, *guards.findings])
+        crashpoint("naviance_package:end")
 
     return [users, orgs, demographics, manifest, naviance_package]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,14 +24,18 @@ GUARD_RULES = (
     "GRD-SCHOOL-VANISHED",
     "GRD-DISABLED-JUMP",
     "GRD-EMPTY",
+    "GRD-ID-CHURN",
     "GRD-STALE-PARTITION",
 )
+# How many absent sourcedIds a GRD-ID-CHURN message lists (enough to look them up).
+FIRST_IDS = 5
 
 
 @dataclass(frozen=True)
 class GuardLimits:
     student_drop: float = 0.10  # share of active students that may disappear
     disabled_jump_points: float = 5.0  # rise of the disabled share, in percentage points
+    id_churn: float = 0.10  # share of the last delivery's active students absent by sourcedId
 
 
 def summarize_package(orgs: pd.DataFrame, users: pd.DataFrame, partition: str) -> dict:
@@ -69,11 +74,15 @@ def evaluate_guards(
     newest_delivered: str | None,
     limits: GuardLimits = GuardLimits(),
     overrides: Iterable[str] = (),
+    students: pa.Table | None = None,
+    last_students: pa.Table | None = None,
 ) -> list[Finding]:
     """GRD findings for ``current`` against the ``last`` delivered summary (None: first delivery).
 
-    ``newest_delivered`` is the newest partition already delivered to the same target. An
-    overridden guard's finding is kept but lowered to a warning that says it was overridden.
+    ``newest_delivered`` is the newest partition already delivered to the same target.
+    ``students``/``last_students`` (facts.student_table of each package) feed the identity
+    guard; without both it is not evaluated. An overridden guard's finding is kept but
+    lowered to a warning that says it was overridden.
     """
     found: list[Finding] = []
     if current["active_students"] == 0:
@@ -89,6 +98,8 @@ def evaluate_guards(
         )
     if last:
         found.extend(_compare(current, last, limits))
+        if students is not None and last_students is not None:
+            found.extend(_identity(students, last_students, last["partition"], limits))
     overridden = set(overrides)
     return [_overridden(f) if f.rule in overridden and f.severity != WARNING else f for f in found]
 
@@ -128,6 +139,42 @@ def _compare(current: dict, last: dict, limits: GuardLimits) -> list[Finding]:
             )
         )
     return found
+
+
+def _identity(
+    current: pa.Table, last: pa.Table, last_partition: str, limits: GuardLimits
+) -> list[Finding]:
+    """GRD-ID-CHURN: the last delivery's active students absent by sourcedId, whatever the
+    count; those found again by username, identifier or e-mail under a new sourcedId are
+    counted apart (a re-keyed export or SIS migration)."""
+    before = last.filter(last["active"])
+    if before.num_rows == 0:
+        return []
+    absent = before.filter(pc.invert(pc.is_in(before["sourcedId"], current["sourcedId"])))
+    share = absent.num_rows / before.num_rows
+    if share <= limits.id_churn:
+        return []
+    arrived = current.filter(pc.invert(pc.is_in(current["sourcedId"], last["sourcedId"])))
+    again = pa.array(np.zeros(absent.num_rows, bool))
+    for key in ("username", "identifier", "email"):
+        values, known = (pc.utf8_lower(pc.utf8_trim_whitespace(t[key])) for t in (absent, arrived))
+        found = pc.and_(pc.is_in(values, known.filter(pc.not_equal(known, ""))), values != "")
+        again = pc.or_(again, found)
+    recognised = pc.sum(again).as_py() or 0
+    first = ", ".join(absent["sourcedId"].slice(0, FIRST_IDS).to_pylist())
+    message = (
+        f"{absent.num_rows} of the {before.num_rows} active students delivered on "
+        f"{last_partition} ({share:.1%}) are absent by sourcedId; the limit is "
+        f"{limits.id_churn:.0%}. "
+    )
+    if recognised:
+        message += (
+            f"{recognised} of them appear under new sourcedIds with the same username, "
+            "identifier or e-mail: a SIS migration or a re-keyed export? Naviance would "
+            "deactivate them and create them again, cut off from their history. "
+        )
+    message += f"First absent sourcedIds: {first}"
+    return [finding("GRD-ID-CHURN", message, value=f"{share:.1%}")]
 
 
 def _overridden(f: Finding) -> Finding:

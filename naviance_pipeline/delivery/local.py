@@ -12,6 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.errors import DeliveryError
 from naviance_pipeline.delivery.target import (
     DeliveryResult,
@@ -78,6 +79,7 @@ class LocalFolderTarget:
         partial, final = self.folder / temp_name(name, token), self.folder / name
         try:
             size, sha256 = _copy_owner_only(source, partial)
+            crashpoint("delivery:uploading")
             os.replace(partial, final)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -1,28 +1,41 @@
-"""Deliver an archived package: guards first, then the atomic upload, then the receipt.
+"""Deliver an archived package: one critical section per target — decide, upload, receipt.
 
-The Dagster delivery asset and ``naviance-pipeline redeliver`` both call ``deliver_partition``
-so a re-delivery from the UI or the command line follows exactly the same rules.
+The Dagster delivery asset and ``naviance-pipeline redeliver`` both call ``deliver_partition``,
+so a re-delivery from the UI or the command line follows exactly the same rules:
+
+1. take the target's lock (lock.py: across processes; a dead holder never keeps it);
+2. pin the package's bytes (a hard link, or a private copy off a remote data root) and hash
+   them: what is judged is what is sent, even if the date is re-packaged meanwhile;
+3. judge them (facts.py: the package's own figures, proven by its sha256) against the target's
+   history, read inside the lock: the guards and the stale-date decision;
+4. write the receipt as ``delivering``, upload, rewrite it as ``delivered``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
 from upath import UPath
 
+from naviance_pipeline.crash import crashpoint, is_dead_leftover, temp_name
+from naviance_pipeline.delivery import receipts
+from naviance_pipeline.delivery.errors import DeliveryError
+from naviance_pipeline.delivery.facts import package_facts
 from naviance_pipeline.delivery.guards import GuardLimits, evaluate_guards
-from naviance_pipeline.delivery.receipts import (
-    last_receipt,
-    newest_delivered_partition,
-    write_receipt,
-)
-from naviance_pipeline.delivery.target import Target
-from naviance_pipeline.oneroster.findings import Finding, has_errors
+from naviance_pipeline.delivery.lock import delivery_lock, lock_path
+from naviance_pipeline.delivery.target import OnAttempt, Target
+from naviance_pipeline.oneroster.findings import ERROR, Finding, has_errors
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.storage import DataLayout, copy_file, read_json
+from naviance_pipeline.storage import DataLayout, copy_file, is_local
+
+DELIVERY_COPY = "naviance-delivery"
 
 
 class DeliveryBlocked(Exception):
@@ -30,12 +43,12 @@ class DeliveryBlocked(Exception):
 
     def __init__(self, findings: list[Finding]):
         self.findings = findings
-        blocking = sorted({f.rule for f in findings if f.severity == "error"})
+        blocking = sorted({f.rule for f in findings if f.severity == ERROR})
         super().__init__(
             "delivery blocked by "
             + ", ".join(blocking)
             + ": "
-            + "; ".join(f.message for f in findings if f.severity == "error")
+            + "; ".join(f.message for f in findings if f.severity == ERROR)
         )
 
 
@@ -49,22 +62,38 @@ class GuardOutcome:
         return has_errors(self.findings)
 
 
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """How one delivery goes: the target's stable name (its history), the guards' limits and
+    overrides, and how long to wait for another delivery to the same target."""
+
+    name: str
+    limits: GuardLimits
+    overrides: list[str]
+    lock_timeout: float
+
+
 def check_guards(
     layout: DataLayout,
-    target: Target,
+    name: str,
     summary: dict,
     *,
     limits: GuardLimits,
     overrides: list[str],
+    students: pa.Table | None = None,
 ) -> GuardOutcome:
-    """Compare a package summary with the last delivery to the same target."""
-    last = last_receipt(layout, target.describe())
+    """Compare a package's figures with the history of the target named ``name``: its last
+    delivery (counts, students) and its newest delivered date."""
+    history = receipts.list_receipts(layout, name)
+    last = history[-1] if history else None
     findings = evaluate_guards(
         summary,
         last["summary"] if last else None,
-        newest_delivered=newest_delivered_partition(layout, target.describe()),
+        newest_delivered=max((r["partition"] for r in history), default=None),
         limits=limits,
         overrides=overrides,
+        students=students,
+        last_students=receipts.read_students(layout, name, last) if last else None,
     )
     return GuardOutcome(findings, last["partition"] if last else None)
 
@@ -73,44 +102,112 @@ def deliver_partition(
     layout: DataLayout,
     target: Target,
     partition: str,
+    plan: DeliveryPlan,
     *,
     run_id: str,
-    limits: GuardLimits,
-    overrides: list[str],
     redelivery: bool = False,
-    on_attempt: Callable[[int, BaseException | None], None] | None = None,
+    on_attempt: OnAttempt | None = None,
+    log: Callable[[str], None] = lambda _message: None,
 ) -> tuple[dict, GuardOutcome]:
-    """Deliver the archived package of ``partition``; raises DeliveryBlocked or DeliveryError."""
+    """Deliver the archived package of ``partition``; raises DeliveryBlocked, DeliveryError
+    (DeliveryLockTimeout among them) or FileNotFoundError, and then nothing was sent."""
     package = layout.package_path(partition)
     if not package.exists():
         raise FileNotFoundError(f"no package was built for {partition} (expected {package})")
-    summary = read_json(layout.summary_path(partition))
-    outcome = check_guards(layout, target, summary, limits=limits, overrides=overrides)
-    if outcome.blocked:
-        raise DeliveryBlocked(outcome.findings)
-    with local_file(package) as local:
-        result = target.deliver(local, name=ZIP_NAME, token=run_id, on_attempt=on_attempt)
-    receipt = write_receipt(
-        layout,
-        result,
-        partition=partition,
-        run_id=run_id,
-        overrides=overrides,
-        summary=summary,
-        redelivery=redelivery,
-    )
-    return receipt, outcome
+    url, name = target.describe(), plan.name
+    what = f"target {name!r} ({url})"
+    with delivery_lock(
+        lock_path(layout, name), run_id=run_id, timeout=plan.lock_timeout, log=log, what=what
+    ):
+        crashpoint("delivery:locked")
+        receipts.adopt_legacy_history(layout, name, url, log)
+        last = receipts.last_receipt(layout, name)
+        if last is not None and not receipts.is_delivered(last):
+            log(
+                f"the delivery of {last['partition']} by run {last['run_id']} was interrupted "
+                "in flight: it is treated as delivered (the server may hold it)"
+            )
+        if last is not None and last["target"] != url:
+            log(
+                f"the URL of {name!r} changed since the delivery of {last['partition']}: "
+                f"{last['target']} → {url}; its history goes on (recorded in the receipt)"
+            )
+        with pinned(package) as local:
+            sha256 = _sha256(local)
+            summary, students = package_facts(layout, partition, local, sha256, log)
+            outcome = check_guards(
+                layout,
+                name,
+                summary,
+                limits=plan.limits,
+                overrides=plan.overrides,
+                students=students,
+            )
+            if outcome.blocked:
+                raise DeliveryBlocked(outcome.findings)
+            receipt = receipts.begin(
+                layout,
+                name,
+                url=url,
+                partition=partition,
+                run_id=run_id,
+                overrides=plan.overrides,
+                summary=summary,
+                package_sha256=sha256,
+                students=students,
+                redelivery=redelivery,
+            )
+            crashpoint("delivery:decided")
+            try:
+                result = target.deliver(local, name=ZIP_NAME, token=run_id, on_attempt=on_attempt)
+            except DeliveryError:
+                receipts.abandon(layout, name, receipt)  # it failed before the file landed
+                raise
+            crashpoint("delivery:uploaded")
+            return receipts.complete(layout, name, receipt, result), outcome
 
 
 @contextlib.contextmanager
-def local_file(path: UPath) -> Iterator[str]:
-    """A local path to ``path``'s bytes for the upload: the file itself on a local data root;
-    on any other (s3://, gcs://, …) a private temporary copy, removed afterwards (it is
-    student data)."""
-    if path.protocol in ("", "file", "local"):
-        yield path.path
+def pinned(path: UPath) -> Iterator[str]:
+    """A local path to the bytes of ``path`` as they are now, for the whole delivery: a hard
+    link beside it on a local data root (a re-built package replaces the name, not these
+    bytes), a private copy otherwise. Temporary names, so a killed run's are swept."""
+    if is_local(path):
+        link = os.path.join(os.path.dirname(path.path), temp_name(path.name))
+        try:
+            os.link(path.path, link)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path.path, link)
+            os.chmod(link, 0o600)
+        try:
+            yield link
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
         return
-    with tempfile.TemporaryDirectory(prefix="naviance-delivery-") as folder:  # 0700
+    folder = os.path.join(tempfile.gettempdir(), temp_name(DELIVERY_COPY))
+    os.mkdir(folder, 0o700)
+    try:
         local = UPath(folder) / path.name
         copy_file(path.fs, path.path, local)
         yield local.path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def sweep_delivery_copies() -> list[str]:
+    """Private copies of packages (off a remote data root) left in the temporary folder by a
+    killed delivery; only our own names are looked at."""
+    folder, prefix, removed = tempfile.gettempdir(), f".{DELIVERY_COPY}.", []
+    for entry in os.scandir(folder):
+        if entry.name.startswith(prefix) and is_dead_leftover(
+            entry.name, entry.stat(follow_symlinks=False).st_mtime
+        ):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed

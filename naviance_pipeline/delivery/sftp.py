@@ -39,6 +39,7 @@ from fsspec.asyn import sync
 from sshfs import SSHFileSystem
 from sshfs.utils import WRITE_BLOCK_SIZE
 
+from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.errors import (
     AuthenticationFailed,
     DeliveryError,
@@ -298,6 +299,7 @@ class SftpTarget:
                     self.retry.transfer_timeout_for(upload.size),
                 )
                 await asyncio.wait_for(_expect_size(sftp, upload.partial, upload.size), op_timeout)
+                crashpoint("delivery:uploading")
                 rename = await asyncio.wait_for(
                     _replace(sftp, upload.partial, upload.final), op_timeout
                 )

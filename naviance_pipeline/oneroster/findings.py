@@ -99,6 +99,7 @@ RULES: dict[str, str] = {
     "GRD-SCHOOL-VANISHED": "E",
     "GRD-DISABLED-JUMP": "W",
     "GRD-EMPTY": "E",
+    "GRD-ID-CHURN": "E",
     "GRD-STALE-PARTITION": "E",
 }
 

@@ -20,7 +20,6 @@ import csv
 import os
 import posixpath
 import struct
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
+from naviance_pipeline.crash import temp_name
 from naviance_pipeline.oneroster.findings import WARNING, Finding, finding, has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
@@ -139,7 +139,7 @@ def build_package(
     rows: list[int] = []  # data rows of each entry, counted as it is written
     fs, path = fsspec.core.url_to_fs(dest)
     parent, name = posixpath.split(path)  # fsspec paths are posix-style, local ones too
-    temp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    temp = f"{parent}/{temp_name(name)}"  # a killed run's leftover is swept (crash.py)
     fs.makedirs(parent, exist_ok=True)
     local = isinstance(fs, LocalFileSystem)
     try:

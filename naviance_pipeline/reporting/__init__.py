@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 from upath import UPath
 
+from naviance_pipeline.delivery.receipts import receipt_order
 from naviance_pipeline.frames import frame_columns, read_frame
 from naviance_pipeline.oneroster.rules_common import (
     arrow,
@@ -141,7 +142,7 @@ def all_receipts(layout: DataLayout, folders: list[UPath] | None = None) -> list
         for p in folder.iterdir()
         if p.name.endswith(".json") and not p.name.startswith(".")
     ]
-    return sorted(receipts, key=lambda r: (r["ended_at"], r["partition"]))
+    return sorted(receipts, key=receipt_order)
 
 
 def packaged_dates(layout: DataLayout) -> list[str]:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
 
+from naviance_pipeline.delivery.receipts import is_delivered
 from naviance_pipeline.oneroster.findings import ERROR, FAMILIES, RULES, WARNING, family
 from naviance_pipeline.oneroster.rules_common import arrow, blank, is_in, strings
 from naviance_pipeline.oneroster.spec import (
@@ -240,7 +241,9 @@ def _package(layout: DataLayout, day: str) -> dict | None:
 
 def _deliveries(layout: DataLayout, day: str) -> list[dict]:
     return [
-        {k: r.get(k) for k in RECEIPT_KEYS} for r in all_receipts(layout) if r["partition"] == day
+        {k: r.get(k) for k in RECEIPT_KEYS}
+        for r in all_receipts(layout)
+        if r["partition"] == day and is_delivered(r)  # not one interrupted in flight
     ]
 
 

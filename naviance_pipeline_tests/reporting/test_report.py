@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from naviance_pipeline.delivery.receipts import write_receipt
+from naviance_pipeline.delivery.receipts import record
 from naviance_pipeline.delivery.target import DeliveryResult
 from naviance_pipeline.reporting.html import render_html
 from naviance_pipeline.reporting.report import (
@@ -121,7 +121,7 @@ def _deliver(layout: DataLayout, target: str, ended: str, partition: str = DAY) 
         ended_at=ended,
         rename="os.replace",
     )
-    write_receipt(layout, result, partition=partition, run_id="run1", overrides=[], summary={})
+    record(layout, "naviance", result, partition=partition, run_id="run1")
 
 
 class _TagBalance(HTMLParser):
