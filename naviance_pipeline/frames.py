@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from naviance_pipeline.crash import temp_name
+from naviance_pipeline.crash import crashpoint, temp_name
 from naviance_pipeline.oneroster.spec import STRING
 from naviance_pipeline.storage import ensure_private_dir, make_private, replace_folder
 
@@ -54,6 +54,7 @@ def write_frame(frame: pd.DataFrame, path: UPath, *, part_rows: int = PART_ROWS)
         else:
             with ThreadPoolExecutor(2) as pool:  # pyarrow's writer releases the GIL
                 list(pool.map(write, range(count)))
+        crashpoint("frame:written")
         replace_folder(temp, path)
     except BaseException:
         _remove(temp)

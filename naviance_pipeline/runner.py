@@ -39,8 +39,6 @@ telemetry:
 concurrency:
   runs:
     max_concurrent_runs: 1
-  pools:
-    default_limit: 1
 """
 
 
@@ -61,13 +59,12 @@ def reclaim_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     daemon is needed (the daemon's run monitoring does not watch runs it did not launch)."""
     messages = []
     records = instance.get_run_records(
-        dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
-            tags={RUNNER_TAG: []},
-        )
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
     )
     for record in records:
         run = record.dagster_run
+        if RUNNER_TAG not in run.tags:
+            continue  # launched by the daemon or the webserver: theirs to watch
         host, pid, start = run.tags[RUNNER_TAG].split("~")
         if owner_alive(host, int(pid), int(start)):
             continue

@@ -18,7 +18,7 @@ from naviance_pipeline.delivery.receipts import list_receipts
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.resources import OVERRIDE_TAG
 from naviance_pipeline.storage import DataLayout
-from naviance_pipeline_tests.conftest import make_settings
+from naviance_pipeline_tests.conftest import TINY_STUDENTS, make_settings
 from naviance_pipeline_tests.pipeline_helpers import (
     failed_checks,
     materialized,
@@ -224,3 +224,65 @@ def test_unknown_override_is_refused():
     assert parse_overrides(" grd-empty , GRD-STUDENT-DROP") == ["GRD-EMPTY", "GRD-STUDENT-DROP"]
     with pytest.raises(ValueError, match="GRD-STUDENT-DORP"):
         parse_overrides("GRD-STUDENT-DORP")
+
+
+def _rekey(header, row):
+    row[header.index("sourcedId")] = f"rekeyed-{row[header.index('sourcedId')]}"
+    return row
+
+
+def test_every_student_under_a_new_sourced_id_is_blocked_then_overridable(
+    delivered_first, tiny_district
+):
+    instance, home, target = delivered_first
+    settings, result, before, landed = _second_night(home, tiny_district, instance, target, _rekey)
+    failed = failed_checks(result)
+    assert list(failed) == ["naviance_package:delivery_guards"]
+    assert "GRD-ID-CHURN" in failed["naviance_package:delivery_guards"]
+    layout = DataLayout(settings.data_root, settings.district)
+    found = json.loads(Path(layout.findings_path(SECOND, "guards").path).read_text())
+    assert [f["rule"] for f in found if f["severity"] == "error"] == ["GRD-ID-CHURN"]
+    assert f"{TINY_STUDENTS} of them appear under new sourcedIds" in found[0]["message"]
+    assert landed.read_bytes() == before
+
+    _, forced, _, _ = _second_night(
+        home, tiny_district, instance, target, _rekey, tags={OVERRIDE_TAG: "GRD-ID-CHURN"}
+    )
+    assert forced.success
+    assert landed.read_bytes() != before
+    assert list_receipts(layout, "naviance")[-1]["guard_overrides"] == ["GRD-ID-CHURN"]
+
+
+@pytest.mark.sftp
+def test_a_renamed_target_keeps_its_history(tmp_path, tiny_district, sftp_server, monkeypatch):
+    monkeypatch.setenv("NAVIANCE_SFTP_PASSWORD", sftp_server.password)
+    monkeypatch.setenv("NAVIANCE_SFTP_KNOWN_HOSTS", sftp_server.known_hosts_text)
+    first_dir, first = sftp_server.make_remote_dir(f"renamed-{tmp_path.name}")
+    moved_dir, moved = sftp_server.make_remote_dir(f"moved-{tmp_path.name}")
+    user, port = sftp_server.user, sftp_server.port
+    original = f"sftp://{user}@127.0.0.1:{port}{first}"
+    with dg.instance_for_test() as instance:
+        settings = make_settings(tmp_path, tiny_district, delivery_target=original)
+        assert run_job(settings, FIRST, instance).success
+        source = rewrite_zip(
+            tiny_district, tmp_path / "smaller.zip", "users.csv", _users_edit(_drop_every_third)
+        )
+        # Another spelling of the same host, then another folder: the history goes on, so the
+        # third of the students gone is still caught.
+        for url in (
+            f"sftp://{user}@localhost:{port}{first}",
+            f"sftp://{user}@127.0.0.1:{port}{moved}",
+        ):
+            renamed = make_settings(tmp_path, source, delivery_target=url)
+            result = run_job(renamed, SECOND, instance)
+            assert "GRD-STUDENT-DROP" in failed_checks(result)["naviance_package:delivery_guards"]
+        assert not (moved_dir / ZIP_NAME).exists()
+        same = make_settings(
+            tmp_path, tiny_district, delivery_target=f"sftp://{user}@127.0.0.1:{port}{moved}"
+        )
+        assert run_job(same, SECOND, instance).success
+    layout = DataLayout(settings.data_root, settings.district)
+    receipts = list_receipts(layout, "naviance")
+    assert [r["partition"] for r in receipts] == [FIRST, SECOND]
+    assert receipts[-1]["target_changed_from"] == original
+    assert (moved_dir / ZIP_NAME).read_bytes() != (first_dir / ZIP_NAME).read_bytes()

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
-from naviance_pipeline.crash import temp_name
+from naviance_pipeline.crash import crashpoint, temp_name
 from naviance_pipeline.oneroster.findings import WARNING, Finding, finding, has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
@@ -168,6 +168,7 @@ def build_package(
         ]
         findings = check_size(sink.size, max_bytes=max_bytes, warn_bytes=warn_bytes)
         findings += _verify(fs, temp, expected, reread if local else None)
+        crashpoint("package:written")
         if has_errors(findings):
             fs.rm(temp)
         else:

@@ -2,7 +2,7 @@
 
 The environment is what ``make dev`` gives a person, pointed at temporary folders:
 ``NAVIANCE_HOME``, the district's source, partitions from 2026-01-01, and a ``DAGSTER_HOME``
-holding the project's own ``dagster.yaml`` (telemetry off, the run queue, the delivery pool).
+holding the project's own ``dagster.yaml`` (telemetry off, the run queue, run monitoring).
 """
 
 from __future__ import annotations
