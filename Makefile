@@ -22,7 +22,7 @@ run: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/naviance-pipeline run
 
 dev: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	umask 077 && $(BIN)/dagster dev -w workspace.yaml
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .

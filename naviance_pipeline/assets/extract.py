@@ -19,7 +19,7 @@ from naviance_pipeline.sources import (
     SourceUnavailable,
     take_snapshot,
 )
-from naviance_pipeline.storage import ensure_private_dir, write_private_json
+from naviance_pipeline.storage import ensure_private_dir, sweep_leftovers, write_private_json
 
 
 def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -43,6 +43,8 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         raw = pipeline.layout.raw_dir(day)
         # Everything of the district lives below one owner-only folder.
         ensure_private_dir(pipeline.layout.base)
+        for leftover in sweep_leftovers(pipeline.layout.base):
+            context.log.warning(f"removed {leftover}, left by a run that was killed")
         try:
             url = pipeline.resolved_source()
             snapshot = take_snapshot(config, url, raw, pipeline.options(day), context.log.info)

@@ -242,3 +242,20 @@ def test_the_sweep_removes_what_dead_runs_left_and_nothing_else(tmp_path):
     )
     assert not dead_zip.exists() and not dead_folder.exists() and not old_foreign.exists()
     assert all(p.exists() for p in kept)
+
+
+def test_a_run_launched_by_dagster_sweeps_its_district_first(tmp_path, tiny_district):
+    settings = make_settings(tmp_path, tiny_district)
+    layout = DataLayout(settings.data_root, settings.district)
+    dead = subprocess.run(
+        [sys.executable, "-c", "from naviance_pipeline.crash import temp_name as t; print(t('x'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    leftover = Path(layout.package_dir("2026-11-20").path) / dead
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"a killed run's half package")
+    with dg.instance_for_test() as instance:
+        assert run_job(settings, "2026-11-24", instance, selection=["sis_extract"]).success
+    assert not leftover.exists()
