@@ -117,6 +117,7 @@ def _mapped_snapshot(
 ) -> Snapshot:
     from naviance_pipeline.sis.convert import convert
     from naviance_pipeline.sis.mapping import MappingError, load_mapping
+    from naviance_pipeline.sis.sql import RESULT_ENCODING
 
     try:
         mapping = load_mapping(config.mapping_ref)
@@ -132,9 +133,12 @@ def _mapped_snapshot(
         say(f"running the queries of the mapping {config.mapping_ref!r}")
         tables, files, queries = _query_tables(config, mapping, url, staging / SQL, say)
     say("converting to OneRoster")
-    # Findings of a SQL source name the result-set file of the snapshot (its lines are true).
-    names = {t: f"{SQL}/{t}.csv" for t in tables} if config.kind == "sql" else None
-    conversion = convert(mapping, tables, options, file_names=names)
+    # Findings of a SQL source name the result-set file of the snapshot (its lines are true),
+    # which is read in its own encoding: the mapping's encodings are the export files'.
+    sql = config.kind == "sql"
+    names = {t: f"{SQL}/{t}.csv" for t in tables} if sql else None
+    encoding = RESULT_ENCODING if sql else None
+    conversion = convert(mapping, tables, options, file_names=names, encoding=encoding)
     del tables
     folder = staging / CONVERTED
     for name, data in conversion.files.items():
