@@ -168,24 +168,33 @@ def _build(args: argparse.Namespace):
 @contextlib.contextmanager
 def _opened(args: argparse.Namespace, options: Options, step):
     """The source as the stages read it, and the findings of converting it: a OneRoster
-    export is opened as it is; a mapped SIS export or SQL source is converted first, in a
-    private temporary folder removed afterwards (it holds student data)."""
-    if args.kind == "oneroster":
-        yield open_source(args.source, options), []
-        return
-    from upath import UPath
-
+    export is opened as it is; a mapped SIS export or SQL source is converted first, and an
+    sftp:// source copied first (its host key checked), in a private temporary folder removed
+    afterwards (it holds student data)."""
     from naviance_pipeline.sources import (
+        KNOWN_HOSTS_ENV,
+        KNOWN_HOSTS_PATH_ENV,
         PASSWORD_ENV,
         SourceConfig,
         SourceConfigError,
         SourceUnavailable,
+        is_sftp,
         take_snapshot,
     )
 
+    if args.kind == "oneroster" and not is_sftp(args.source):
+        yield open_source(args.source, options), []
+        return
+    from upath import UPath
+
     try:
         config = SourceConfig(
-            args.kind, args.source, args.mapping, os.environ.get(PASSWORD_ENV) or None
+            args.kind,
+            args.source,
+            args.mapping,
+            os.environ.get(PASSWORD_ENV) or None,
+            known_hosts=os.environ.get(KNOWN_HOSTS_ENV) or None,
+            known_hosts_path=os.environ.get(KNOWN_HOSTS_PATH_ENV, ""),
         )
         with tempfile.TemporaryDirectory(prefix="naviance-validate-") as tmp:
             snapshot = take_snapshot(config, args.source, UPath(tmp) / "snapshot", options, step)

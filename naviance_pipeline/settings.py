@@ -73,6 +73,9 @@ class Settings:
     # two (a preset name or a YAML path; blank: the powerschool preset).
     source_kind: str = "oneroster"
     source_mapping: str = ""
+    # An sftp:// source's pinned known_hosts file (or the text in the secret
+    # NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS, resources.py).
+    source_sftp_known_hosts_path: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,6 +98,7 @@ class Settings:
             executor=_env("NAVIANCE_EXECUTOR", "in_process"),
             source_kind=kind,
             source_mapping=mapping,
+            source_sftp_known_hosts_path=_env("NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS_PATH", ""),
         )
 
     @classmethod
