@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export NAVIANCE_HOME ?= $(CURDIR)/.naviance
 export DAGSTER_HOME ?= $(NAVIANCE_HOME)/dagster_home
 
-.PHONY: run dev test lint format clean
+.PHONY: run dev test test-each lint format clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ dev: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Every test file alone, two at a time (.ci/each-test-file: a file must pass on its own too).
+test-each: $(BIN)/.installed
+	PYTHON=$(BIN)/python .ci/each-test-file -j 2
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -2,7 +2,9 @@
 re-deliver a package and fetch an SFTP host key from the command line.
 
 Exit codes: 0 success (warnings allowed), 1 error findings or a failed run, 2 bad arguments
-or a source that cannot be opened at all (SRC-UNREADABLE).
+or a source that cannot be opened at all (SRC-UNREADABLE). A bad argument is one line on stderr,
+before any work: each argument's check is its argparse ``type=`` (dates, numbers, ports, guard
+codes, paths), and a date outside the partitions is refused before a run is created.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 from collections import defaultdict
@@ -28,15 +31,108 @@ EXAMPLES_PER_RULE = 5
 
 def _as_of(text: str | None) -> date:
     # A person at a terminal means "today" when they give no date; the core never guesses.
-    try:
-        return date.fromisoformat(text) if text else date.today()
-    except ValueError as exc:
-        raise SystemExit(_usage_error(f"--as-of must be YYYY-MM-DD, got {text!r}")) from exc
+    return date.fromisoformat(text) if text else date.today()
 
 
 def _usage_error(message: str) -> int:
     print(f"naviance-pipeline: error: {message}", file=sys.stderr)
     return 2
+
+
+# ---- argument types: each raises ArgumentTypeError with what is wrong (argparse: exit 2) ----
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_date(text: str) -> str:
+    """A calendar date written YYYY-MM-DD (kept as text: partition keys are text)."""
+    if not _ISO_DATE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}")
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a date in the calendar") from None
+    return text
+
+
+def month_day(text: str) -> str:
+    try:
+        parse_month_day(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a day of the year MM-DD, got {text!r}"
+        ) from None
+    return text
+
+
+def at_least(minimum: int):
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    whole_number.__name__ = f"at_least_{minimum}"
+    return whole_number
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """HOST[:PORT] (an IPv6 address in brackets: [::1]:2222); port 22 when none is given."""
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::(.*))?", text)
+    if bracketed:
+        host, port = bracketed.group(1), bracketed.group(2)
+    elif text.count(":") > 1:  # a bare IPv6 address
+        host, port = text, None
+    else:
+        host, _, port = text.partition(":")
+        port = port if ":" in text else None
+    if not host.strip() or any(c.isspace() for c in host):
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT], got {text!r}")
+    if port is None:
+        return host, 22
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"the port must be a number 1-65535, got {port!r}")
+    return host, int(port)
+
+
+def guard_codes(text: str) -> str:
+    from naviance_pipeline.delivery.guards import parse_overrides
+
+    try:
+        parse_overrides(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def output_folder(text: str) -> str:
+    """A folder to write into: created when missing, but not a path that is something else."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{parent} is not a folder")
+            break
+    return text
+
+
+def existing_file(text: str) -> str:
+    """A local file that must exist (a URL with a scheme is checked when it is read)."""
+    if "://" not in text and not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} does not exist or is not a file")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr (what is wrong, and where help is), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -72,24 +168,33 @@ def _build(args: argparse.Namespace):
 @contextlib.contextmanager
 def _opened(args: argparse.Namespace, options: Options, step):
     """The source as the stages read it, and the findings of converting it: a OneRoster
-    export is opened as it is; a mapped SIS export or SQL source is converted first, in a
-    private temporary folder removed afterwards (it holds student data)."""
-    if args.kind == "oneroster":
-        yield open_source(args.source, options), []
-        return
-    from upath import UPath
-
+    export is opened as it is; a mapped SIS export or SQL source is converted first, and an
+    sftp:// source copied first (its host key checked), in a private temporary folder removed
+    afterwards (it holds student data)."""
     from naviance_pipeline.sources import (
+        KNOWN_HOSTS_ENV,
+        KNOWN_HOSTS_PATH_ENV,
         PASSWORD_ENV,
         SourceConfig,
         SourceConfigError,
         SourceUnavailable,
+        is_sftp,
         take_snapshot,
     )
 
+    if args.kind == "oneroster" and not is_sftp(args.source):
+        yield open_source(args.source, options), []
+        return
+    from upath import UPath
+
     try:
         config = SourceConfig(
-            args.kind, args.source, args.mapping, os.environ.get(PASSWORD_ENV) or None
+            args.kind,
+            args.source,
+            args.mapping,
+            os.environ.get(PASSWORD_ENV) or None,
+            known_hosts=os.environ.get(KNOWN_HOSTS_ENV) or None,
+            known_hosts_path=os.environ.get(KNOWN_HOSTS_PATH_ENV, ""),
         )
         with tempfile.TemporaryDirectory(prefix="naviance-validate-") as tmp:
             snapshot = take_snapshot(config, args.source, UPath(tmp) / "snapshot", options, step)
@@ -237,6 +342,11 @@ def cmd_mapping(args: argparse.Namespace) -> int:
 
     if args.action == "show" and args.mapping not in PRESETS:
         return _usage_error(f"unknown preset {args.mapping!r}: one of {', '.join(PRESETS)}")
+    if args.action == "check":
+        try:
+            existing_file(args.mapping)
+        except argparse.ArgumentTypeError as exc:
+            return _usage_error(f"mapping check: {exc}")
     try:
         mapping = load_mapping(args.mapping)
     except MappingError as exc:
@@ -256,21 +366,21 @@ def cmd_mapping(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from naviance_pipeline.districts import DistrictChoiceError
-    from naviance_pipeline.runner import run_partition
+    from naviance_pipeline.runner import NotAPartition, run_partition
 
     try:
         return run_partition(args.date, args.district)
-    except DistrictChoiceError as exc:
+    except (DistrictChoiceError, NotAPartition) as exc:
         return _usage_error(str(exc))
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
     from naviance_pipeline.districts import DistrictChoiceError
-    from naviance_pipeline.runner import redeliver
+    from naviance_pipeline.runner import NotAPartition, redeliver
 
     try:
         return redeliver(args.date, args.override, args.district)
-    except DistrictChoiceError as exc:
+    except (DistrictChoiceError, NotAPartition) as exc:
         return _usage_error(str(exc))
 
 
@@ -278,11 +388,11 @@ def cmd_sftp_host_key(args: argparse.Namespace) -> int:
     from naviance_pipeline.delivery.errors import DeliveryError
     from naviance_pipeline.delivery.hostkey import fetch_host_key
 
-    host, _, port = args.host.partition(":")
+    host, port = args.host
     try:
-        keys = fetch_host_key(host, int(port or 22))
+        keys = fetch_host_key(host, port)
     except (DeliveryError, OSError, ValueError) as exc:
-        print(f"could not fetch the host key of {args.host}: {exc}", file=sys.stderr)
+        print(f"could not fetch the host key of {host}:{port}: {exc}", file=sys.stderr)
         return 1
     for line, fp in keys:
         print(f"{fp}\n{line}")
@@ -376,9 +486,13 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         help="sis-csv/sql: a preset (powerschool, generic) or a mapping YAML file "
         "(default: powerschool)",
     )
-    p.add_argument("--as-of", help="as-of date YYYY-MM-DD for class years (default: today)")
+    p.add_argument(
+        "--as-of", type=iso_date, help="as-of date YYYY-MM-DD for class years (default: today)"
+    )
     p.add_argument("--include-staff", action="store_true", help="also teachers/administrators")
-    p.add_argument("--rollover-day", default="07-15", help="school-year rollover MM-DD")
+    p.add_argument(
+        "--rollover-day", type=month_day, default="07-15", help="school-year rollover MM-DD"
+    )
     p.add_argument("--district-code", default=os.environ.get("NAVIANCE_DISTRICT", "district"))
     p.add_argument("--source-system", default=os.environ.get("NAVIANCE_SOURCE_SYSTEM", "SIS"))
     p.add_argument("--raw-sis-export", action="store_true", help="no manifest.csv expected")
@@ -386,7 +500,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="naviance-pipeline", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="naviance-pipeline", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="check a source against the Naviance profile")
@@ -395,14 +509,14 @@ def parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("package", help=f"validate, then write DIR/{ZIP_NAME}")
     _source_args(k)
-    k.add_argument("--out", required=True, help="output folder")
+    k.add_argument("--out", type=output_folder, required=True, help="output folder")
     k.set_defaults(func=cmd_package)
 
     s = sub.add_parser("sample-district", help="write a synthetic district export")
     s.add_argument("--out", required=True)
-    s.add_argument("--students", type=int, default=500)
-    s.add_argument("--schools", type=int, default=4)
-    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--students", type=at_least(1), default=500)
+    s.add_argument("--schools", type=at_least(1), default=4)
+    s.add_argument("--seed", type=at_least(0), default=7)
     s.add_argument(
         "--shape",
         choices=("classlink", "powerschool", "generic"),
@@ -424,38 +538,45 @@ def parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mapping)
 
     r = sub.add_parser("run", help="materialize every asset for one date (default: latest)")
-    r.add_argument("--date", help="partition date YYYY-MM-DD")
+    r.add_argument("--date", type=iso_date, help="partition date YYYY-MM-DD")
     r.add_argument("--district", help="with a districts file: which district")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("redeliver", help="re-send the archived package of a date")
-    d.add_argument("--date", required=True)
-    d.add_argument("--override", default="", help="guards to override, e.g. GRD-STALE-PARTITION")
+    d.add_argument("--date", type=iso_date, required=True)
+    d.add_argument(
+        "--override",
+        type=guard_codes,
+        default="",
+        help="guards to override, e.g. GRD-STALE-PARTITION",
+    )
     d.add_argument("--district", help="with a districts file: which district")
     d.set_defaults(func=cmd_redeliver)
 
     rp = sub.add_parser("report", help="the validation report of a date (also HTML/JSON)")
-    rp.add_argument("--date", required=True)
+    rp.add_argument("--date", type=iso_date, required=True)
     rp.add_argument("--format", choices=("text", "json"), default="text")
     rp.add_argument("--district", help="with a districts file: which district")
     rp.set_defaults(func=cmd_report)
 
     df = sub.add_parser("diff", help="students added/removed/moved since another date")
-    df.add_argument("--date", required=True)
-    df.add_argument("--against", help="baseline date (default: the previous packaged date)")
+    df.add_argument("--date", type=iso_date, required=True)
+    df.add_argument(
+        "--against", type=iso_date, help="baseline date (default: the previous packaged date)"
+    )
     df.add_argument("--format", choices=("text", "json"), default="text")
     df.add_argument("--district", help="with a districts file: which district")
     df.set_defaults(func=cmd_diff)
 
     pg = sub.add_parser("purge", help="retention: delete partitions older than N days")
-    pg.add_argument("--keep-days", type=int, default=30)
-    pg.add_argument("--today", help="reference date (default: today)")
+    pg.add_argument("--keep-days", type=at_least(0), default=30)
+    pg.add_argument("--today", type=iso_date, help="reference date (default: today)")
     pg.add_argument("--dry-run", action="store_true")
     pg.add_argument("--district", help="with a districts file: which district")
     pg.set_defaults(func=cmd_purge)
 
     h = sub.add_parser("sftp-host-key", help="print an SFTP server's host key to pin")
-    h.add_argument("host", help="HOST[:PORT]")
+    h.add_argument("host", type=host_port, help="HOST[:PORT] (port 22 by default)")
     h.set_defaults(func=cmd_sftp_host_key)
     return p
 

@@ -25,6 +25,7 @@ from naviance_pipeline.jobs import (
 from naviance_pipeline.partitions import daily_partitions, district_partitions
 from naviance_pipeline.resources import (
     SECRET_ENV,
+    SOURCE_KNOWN_HOSTS,
     SOURCE_SECRET,
     DeliveryResource,
     PipelineResource,
@@ -64,6 +65,8 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             source_kind=settings.source_kind,
             source_mapping=settings.source_mapping,
             source_password=secret(SOURCE_SECRET),
+            source_sftp_known_hosts=secret(SOURCE_KNOWN_HOSTS),
+            source_sftp_known_hosts_path=settings.source_sftp_known_hosts_path,
             sample_path=settings.sample_source,
             data_root=settings.data_root,
             district=settings.district,

@@ -40,7 +40,7 @@ import yaml
 
 from naviance_pipeline.delivery.target import target_from_url
 from naviance_pipeline.settings import parse_clock, parse_month_day
-from naviance_pipeline.sources import SOURCE_KINDS
+from naviance_pipeline.sources import SOURCE_KINDS, is_sftp
 
 # Secret roles a district may name a variable for (the DeliveryResource fields).
 SECRET_ROLES = (
@@ -48,7 +48,8 @@ SECRET_ROLES = (
     "sftp_private_key",
     "sftp_private_key_passphrase",
     "sftp_known_hosts",
-    "source_password",  # a SQL source's password
+    "source_password",  # a SQL or sftp:// source's password
+    "source_sftp_known_hosts",  # an sftp:// source's pinned host key line(s)
 )
 DISTRICT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -241,6 +242,7 @@ def _check_district(entry: dict, where: str) -> list[str]:
         except ValueError as exc:
             problems.append(f"{where}: delivery_target is invalid: {exc}")
     problems += _check_secrets(entry.get("secrets", {}), where, target)
+    problems += _check_source_secrets(entry, where)
     if "include_staff" in entry and not isinstance(entry["include_staff"], bool):
         problems.append(f"{where}: include_staff must be true or false")
     rollover = entry.get("rollover_day", "07-15")
@@ -292,6 +294,19 @@ def _check_secrets(secrets: Any, where: str, target: Any) -> list[str]:
                 "delivery_target"
             )
     return problems
+
+
+def _check_source_secrets(entry: dict, where: str) -> list[str]:
+    """An sftp:// source is read only from a pinned server: its key is named up front."""
+    url, secrets = entry.get("source_url"), entry.get("secrets") or {}
+    if not (isinstance(url, str) and is_sftp(url.strip()) and isinstance(secrets, dict)):
+        return []
+    if "source_sftp_known_hosts" in secrets:
+        return []
+    return [
+        f"{where}: secrets.source_sftp_known_hosts is required for an sftp:// source_url "
+        "(the pinned host key)"
+    ]
 
 
 def _district(entry: dict) -> District:

@@ -20,7 +20,7 @@ from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Tar
 from naviance_pipeline.districts import District, load_districts
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.settings import parse_month_day
-from naviance_pipeline.sources import PASSWORD_ENV, SourceConfig, ensure_sample
+from naviance_pipeline.sources import KNOWN_HOSTS_ENV, PASSWORD_ENV, SourceConfig, ensure_sample
 from naviance_pipeline.storage import DataLayout
 
 R = TypeVar("R", bound=dg.ConfigurableResource)
@@ -31,7 +31,9 @@ SECRET_ENV = {
     "sftp_private_key_passphrase": "NAVIANCE_SFTP_PRIVATE_KEY_PASSPHRASE",
     "sftp_known_hosts": "NAVIANCE_SFTP_KNOWN_HOSTS",
 }
-SOURCE_SECRET = "source_password"  # the SQL source's password (PipelineResource)
+SOURCE_SECRET = "source_password"  # the SQL or sftp:// source's password (PipelineResource)
+SOURCE_KNOWN_HOSTS = "source_sftp_known_hosts"  # an sftp:// source's pinned key line(s)
+SOURCE_SECRET_ENV = {SOURCE_SECRET: PASSWORD_ENV, SOURCE_KNOWN_HOSTS: KNOWN_HOSTS_ENV}
 
 
 def district_entry(districts_file: str, district_id: str) -> District:
@@ -68,7 +70,10 @@ class PipelineResource(dg.ConfigurableResource):
     source_url: str = ""  # blank: the bundled sample district (in the kind's shape)
     source_kind: str = "oneroster"  # oneroster | sis-csv | sql (sources.py)
     source_mapping: str = ""  # sis-csv/sql: a preset name or a mapping YAML path
-    source_password: str | None = None  # sql: a dg.EnvVar, never a plain value
+    source_password: str | None = None  # sql, sftp://: a dg.EnvVar, never a plain value
+    # sftp://: the pinned known_hosts text (a dg.EnvVar), or the path of a file holding it.
+    source_sftp_known_hosts: str | None = None
+    source_sftp_known_hosts_path: str = ""
     # An unreachable source (database down) is retried this many times, this far apart.
     source_retries: int = 2
     source_retry_seconds: float = 60.0
@@ -93,6 +98,8 @@ class PipelineResource(dg.ConfigurableResource):
             mapping=self.source_mapping,
             password=self.source_password or None,
             query_timeout=self.source_query_timeout_seconds or None,
+            known_hosts=self.source_sftp_known_hosts or None,
+            known_hosts_path=self.source_sftp_known_hosts_path,
         )
 
     def resolved_source(self) -> str:
@@ -118,6 +125,7 @@ class PipelineResource(dg.ConfigurableResource):
                 "source_kind": entry.source_kind,
                 "source_mapping": entry.source_mapping,
                 "source_password": entry.secret(SOURCE_SECRET),
+                "source_sftp_known_hosts": entry.secret(SOURCE_KNOWN_HOSTS),
                 "district": entry.id,
                 "source_system_name": entry.source_system_name,
                 "include_staff": entry.include_staff,
@@ -200,5 +208,5 @@ OVERRIDE_TAG = "naviance/override-guards"
 def secret(field: str) -> dg.EnvVar | None:
     """A secret is referenced by its variable only when the variable is set, so the embedded
     default (a local outbox) needs none of them."""
-    name = PASSWORD_ENV if field == SOURCE_SECRET else SECRET_ENV[field]
+    name = SOURCE_SECRET_ENV.get(field) or SECRET_ENV[field]
     return dg.EnvVar(name) if os.environ.get(name) else None

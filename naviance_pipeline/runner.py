@@ -98,6 +98,22 @@ def nightly_job() -> dg.JobDefinition:
     return build_definitions(Settings.from_env()).resolve_job_def(NIGHTLY_JOB)
 
 
+class NotAPartition(ValueError):
+    """The date given is not one of the partitions (before the first, or in the future)."""
+
+
+def check_partition_date(partitions: dg.TimeWindowPartitionsDefinition, day: str) -> None:
+    """Refuse a date that is not a partition, before any work (no snapshot, no run)."""
+    if partitions.has_partition_key(day):
+        return
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    where = "before the first partition" if first and day < first else "in the future"
+    raise NotAPartition(
+        f"--date {day} is {where}: the partitions run from {first} to {last} "
+        f"({partitions.timezone}; NAVIANCE_PARTITIONS_START sets the first)"
+    )
+
+
 @dataclass(frozen=True)
 class Target:
     """What one command-line run works on: a partition key, its date, the district's data
@@ -114,14 +130,18 @@ class Target:
 def resolve(settings: Settings, day: str | None, district: str | None) -> Target:
     """The partition a command works on. With a districts file, ``district`` is required and
     the default date is today in that district's timezone (what its schedule would run).
-    Raises DistrictChoiceError for a ``--district`` that does not fit."""
+    Raises DistrictChoiceError for a ``--district`` that does not fit, NotAPartition for a
+    date that is not a partition."""
     from naviance_pipeline.definitions import build_resources
     from naviance_pipeline.partitions import daily_partitions
 
     entry = chosen_district(settings.districts_file, settings.district, district)
     if entry is None:
+        partitions = daily_partitions(settings)
+        if day:
+            check_partition_date(partitions, day)
         resources = build_resources(settings)
-        partition = day or daily_partitions(settings).get_last_partition_key()
+        partition = day or partitions.get_last_partition_key()
         return Target(
             partition,
             partition,
@@ -132,10 +152,18 @@ def resolve(settings: Settings, day: str | None, district: str | None) -> Target
         )
     from naviance_pipeline.districts import load_districts
     from naviance_pipeline.jobs import host_tags
-    from naviance_pipeline.partitions import DATE_DIM, DISTRICT_DIM, district_key
+    from naviance_pipeline.partitions import (
+        DATE_DIM,
+        DISTRICT_DIM,
+        district_key,
+        district_partitions,
+    )
 
+    districts = load_districts(settings.districts_file)
     day = day or datetime.now(ZoneInfo(entry.timezone)).date().isoformat()
-    resources = build_resources(settings, load_districts(settings.districts_file))
+    dates = district_partitions(settings, districts).get_partitions_def_for_dimension(DATE_DIM)
+    check_partition_date(dates, day)
+    resources = build_resources(settings, districts)
     key = str(district_key(day, entry.id))
     tags = {
         "dagster/partition": key,

@@ -77,6 +77,9 @@ class Settings:
     # another delivery to the same target.
     delivery_name: str = "naviance"
     delivery_lock_timeout: float = 3600.0
+    # An sftp:// source's pinned known_hosts file (or the text in the secret
+    # NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS, resources.py).
+    source_sftp_known_hosts_path: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -101,6 +104,7 @@ class Settings:
             source_mapping=mapping,
             delivery_name=_env("NAVIANCE_DELIVERY_NAME", "naviance"),
             delivery_lock_timeout=float(_env("NAVIANCE_DELIVERY_LOCK_TIMEOUT", "3600")),
+            source_sftp_known_hosts_path=_env("NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS_PATH", ""),
         )
 
     @classmethod

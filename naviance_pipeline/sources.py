@@ -7,6 +7,12 @@
 - ``sql``: a SQLAlchemy URL and a mapping whose tables carry one query each: the result sets
   are stored as CSV with the query text and row counts, then converted the same way.
 
+A ``oneroster`` or ``sis-csv`` source at an ``sftp://`` URL is read only from a server whose host
+key is pinned (``NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS``, or the file ``..._PATH`` names), as
+delivery pins Naviance's; its password is ``NAVIANCE_SOURCE_PASSWORD``. A wrong key or a refused
+login is a configuration error, a refused or lost connection an unavailable source: one line
+each, never a traceback.
+
 Every later stage opens ``Snapshot.open_path`` exactly as it opens a ClassLink export, so the
 rules, line numbers and reports after ``sis_extract`` do not depend on the kind. A snapshot is
 staged in a sibling folder and replaces the date's old one only when complete: a failed extract
@@ -16,10 +22,12 @@ No Dagster here: the CLI validates a mapped source with the same code.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from upath import UPath
 
@@ -38,7 +46,11 @@ from naviance_pipeline.storage import (
 )
 
 SOURCE_KINDS = ("oneroster", "sis-csv", "sql")
-PASSWORD_ENV = "NAVIANCE_SOURCE_PASSWORD"
+PASSWORD_ENV = "NAVIANCE_SOURCE_PASSWORD"  # a SQL or sftp:// source's password
+KNOWN_HOSTS_ENV = "NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS"  # an sftp:// source's pinned key line(s)
+KNOWN_HOSTS_PATH_ENV = "NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS_PATH"  # ... or the file holding them
+SFTP_SCHEMES = ("sftp", "ssh")  # the schemes fsspec reads with sshfs
+SFTP_CONNECT_TIMEOUT = 30.0  # seconds for TCP connect, handshake and login
 DEFAULT_MAPPING = "powerschool"
 MAPPING_FILE = "mapping.yaml"
 CONVERTED = "oneroster"  # the converted OneRoster folder inside a mapped snapshot
@@ -60,8 +72,10 @@ class SourceConfig:
     kind: str = "oneroster"
     url: str = ""  # blank: the bundled sample of this kind
     mapping: str = ""  # preset name or YAML path; blank: DEFAULT_MAPPING (mapped kinds)
-    password: str | None = field(default=None, repr=False)  # sql only; from PASSWORD_ENV
+    password: str | None = field(default=None, repr=False)  # sql, sftp://; from PASSWORD_ENV
     query_timeout: float | None = None  # sql: seconds each query may take (None: no limit)
+    known_hosts: str | None = field(default=None, repr=False)  # sftp://: pinned known_hosts text
+    known_hosts_path: str = ""  # sftp://: or the file holding it
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -98,15 +112,17 @@ def take_snapshot(
     stages open. Raises FileNotFoundError (no such source), SourceConfigError, SourceUnavailable,
     or oneroster.source.SourceUnreadable (an archive that cannot be read safely)."""
     say = progress or (lambda _message: None)
+    remote = storage_options(config, url)  # an unpinned sftp:// source stops here
     # Built aside and moved into place whole; a killed run's staging folder is swept later.
     staging = dest.with_name(temp_name(dest.name))
     try:
-        if config.kind == "oneroster":
-            say("copying the OneRoster export")
-            open_path, files = snapshot_source(url, staging)
-            snapshot = Snapshot(open_path, files)
-        else:
-            snapshot = _mapped_snapshot(config, url, staging, options, say)
+        with sftp_errors(url):
+            if config.kind == "oneroster":
+                say("copying the OneRoster export")
+                open_path, files = snapshot_source(url, staging, remote)
+                snapshot = Snapshot(open_path, files)
+            else:
+                snapshot = _mapped_snapshot(config, url, staging, options, say, remote)
         relative = snapshot.open_path.path[len(staging.path) :].lstrip("/")
         replace_folder(staging, dest)
     except BaseException:
@@ -118,10 +134,16 @@ def take_snapshot(
 
 
 def _mapped_snapshot(
-    config: SourceConfig, url: str, staging: UPath, options: Options, say: Callable[[str], None]
+    config: SourceConfig,
+    url: str,
+    staging: UPath,
+    options: Options,
+    say: Callable[[str], None],
+    remote: dict,
 ) -> Snapshot:
     from naviance_pipeline.sis.convert import convert
     from naviance_pipeline.sis.mapping import MappingError, load_mapping
+    from naviance_pipeline.sis.sql import RESULT_ENCODING
 
     try:
         mapping = load_mapping(config.mapping_ref)
@@ -132,14 +154,17 @@ def _mapped_snapshot(
     queries: list[dict] = []
     if config.kind == "sis-csv":
         say(f"copying the SIS export and checking it against the mapping {config.mapping_ref!r}")
-        tables, files = _export_tables(mapping, url, staging / EXPORT, options)
+        tables, files = _export_tables(mapping, url, staging / EXPORT, options, remote)
     else:
         say(f"running the queries of the mapping {config.mapping_ref!r}")
         tables, files, queries = _query_tables(config, mapping, url, staging / SQL, say)
     say("converting to OneRoster")
-    # Findings of a SQL source name the result-set file of the snapshot (its lines are true).
-    names = {t: f"{SQL}/{t}.csv" for t in tables} if config.kind == "sql" else None
-    conversion = convert(mapping, tables, options, file_names=names)
+    # Findings of a SQL source name the result-set file of the snapshot (its lines are true),
+    # which is read in its own encoding: the mapping's encodings are the export files'.
+    sql = config.kind == "sql"
+    names = {t: f"{SQL}/{t}.csv" for t in tables} if sql else None
+    encoding = RESULT_ENCODING if sql else None
+    conversion = convert(mapping, tables, options, file_names=names, encoding=encoding)
     del tables
     folder = staging / CONVERTED
     for name, data in conversion.files.items():
@@ -147,11 +172,11 @@ def _mapped_snapshot(
     return Snapshot(folder, files, conversion.findings, queries, config.mapping_ref)
 
 
-def _export_tables(mapping, url: str, dest: UPath, options: Options):
+def _export_tables(mapping, url: str, dest: UPath, options: Options, remote: dict):
     from naviance_pipeline.sis.export import read_export
     from naviance_pipeline.sis.mapping import MappingError
 
-    open_path, files = snapshot_source(url, dest)
+    open_path, files = snapshot_source(url, dest, remote)
     files = [SnapshotFile(f"{EXPORT}/{f.path}", f.size, f.sha256) for f in files]
     try:
         return read_export(str(open_path), mapping, options), files
@@ -205,6 +230,84 @@ def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath, say: Cal
     if index.exists():
         files.append(SnapshotFile(f"{SQL}/queries.json", index.stat().st_size, sha256_of(index)))
     return tables, files, queries
+
+
+def is_sftp(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in SFTP_SCHEMES
+
+
+def storage_options(config: SourceConfig, url: str) -> dict:
+    """What fsspec needs to read ``url``: for an sftp:// source, the pinned host keys (sshfs
+    alone would accept any key) and the password. Raises SourceConfigError when no key is
+    pinned: the source is not read at all then."""
+    if not is_sftp(url):
+        return {}
+    import asyncssh
+
+    from naviance_pipeline.delivery.hostkey import pinned_lines
+
+    shown = redact_url(url)
+    text = config.known_hosts or _read_known_hosts(config.known_hosts_path)
+    if not pinned_lines(text):
+        raise SourceConfigError(
+            f"{shown}: no host key is pinned for this sftp:// source: set {KNOWN_HOSTS_ENV} (or "
+            f"{KNOWN_HOSTS_PATH_ENV}) to the line(s) `naviance-pipeline sftp-host-key HOST:PORT` "
+            "prints, verified out of band — an sftp:// source's host key is always checked"
+        )
+    try:
+        known_hosts = asyncssh.import_known_hosts(text)
+    except (ValueError, asyncssh.KeyImportError) as exc:
+        raise SourceConfigError(f"{shown}: the pinned known_hosts cannot be read: {exc}") from None
+    options = {
+        "known_hosts": known_hosts,
+        "connect_timeout": SFTP_CONNECT_TIMEOUT,
+        "skip_instance_cache": True,  # fsspec would hand back a cached, maybe dead, connection
+    }
+    if config.password:
+        options["password"] = config.password
+    return options
+
+
+def _read_known_hosts(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SourceConfigError(
+            f"the pinned known_hosts file {path} ({KNOWN_HOSTS_PATH_ENV}) cannot be read: {reason}"
+        ) from None
+
+
+@contextlib.contextmanager
+def sftp_errors(url: str) -> Iterator[None]:
+    """Reading an sftp:// source: a wrong host key or a refused login as SourceConfigError
+    (retrying will not help), a refused, lost or timed-out connection as SourceUnavailable; a
+    missing path stays FileNotFoundError. Messages name the URL without user or password."""
+    if not is_sftp(url):
+        yield
+        return
+    import asyncssh
+
+    shown = redact_url(url)
+    try:
+        yield
+    except asyncssh.HostKeyNotVerifiable:
+        raise SourceConfigError(
+            f"{shown}: the server's host key is not the one pinned in {KNOWN_HOSTS_ENV}; nothing "
+            "was read (if the key really changed, verify the new one out of band, then pin it)"
+        ) from None
+    except (asyncssh.PermissionDenied, PermissionError):
+        raise SourceConfigError(
+            f"{shown}: permission denied: check the user in the URL and {PASSWORD_ENV} "
+            "(or the permissions of the path on the server)"
+        ) from None
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, asyncssh.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise SourceUnavailable(f"{shown} cannot be reached: {reason}") from None
 
 
 def ensure_sample(config: SourceConfig, sample_zip: str) -> str:

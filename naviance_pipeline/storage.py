@@ -222,13 +222,16 @@ class SnapshotFile:
     sha256: str
 
 
-def snapshot_source(source_url: str, dest: UPath) -> tuple[UPath, list[SnapshotFile]]:
+def snapshot_source(
+    source_url: str, dest: UPath, storage_options: dict | None = None
+) -> tuple[UPath, list[SnapshotFile]]:
     """Copy a source (a file or a folder at any fsspec URL) byte for byte under ``dest``.
 
     Returns the path to open the snapshot with (the copied file, or the copied folder) and the
     size and sha256 of every file copied. An existing snapshot for the date is replaced whole.
+    ``storage_options``: for the source's filesystem (an sftp:// source's pinned host keys).
     """
-    fs, src = fsspec.core.url_to_fs(source_url)
+    fs, src = fsspec.core.url_to_fs(source_url, **(storage_options or {}))
     if not fs.exists(src):
         raise FileNotFoundError(f"source not found: {source_url}")
     if dest.exists():

@@ -8,6 +8,7 @@ import pytest
 
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.settings import Settings
+from naviance_pipeline_tests import skips
 from naviance_pipeline_tests.local_servers import smtp_server, webhook_server  # noqa: F401
 from naviance_pipeline_tests.sshd_server import sftp_server_fixture
 
@@ -16,6 +17,7 @@ sftp_server = pytest.fixture(scope="session", name="sftp_server")(sftp_server_fi
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    skips.register(config)  # NAVIANCE_FAIL_ON_SKIP=1 (.ci/run): a skipped test fails the run
     # Also belongs in pyproject's markers list (kept here so the marker is known either way).
     config.addinivalue_line(
         "markers",

@@ -32,7 +32,7 @@ SSH_KEYGEN = "/usr/bin/ssh-keygen"
 # machine (a benchmark beside a test run) must not reset each other's password.
 TEST_USER_PREFIX = "nvsftp-"
 CHROOT_PARENT = "/srv"  # every chroot path component must be root-owned and not under /tmp
-START_TIMEOUT = 10.0
+START_TIMEOUT = 60.0  # a hang guard for an sshd that never answers; the wait ends when it does
 
 
 def unavailable_reason() -> str | None:

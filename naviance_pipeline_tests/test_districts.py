@@ -27,7 +27,7 @@ from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.partitions import district_key
 from naviance_pipeline.resources import (
     SECRET_ENV,
-    SOURCE_SECRET,
+    SOURCE_SECRET_ENV,
     DeliveryResource,
     PipelineResource,
 )
@@ -147,6 +147,21 @@ def test_sftp_target_needs_secret_names_not_secrets():
     assert not [p for p in found if "hunter2" in p or ":pw@" in p]
 
 
+def test_an_sftp_source_needs_the_name_of_its_pinned_key():
+    data = document(
+        district("d1", source_url="sftp://sis@files.example.org/exports/roster.zip"),
+        district(
+            "d2",
+            source_url="sftp://sis@files.example.org/exports/roster.zip",
+            secrets={"source_sftp_known_hosts": "D2_SIS_KNOWN_HOSTS", "source_password": "D2_PW"},
+        ),
+    )
+    assert problems(data) == [
+        'districts.yaml: district "d1": secrets.source_sftp_known_hosts is required for an '
+        "sftp:// source_url (the pinned host key)"
+    ]
+
+
 def test_file_level_problems():
     assert problems({"districts": [], "extra": 1}) == [
         "districts.yaml: unknown key 'extra'",
@@ -259,7 +274,7 @@ def test_district_schedule_requests_its_local_date(tmp_path, name, tick, expecte
 
 
 def test_secret_roles_are_the_resources_secret_fields():
-    assert set(SECRET_ROLES) == {*SECRET_ENV, SOURCE_SECRET}
+    assert set(SECRET_ROLES) == {*SECRET_ENV, *SOURCE_SECRET_ENV}
 
 
 def test_resources_for_a_district_read_secrets_at_run_time(tmp_path, monkeypatch):

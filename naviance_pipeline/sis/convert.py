@@ -86,13 +86,17 @@ def convert(
     options: Options,
     *,
     file_names: Mapping[str, str] | None = None,
+    encoding: str | None = None,
 ) -> Conversion:
     """Convert ``tables`` (table name -> CSV bytes) to OneRoster v1.1 files.
 
     ``file_names``: the file findings name for a table (default: its export file, else
-    ``<table>.csv``, the name of its result set in a SQL snapshot). Raises MappingError when a
-    table is not given or lacks a column the mapping reads; bad values are findings."""
-    sources = _Sources(mapping, tables, file_names or {})
+    ``<table>.csv``, the name of its result set in a SQL snapshot). ``encoding``: the one
+    encoding of every table, for tables that are not the export files (a SQL snapshot's result
+    sets are ``sql.RESULT_ENCODING``); None: each table's ``encoding`` in the mapping, which is
+    its export file's. Raises MappingError when a table is not given or lacks a column the
+    mapping reads; bad values are findings."""
+    sources = _Sources(mapping, tables, file_names or {}, encoding)
     findings: list[Finding] = []
     files = {"manifest.csv": write_csv(manifest_frame(options), list(MANIFEST_HEADER))}
     rows: dict[str, int] = {}
@@ -146,11 +150,16 @@ class _Sources:
     """Reads each source table once, when first needed."""
 
     def __init__(
-        self, mapping: SisMapping, tables: Mapping[str, bytes], file_names: Mapping[str, str]
+        self,
+        mapping: SisMapping,
+        tables: Mapping[str, bytes],
+        file_names: Mapping[str, str],
+        encoding: str | None = None,
     ) -> None:
         self.mapping = mapping
         self.tables = tables
         self.file_names = file_names
+        self.encoding = encoding
         self.read: dict[str, _Table] = {}
 
     def table(self, name: str) -> _Table:
@@ -172,7 +181,7 @@ class _Sources:
         if name not in self.tables:
             raise MappingError([f"{mapping.label}: tables.{name}: no data was given for it"])
         data = self.tables[name]
-        encoding = mapping.tables[name].encoding
+        encoding = self.encoding or mapping.tables[name].encoding
         try:
             header = read_header(io.BytesIO(data), encoding)
         except HeaderUnreadable as e:

@@ -25,7 +25,8 @@ Format (``mapping_version: 1``)::
                                   # source (alias columns in double quotes: PostgreSQL folds
                                   # unquoted names to lower case)
         encoding: utf-8           # optional (default utf-8; a BOM is dropped); cp1252 for
-                                  # exports saved by Windows programs
+                                  # exports saved by Windows programs. The export file's
+                                  # only: a SQL source's result sets are always UTF-8
     orgs:                         # required; from a table, from constant rows, or both
       table: schools              # a table under tables:, one org per row
       columns: {<column of orgs.csv>: <value>, ...}   # with table: sourcedId, name, type needed

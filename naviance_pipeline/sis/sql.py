@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "NAVIANCE_SOURCE_PASSWORD"
 QUERIES_FILE = "queries.json"
+# The result sets are always written in this encoding, whatever the mapping says of the export
+# files (``tables.<name>.encoding`` is the export file's): convert() reads them with it.
+RESULT_ENCODING = "utf-8"
 FETCH_ROWS = 10_000  # rows per fetchmany: a few MB of Python objects at most
 PROGRESS_EVERY = 100_000
 _FILE_MODE = 0o600  # student PII: owner-only
@@ -499,7 +502,7 @@ def _write_csv(
 
 def _flush(buffer: io.StringIO, out: io.BufferedWriter, digest: Any, table: str) -> None:
     try:
-        data = buffer.getvalue().encode("utf-8")
+        data = buffer.getvalue().encode(RESULT_ENCODING)
     except UnicodeEncodeError:
         raise QueryFailed(table, "returned text that is not valid Unicode") from None
     buffer.seek(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import os
 import signal
@@ -185,7 +186,8 @@ def test_session_killed_mid_upload_is_retried_on_a_fresh_connection(
     killed = threading.Event()
 
     def kill_when_partial_grows() -> None:
-        deadline = time.monotonic() + 30
+        # Only ends the watcher if the upload never starts (the assertions below then fail).
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed.is_set():
             try:
                 if partial.stat().st_size > 16 * 2**20:
@@ -451,9 +453,22 @@ def test_credentials_from_env_read_the_naviance_sftp_variables():
 # --- a dead link fails within a bounded time ---------------------------------------------------
 
 
+@pytest.fixture
+def abandoned_tasks_finalized():
+    """Finalize, right after the test, the upload tasks asyncssh abandons when a link dies.
+
+    Their exceptions are never retrieved, so asyncio logs each when the task is collected,
+    formatting a traceback, which on Python 3.11 < 3.11.8 parses source with ``ast``. Left to
+    a random later collection, that can run inside another ``ast`` parse (pytest rewriting
+    the hypothesis plugin at the end of the session) and break it with "SystemError: AST
+    constructor recursion depth mismatch" (CPython gh-106905): the file alone exited 1."""
+    yield
+    gc.collect()
+
+
 @sftp
 def test_frozen_server_fails_within_the_keepalive_bound_not_a_hang(
-    sftp_server, remote_dir, tmp_path
+    sftp_server, remote_dir, tmp_path, abandoned_tasks_finalized
 ):
     """The server stops answering mid-upload (its session is SIGSTOPped, like a black-holed
     link). Keepalive turns that into a network failure within ~interval × count seconds."""
@@ -463,30 +478,33 @@ def test_frozen_server_fails_within_the_keepalive_bound_not_a_hang(
     frozen = threading.Event()
 
     def freeze_when_partial_grows() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not frozen.is_set():
+        # Only ends the watcher if the upload never starts (the assertions below then fail).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not stop.is_set():
             with contextlib.suppress(FileNotFoundError):
                 if partial.stat().st_size > 8 * 2**20:
                     assert sftp_server.kill_sessions(signal.SIGSTOP) > 0
                     frozen.set()
+                    return
             time.sleep(0.002)
 
+    stop = threading.Event()
     freezer = threading.Thread(target=freeze_when_partial_grows)
     freezer.start()
     retry = RetryOptions(
         attempts=1, connect_timeout=5.0, keepalive_interval=1.0, keepalive_count_max=2
     )
-    started = time.monotonic()
     try:
-        with pytest.raises(TransientDeliveryError):
+        with pytest.raises(TransientDeliveryError) as failed:
             _target(sftp_server, remote, retry, password=sftp_server.password).deliver(
                 str(tmp_path / "pkg.zip"), name=NAME, token="run-freeze"
             )
-        elapsed = time.monotonic() - started
     finally:
-        frozen.set()
+        stop.set()
         freezer.join()
         sftp_server.kill_sessions(signal.SIGKILL)  # the stopped session: end it for good
     assert frozen.is_set()
-    assert elapsed < 20, f"a dead link took {elapsed:.1f} s to fail"
+    # What ended the upload is the keepalive, not the transfer timeout (60 s + 128 s here) nor
+    # the server's death: the proof is the cause, not the clock.
+    assert "not responding to keepalive" in str(failed.value)
     assert not (local_dir / NAME).exists()  # nothing half-delivered under the final name

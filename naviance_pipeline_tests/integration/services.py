@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 120.0  # a hang guard for a server that never starts; the wait ends when it does
 
 
 def free_port() -> int:

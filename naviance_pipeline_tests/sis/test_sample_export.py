@@ -26,7 +26,7 @@ from naviance_pipeline.sis.sample_export import (
     write_demo_database,
     write_sample_export,
 )
-from naviance_pipeline.sis.sql import QuerySpec, snapshot_queries
+from naviance_pipeline.sis.sql import RESULT_ENCODING, QuerySpec, snapshot_queries
 
 STUDENTS, SCHOOLS, SEED = 300, 5, 7
 SIZE = {"students": STUDENTS, "schools": SCHOOLS, "seed": SEED}
@@ -181,7 +181,7 @@ def _query_and_convert(url: str, shape: str, dest: Path, password: str | None = 
     records = snapshot_queries(url, specs, dest, password=password)
     tables = {r.table: (dest / r.file).read_bytes() for r in records}
     options = Options(as_of=AS_OF, include_staff=True)
-    return convert(mapping, tables, options)
+    return convert(mapping, tables, options, encoding=RESULT_ENCODING)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -15,7 +15,6 @@ import re
 import socket
 import stat
 import threading
-import time
 import uuid
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
@@ -463,13 +462,10 @@ def pg_url(port: int) -> str:
     return f"postgresql+psycopg2://sis_reader@127.0.0.1:{port}/sis"
 
 
-def test_closed_port_is_unreachable_quickly_without_the_password(dest):
-    started = time.monotonic()
-
+def test_closed_port_is_unreachable_without_the_password(dest):
     with pytest.raises(SourceUnreachable) as failed:
         snapshot_queries(pg_url(free_port()), [STUDENTS], dest, password="Pa55-w0rd-x")
 
-    assert time.monotonic() - started < 2
     message = str(failed.value)
     assert "Connection refused" in message
     assert "sis_reader:***@127.0.0.1" in message
@@ -480,14 +476,17 @@ def test_closed_port_is_unreachable_quickly_without_the_password(dest):
 
 def test_silent_server_is_unreachable_after_the_connect_timeout(dest):
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
-        started = time.monotonic()
+        # The connection really reached the server, and what ended the wait is libpq's
+        # connect timeout (its own message), not a refusal: events, not the clock. Without
+        # the timeout libpq would wait for ever, so the test would hang, not pass.
         with pytest.raises(SourceUnreachable, match="timeout expired"):
             snapshot_queries(
                 pg_url(silent.getsockname()[1]), [STUDENTS], dest, password="x", connect_timeout=1
             )
-        elapsed = time.monotonic() - started
-
-    assert 0.5 < elapsed < 4  # bounded by connect_timeout (libpq counts whole seconds)
+        silent.settimeout(0)
+        connection, _ = silent.accept()  # raises BlockingIOError had no client connected
+        connection.close()
+    assert not dest.exists()
 
 
 def test_missing_sqlite_file_is_unreachable_and_not_created(tmp_path, dest):
@@ -669,10 +668,10 @@ ENDLESS = {
 
 def test_a_query_past_the_timeout_fails_naming_the_limit_and_stores_nothing(db, dest):
     spec = QuerySpec("students", ENDLESS[db.name], ("X",))
-    started = time.monotonic()
+    # The query would run for ever (SQLite) or 30 s and succeed (PostgreSQL): the failure and
+    # its message are the proof that the timeout interrupted it.
     with pytest.raises(QueryFailed) as failed:
         snapshot(db, [spec], dest, query_timeout=0.5)
-    assert time.monotonic() - started < 10
     assert "SIS query 'students'" in str(failed.value)
     assert "took longer than the query timeout of 0.5 s" in str(failed.value)
     assert not dest.exists()

@@ -71,7 +71,8 @@ def _answers(url: str) -> bool:
 
 
 def wait_until_ready(dev: DagsterDev, timeout: float) -> None:
-    """Until the webserver answers and our code location has loaded without error."""
+    """Until the webserver answers and our code location has loaded without error. ``timeout``
+    only guards against a server that never comes up; it returns as soon as it is ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if dev.process.poll() is not None:
@@ -110,7 +111,7 @@ def stop(process: subprocess.Popen, grace: float = 20) -> None:
 
 
 @contextmanager
-def dagster_dev(home: Path, source: str | Path, *, timeout: float = 120) -> Iterator[DagsterDev]:
+def dagster_dev(home: Path, source: str | Path, *, timeout: float = 300) -> Iterator[DagsterDev]:
     """``dagster dev -w workspace.yaml`` on loopback, ready for a browser; stopped on exit."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()

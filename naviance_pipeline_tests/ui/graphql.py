@@ -111,8 +111,9 @@ def run_status(url: str, run_id: str) -> str:
     return answer["status"]
 
 
-def wait_for_run(url: str, run_id: str, timeout: float = 180, poll: float = 0.5) -> str:
-    """Poll the run until it finishes; return SUCCESS, FAILURE or CANCELED."""
+def wait_for_run(url: str, run_id: str, timeout: float = 600, poll: float = 0.5) -> str:
+    """Poll the run until it finishes; return SUCCESS, FAILURE or CANCELED. ``timeout`` only
+    guards against a run that never ends (nothing asserts how long a run takes)."""
     deadline = time.monotonic() + timeout
     status = run_status(url, run_id)
     while status not in FINISHED:

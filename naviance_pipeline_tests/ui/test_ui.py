@@ -50,7 +50,9 @@ GROUPS = ("extract", "oneroster", "delivery")
 GRAPH_VIEWPORT = {"width": 2400, "height": 1100}
 PAGE_VIEWPORT = {"width": 1400, "height": 1000}
 SCALE = 1.5  # device pixels per CSS pixel: the graph's small print stays legible in the PNG
-UI_TIMEOUT_MS = 30_000
+# Each Playwright wait gives up after this long: only a guard against a page that never shows
+# what is waited for (the wait returns as soon as it does), generous for a loaded machine.
+UI_TIMEOUT_MS = 120_000
 SCREENSHOTS = REPO / "docs" / "screenshots"
 
 
@@ -117,7 +119,7 @@ def save_screenshot(
 def run_nightly_job(dev: DagsterDev) -> str:
     """Launch the nightly job for PARTITION as the Launchpad does; wait for its end status."""
     run_id = launch_partition_run(dev.url, NIGHTLY_JOB, PARTITION)
-    return wait_for_run(dev.url, run_id, timeout=180)
+    return wait_for_run(dev.url, run_id, timeout=600)  # a hang guard: returns at the run's end
 
 
 def open_lineage(page: sync_api.Page, url: str) -> None:
