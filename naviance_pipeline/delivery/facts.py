@@ -18,10 +18,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from upath import UPath
 
+from naviance_pipeline.crash import temp_name
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.oneroster.spec import STRING
-from naviance_pipeline.storage import DataLayout, make_private, read_json, write_private_json
+from naviance_pipeline.storage import (
+    DataLayout,
+    make_private,
+    read_json,
+    replace_file,
+    write_private_json,
+)
 
 SHA_KEY = "package_sha256"
 # Columns of users.csv the facts need; the keys that recognise a student under a new sourcedId.
@@ -47,10 +55,12 @@ def write_facts(
 ) -> None:
     """Store the summary and students of ``day``'s package, stamped with its sha256."""
     path = layout.students_path(day)
-    stamped = students.replace_schema_metadata({SHA_KEY: package_sha256})
-    with path.open("wb") as f:
-        pq.write_table(stamped, f)
-    make_private(path)
+    # A new file moved into place, never rewritten in place: a receipt may hold a hard link.
+    temp = path.with_name(temp_name(path.name))
+    with temp.open("wb") as f:
+        pq.write_table(students.replace_schema_metadata({SHA_KEY: package_sha256}), f)
+    make_private(temp)
+    replace_file(temp, path)
     write_private_json(layout.summary_path(day), {**summary, SHA_KEY: package_sha256})
 
 
@@ -61,9 +71,10 @@ def remove_facts(layout: DataLayout, day: str) -> None:
 
 def package_facts(
     layout: DataLayout, day: str, local_zip: str, sha256: str, log: Callable[[str], None]
-) -> tuple[dict, pa.Table]:
+) -> tuple[dict, pa.Table, UPath | None]:
     """The summary and students of the package at ``local_zip`` (whose sha256 is ``sha256``):
-    the stored ones when their stamps match, else read from the ZIP."""
+    the stored ones when their stamps match, else read from the ZIP; and the stored students
+    file when it was the one read (a receipt keeps a copy of it)."""
     summary_path, students_path = layout.summary_path(day), layout.students_path(day)
     if summary_path.exists() and students_path.exists():
         summary = read_json(summary_path)
@@ -71,12 +82,12 @@ def package_facts(
             students = pq.read_table(f)
         stamp = (students.schema.metadata or {}).get(SHA_KEY.encode(), b"").decode()
         if summary.get(SHA_KEY) == sha256 == stamp:
-            return summary, students.replace_schema_metadata(None)
+            return summary, students.replace_schema_metadata(None), students_path
     log(
         f"the stored summary of {day} does not belong to its package (a run killed between "
         "writing them?): the guards read the figures from the package itself"
     )
-    return facts_from_package(local_zip, day, sha256)
+    return (*facts_from_package(local_zip, day, sha256), None)
 
 
 def facts_from_package(path: str, day: str, sha256: str) -> tuple[dict, pa.Table]:

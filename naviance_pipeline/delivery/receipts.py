@@ -16,6 +16,7 @@ delivered (the safe side) and the report says "interrupted". Receipts are never 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict
@@ -27,7 +28,9 @@ from upath import UPath
 from naviance_pipeline.delivery.target import DeliveryResult, utc_now
 from naviance_pipeline.storage import (
     DataLayout,
+    copy_file,
     ensure_private_dir,
+    is_local,
     make_private,
     read_json,
     replace_file,
@@ -121,11 +124,11 @@ def begin(
     overrides: list[str],
     summary: dict,
     package_sha256: str,
-    students: pa.Table | None,
+    students: pa.Table | UPath | None,
     redelivery: bool,
 ) -> dict:
     """The receipt of a delivery about to start (``status: delivering``), written before the
-    first byte is sent; its students are written first."""
+    first byte is sent; its students (a table, or the package's stored file) are kept first."""
     last = last_receipt(layout, name)
     receipt = {
         "status": DELIVERING,
@@ -142,13 +145,22 @@ def begin(
     if last is not None and last["target"] != url:
         receipt["target_changed_from"] = last["target"]
     if students is not None:
-        path = students_path(layout, name, receipt)
-        ensure_private_dir(path.parent)
-        with path.open("wb") as f:
-            pq.write_table(students, f)
-        make_private(path)
+        _keep_students(students, students_path(layout, name, receipt))
     _write(layout, name, receipt)
     return receipt
+
+
+def _keep_students(students: pa.Table | UPath, path: UPath) -> None:
+    ensure_private_dir(path.parent)
+    if isinstance(students, pa.Table):
+        with path.open("wb") as f:
+            pq.write_table(students, f)
+    elif is_local(path) and is_local(students):
+        path.unlink(missing_ok=True)
+        os.link(students.path, path.path)  # the same bytes, never rewritten in place
+    else:
+        copy_file(students.fs, students.path, path)
+    make_private(path)
 
 
 def complete(layout: DataLayout, name: str, receipt: dict, result: DeliveryResult) -> dict:

@@ -134,7 +134,7 @@ def deliver_partition(
             )
         with pinned(package) as local:
             sha256 = _sha256(local)
-            summary, students = package_facts(layout, partition, local, sha256, log)
+            summary, students, stored = package_facts(layout, partition, local, sha256, log)
             outcome = check_guards(
                 layout,
                 name,
@@ -154,7 +154,7 @@ def deliver_partition(
                 overrides=plan.overrides,
                 summary=summary,
                 package_sha256=sha256,
-                students=students,
+                students=students if stored is None else stored,
                 redelivery=redelivery,
             )
             crashpoint("delivery:decided")

@@ -185,19 +185,20 @@ def test_stored_figures_match_the_package_and_a_stale_summary_is_not_believed(
     package = layout.package_path("2026-11-24")
     sha = sha256_of(package)
     said: list[str] = []
-    stored = package_facts(layout, "2026-11-24", package.path, sha, said.append)
+    *stored, stored_file = package_facts(layout, "2026-11-24", package.path, sha, said.append)
     read = facts_from_package(package.path, "2026-11-24", sha)
     assert said == []  # the stamps matched: nothing was re-read
     assert stored[0] == read[0]
     assert stored[1].equals(read[1])
     assert stored[0]["active_students"] > 0
+    assert stored_file == layout.students_path("2026-11-24")
 
     # A run killed between archiving a package and writing its summary: the summary is an
     # older package's. It must not be believed.
     older = {**read[0], "active_students": 10**6, "package_sha256": "0" * 64}
     write_private_json(layout.summary_path("2026-11-24"), older)
-    summary, students = package_facts(layout, "2026-11-24", package.path, sha, said.append)
-    assert summary == read[0] and students.equals(read[1])
+    summary, students, file = package_facts(layout, "2026-11-24", package.path, sha, said.append)
+    assert summary == read[0] and students.equals(read[1]) and file is None
     assert len(said) == 1 and "does not belong to its package" in said[0]
 
 
@@ -259,3 +260,47 @@ def test_a_run_launched_by_dagster_sweeps_its_district_first(tmp_path, tiny_dist
     with dg.instance_for_test() as instance:
         assert run_job(settings, "2026-11-24", instance, selection=["sis_extract"]).success
     assert not leftover.exists()
+
+
+def test_receipts_kept_under_the_url_before_targets_had_names_are_taken_over(tmp_path):
+    from naviance_pipeline.delivery.receipts import adopt_legacy_history, list_receipts
+    from naviance_pipeline.storage import slug
+
+    layout = DataLayout(str(tmp_path), "d1")
+    url = "sftp://naviance@sftp.example:22/upload"
+    old = {"target": url, "partition": "2026-11-20", "run_id": "r1", "started_at": "x"}
+    write_private_json(layout.base / "receipts" / slug(url) / "2026-11-20__r1.json", old)
+    said: list[str] = []
+
+    adopt_legacy_history(layout, "naviance", url, said.append)
+
+    assert list_receipts(layout, "naviance") == [old]
+    assert len(said) == 1 and "now lives under the target name 'naviance'" in said[0]
+    adopt_legacy_history(layout, "naviance", url, said.append)  # once only
+    assert len(said) == 1
+
+
+def test_a_receipt_keeps_its_students_when_the_date_is_packaged_again(tmp_path):
+    from naviance_pipeline.delivery import receipts
+    from naviance_pipeline.delivery.facts import write_facts
+
+    layout = DataLayout(str(tmp_path), "d1")
+    Path(layout.package_dir("2026-11-24").path).mkdir(parents=True)
+    delivered, rebuilt = _students(LAST[:3]), _students(["other"])
+    write_facts(layout, "2026-11-24", _summary("2026-11-24", 3), delivered, "a" * 64)
+    receipt = receipts.begin(
+        layout,
+        "naviance",
+        url="file:///outbox",
+        partition="2026-11-24",
+        run_id="r1",
+        overrides=[],
+        summary=_summary("2026-11-24", 3),
+        package_sha256="a" * 64,
+        students=layout.students_path("2026-11-24"),  # kept as a hard link
+        redelivery=False,
+    )
+    write_facts(layout, "2026-11-24", _summary("2026-11-24", 1), rebuilt, "b" * 64)
+
+    kept = receipts.read_students(layout, "naviance", receipt).replace_schema_metadata(None)
+    assert kept.equals(delivered)
