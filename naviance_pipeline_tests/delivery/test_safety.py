@@ -202,17 +202,22 @@ def test_stored_figures_match_the_package_and_a_stale_summary_is_not_believed(
     assert len(said) == 1 and "does not belong to its package" in said[0]
 
 
-def test_the_sweep_removes_what_dead_runs_left_and_nothing_else(tmp_path):
-    base = tmp_path / "districts" / "d1"
-    dated = base / "packages" / "2026-11-24"
-    dated.mkdir(parents=True)
-    # A temporary ZIP written by a process that is gone now (a real process, really ended).
-    dead_name = subprocess.run(
+def _dead_temp_name() -> str:
+    """A temporary name (of ``x``) written by a process that really ran and has ended."""
+    return subprocess.run(
         [sys.executable, "-c", "from naviance_pipeline.crash import temp_name as t; print(t('x'))"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def test_the_sweep_removes_what_dead_runs_left_and_nothing_else(tmp_path):
+    base = tmp_path / "districts" / "d1"
+    dated = base / "packages" / "2026-11-24"
+    dated.mkdir(parents=True)
+    # A temporary ZIP written by a process that is gone now (a real process, really ended).
+    dead_name = _dead_temp_name()
     dead_zip = dated / dead_name.replace(".x.", ".NavianceOneRoster.zip.", 1)
     dead_zip.write_bytes(b"student data")
     dead_folder = base / "frames" / "users" / dead_name.replace(".x.", ".2026-11-24.parquet.", 1)
@@ -248,12 +253,7 @@ def test_the_sweep_removes_what_dead_runs_left_and_nothing_else(tmp_path):
 def test_a_run_launched_by_dagster_sweeps_its_district_first(tmp_path, tiny_district):
     settings = make_settings(tmp_path, tiny_district)
     layout = DataLayout(settings.data_root, settings.district)
-    dead = subprocess.run(
-        [sys.executable, "-c", "from naviance_pipeline.crash import temp_name as t; print(t('x'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    dead = _dead_temp_name()
     leftover = Path(layout.package_dir("2026-11-20").path) / dead
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"a killed run's half package")
