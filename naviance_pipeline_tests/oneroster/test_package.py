@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from datetime import date
 from pathlib import Path
 
@@ -300,6 +301,59 @@ def test_verify_package_catches_corrupt_data(built):
     assert pkg_rules(verify_package(built.path, built.entries)) == [
         ("PKG-VERIFY", ERROR, ZIP_NAME, None)
     ]
+
+
+def _same_length_edit(data: bytes) -> bytes:
+    """users.csv with one username changed, byte for byte in place: same length, same rows,
+    same header; only the content (and so the sha256) differs."""
+    assert data.count(b"ajose") == 1
+    return data.replace(b"ajose", b"ajosf")
+
+
+def test_verify_package_catches_same_length_content_with_a_valid_crc(built):
+    path = Path(built.path)
+    entries = entries_of(path)
+    entries["users.csv"] = _same_length_edit(entries["users.csv"])
+    # Rewritten by the package's own ZIP writer: local headers, CRCs, sizes and the central
+    # directory all describe the changed bytes, so any ZIP reader takes it as sound.
+    with path.open("wb") as out:
+        write_zip(out, ((n, [d]) for n, d in entries.items()), AS_OF)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+    summary = {e.name: e for e in read_package_summary(built.path)}
+    want = {e.name: e for e in built.entries}
+    assert (summary["users.csv"].rows, summary["users.csv"].bytes) == (
+        want["users.csv"].rows,
+        want["users.csv"].bytes,
+    )
+    assert summary["users.csv"].header == want["users.csv"].header
+
+    findings = verify_package(built.path, built.entries)
+    assert pkg_rules(findings) == [("PKG-VERIFY", ERROR, "users.csv", None)]
+    assert "sha256" in findings[0].message
+
+
+def test_build_catches_an_entry_written_with_other_bytes_of_the_same_length(
+    monkeypatch, tmp_path: Path
+):
+    """The package step: the bytes stored for users.csv are not the ones its digest saw, yet
+    its CRC and sizes are right (a writer fault no ZIP reader notices); the sha256 does."""
+    real = package._write_entry
+
+    def write_entry(out, entry, packed, *args):
+        if entry == "users.csv":
+            data = zlib.decompress(b"".join(packed.compressed), -15)
+            changed = _same_length_edit(data)
+            deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            packed.compressed = [deflate.compress(changed) + deflate.flush()]
+            packed.crc = zlib.crc32(changed)
+        return real(out, entry, packed, *args)
+
+    monkeypatch.setattr(package, "_write_entry", write_entry)
+    result = build(tmp_path / ZIP_NAME)
+    assert pkg_rules(result.findings) == [("PKG-VERIFY", ERROR, "users.csv", None)]
+    assert "sha256" in result.findings[0].message
+    assert list(tmp_path.iterdir()) == []  # nothing at dest, no temporary file
 
 
 def test_verify_package_reports_a_file_that_is_not_a_zip(tmp_path: Path):
