@@ -54,6 +54,7 @@ RULES: dict[str, str] = {
     "CSV-EMPTY": "E",
     "CSV-WHITESPACE": "R",
     "CSV-TOO-LONG": "W",
+    "CSV-CONTROL-CHARS": "R",
     # Spreadsheet damage
     "XLS-BOOLEAN-CASE": "R",
     "XLS-GRADE-PADDING": "R",

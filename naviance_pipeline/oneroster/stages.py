@@ -217,6 +217,7 @@ def build_users(source: Source, options: Options) -> StageResult:
         ],
     )
     findings = [*validated, *rules, *ru.class_year_findings(candidates, years)]
+    candidates["grades"] = years.grades  # one grade per student (USR-GRADE-MULTI)
     result = _finish(
         read,
         candidates,
