@@ -106,6 +106,7 @@ RULES: dict[str, str] = {
     # Package
     "PKG-SIZE": "E",
     "PKG-VERIFY": "E",
+    "PKG-CONTRACT": "E",
     # Guards
     "GRD-STUDENT-DROP": "E",
     "GRD-SCHOOL-VANISHED": "E",
