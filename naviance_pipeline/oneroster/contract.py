@@ -10,14 +10,17 @@ cannot ship. Every value of the package is held to ``naviance-oneroster.md`` sec
   teacher/administrator when staff are included, ``sex`` male/female or blank), booleans exactly
   ``true``/``false`` (blank where optional);
 - ``birthDate`` blank or ``YYYY-MM-DD``, a calendar date not after the as-of date;
-- a student's ``grades`` blank or exactly one CEDS code (staff: CEDS codes), the class year of
-  a student blank or four digits and of anyone else blank, a title only for staff, for all of
-  them;
+- a student's ``grades`` blank or exactly one CEDS code (staff: CEDS codes), a student's class
+  year blank or four digits and anyone else's blank, a title for staff and none for students;
 - manifest.csv exactly its rows in order, no value blank.
 
 A broken rule is one finding per (file, column, rule) naming how many rows break it, never a
-value. Everything is Arrow kernels and numpy over whole columns (chunk by chunk, no copy of a
-column); at 1 M users the check costs a few percent of the package stage.
+value. Everything is Arrow kernels and numpy over whole columns, chunk by chunk, without a copy.
+A column read dictionary-encoded (``coded_columns``; the package step reads its frames so) is
+checked once per distinct value; a text column of codes once per row. At 1 M users the check
+takes 0.09-0.13 s of CPU on frames read as the package step reads them (0.35 s on text frames,
+as ``naviance-pipeline package`` passes them); reading the codes dictionary-encoded saves about
+as much as it costs.
 """
 
 from __future__ import annotations
