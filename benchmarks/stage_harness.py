@@ -21,6 +21,7 @@ from pathlib import Path
 from upath import UPath
 
 from naviance_pipeline.frames import read_frame, write_frame
+from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.source import open_source
@@ -42,7 +43,11 @@ def _run(stage: str, users: int, work: Path) -> None:
         users_frame = read_frame(frame["users"], ["sourcedId", "role"])
         write_frame(build_demographics(source, users_frame, OPTIONS).frame, frame["demographics"])
     else:
-        loaders = [lambda p=frame[n]: read_frame(p) for n in ("orgs", "users", "demographics")]
+        # Read as the package step reads them: columns of codes dictionary-encoded.
+        loaders = [
+            lambda p=frame[n], n=n: read_frame(p, dictionary=coded_columns(f"{n}.csv"))
+            for n in ("orgs", "users", "demographics")
+        ]
         result = build_package(*loaders, OPTIONS, str(work / f"package-{users}.zip"))
         print({e.name: e.sha256[:12] for e in result.entries}, result.findings)
 

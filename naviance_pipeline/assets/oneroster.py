@@ -25,8 +25,10 @@ from naviance_pipeline.delivery.facts import (
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import check_guards
 from naviance_pipeline.frames import read_frame
+from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
+from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, ORGS, USERS, FileSpec
 from naviance_pipeline.oneroster.stages import (
@@ -97,11 +99,15 @@ def _stored_path(layout: DataLayout, asset: str, day: str) -> UPath:
     return path
 
 
-def _frame_loader(layout: DataLayout, asset: str, day: str) -> Callable[[], pd.DataFrame]:
+def _frame_loader(
+    layout: DataLayout, asset: str, day: str, options: Options
+) -> Callable[[], pd.DataFrame]:
     """Loads ``asset``'s stored frame of ``day`` when called (``build_package`` calls it when
-    the frame's entry is written)."""
+    the frame's entry is written), its columns of codes dictionary-encoded: the package's
+    contract check then looks at each distinct code once."""
     path = _stored_path(layout, asset, day)
-    return lambda: read_frame(path)
+    coded = coded_columns(f"{asset}.csv", options.include_staff)
+    return lambda: read_frame(path, dictionary=coded)
 
 
 def _report_columns(layout: DataLayout, day: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -210,7 +216,9 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         layout = pipeline.layout
         dest = layout.package_path(day)
         release_memory()  # a stage begins: what the one before freed goes back to the OS
-        loaders = [_frame_loader(layout, a, day) for a in ("orgs", "users", "demographics")]
+        loaders = [
+            _frame_loader(layout, a, day, options) for a in ("orgs", "users", "demographics")
+        ]
         found: dict = {}
 
         def summaries() -> None:

@@ -8,8 +8,10 @@ Pure, vectorised functions on string Series (blank = ""). For each student:
    as written; whether it is four digits and in range is ``in_range`` (USR-CLASSYEAR-RANGE).
 2. Otherwise it is derived from the grade: ``E + 12 − g`` with ``E`` the school year end
    (``Options.school_year_end``) and ``g`` the grade number (``KG`` = 0, ``01``…``12``). A
-   multi-grade cell (``09,10``) uses its highest numeric grade (USR-GRADE-MULTI); the written
-   ``grades`` keeps the source list unchanged.
+   multi-grade cell (``09,10``) uses its highest numeric grade (USR-GRADE-MULTI), and that one
+   grade is what the package writes for the student: Naviance's profile takes one grade code
+   (a cell without a numeric grade writes its last code in CEDS order; a cell holding a code
+   outside the CEDS list is left as it is, for USR-GRADE to reject).
 3. No supplied year and no numeric grade gives a blank class year: USR-CLASSYEAR for an active
    student (``missing``); a disabled student may go without one.
 
@@ -27,7 +29,7 @@ import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.rules_common import arrow, choose, split_distinct, strings
-from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, NUMERIC_GRADES
+from naviance_pipeline.oneroster.spec import CEDS_GRADES, CLASS_YEAR_COLUMN, NUMERIC_GRADES
 
 NO_GRADE = -1
 
@@ -39,11 +41,29 @@ class ClassYears:
     values: pd.Series  # four digits, a supplied value as written, or "" (staff, no grade)
     multi_grade: pd.Series  # bool: a student whose grades cell lists more than one grade
     supplied_column: str | None  # the source column supplied years were read from
+    grades: pd.Series  # the grades to write: one grade for a multi-grade student (if CEDS)
 
 
-def grade_levels(grades: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(level, multi)`` per cell: the highest numeric grade (``NO_GRADE`` when the cell has
-    none) and whether the cell lists more than one grade."""
+# Which grade of a multi-grade cell is written: the numeric grades (KG, 01-12) rank above the
+# others, by level, so the grade written is the one the class year uses; the others rank in
+# CEDS order.
+_RANKED = sorted(CEDS_GRADES, key=lambda g: (g in NUMERIC_GRADES, NUMERIC_GRADES.get(g, 0)))
+_NO_RANK = -1
+
+
+@dataclass
+class _Grades:
+    """A grades column split once per distinct cell: per cell its highest numeric grade, its
+    number of grades and the one grade to write for it (None where a code is not CEDS), and
+    each row's cell."""
+
+    level: np.ndarray
+    count: np.ndarray
+    single: pa.Array
+    at: np.ndarray
+
+
+def _grade_cells(grades: pd.Series) -> _Grades:
     cells = split_distinct(grades)  # worked out once per distinct cell ("09", "10"…)
     tokens, cell_of = cells.tokens, cells.cell_of
     keys = pa.array(list(NUMERIC_GRADES), tokens.type)
@@ -53,8 +73,24 @@ def grade_levels(grades: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     level = np.full(cells.count, NO_GRADE, dtype=np.int64)
     np.maximum.at(level, cell_of, numbers.fill_null(NO_GRADE).to_numpy(zero_copy_only=False))
     named = pc.not_equal(tokens, "").to_numpy(zero_copy_only=False)
-    multi = np.bincount(cell_of[named], minlength=cells.count) > 1
-    return level[cells.at], multi[cells.at]
+    count = np.bincount(cell_of[named], minlength=cells.count)
+    rank = pc.index_in(tokens, pa.array(_RANKED, tokens.type))
+    ranks = rank.fill_null(_NO_RANK).to_numpy(zero_copy_only=False)
+    best = np.full(cells.count, _NO_RANK, dtype=np.int64)
+    np.maximum.at(best, cell_of, ranks)
+    not_ceds = np.zeros(cells.count, dtype=bool)
+    not_ceds[cell_of[named & (ranks == _NO_RANK)]] = True
+    chosen = pa.array(_RANKED, pa.large_string()).take(pa.array(np.maximum(best, 0)))
+    none = pa.array(not_ceds | (best == _NO_RANK))
+    single = pc.if_else(none, pa.scalar(None, chosen.type), chosen)
+    return _Grades(level, count, single, cells.at)
+
+
+def grade_levels(grades: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(level, multi)`` per cell: the highest numeric grade (``NO_GRADE`` when the cell has
+    none) and whether the cell lists more than one grade."""
+    cells = _grade_cells(grades)
+    return cells.level[cells.at], (cells.count > 1)[cells.at]
 
 
 def years_from_grades(grades: pd.Series, school_year_end: int) -> pd.Series:
@@ -82,16 +118,23 @@ def class_years(
 ) -> ClassYears:
     """Class year for every ``students`` row of a users frame; "" for the other rows."""
     column = supplied_column(frame, options.class_year_sources)
-    level, multi = grade_levels(frame["grades"])
-    years = _years(level, options.school_year_end(), frame.index)
+    cells = _grade_cells(frame["grades"])
+    years = _years(cells.level[cells.at], options.school_year_end(), frame.index)
     if column is not None:
         supplied = frame[column]
         years = choose(supplied != "", supplied, years)
     is_student = np.asarray(students, dtype=bool)
+    multi = (cells.count > 1)[cells.at] & is_student
+    grades = frame["grades"]
+    if multi.any():  # one grade per student: the highest, where every code is a CEDS one
+        single = cells.single.take(pa.array(cells.at))
+        one = multi & single.is_valid().to_numpy(zero_copy_only=False)
+        grades = choose(one, strings(single.fill_null(""), frame.index), grades)
     return ClassYears(
         values=choose(is_student, years, ""),
-        multi_grade=pd.Series(multi & is_student, index=frame.index),
+        multi_grade=pd.Series(multi, index=frame.index),
         supplied_column=column,
+        grades=grades,
     )
 
 

@@ -568,17 +568,19 @@ def _mask_rows(mask: pa.ChunkedArray) -> np.ndarray:
 def _build_table(
     spec: FileSpec, header: _Header, parsed: _Parsed, report: _Reporter, *, checks: bool
 ) -> Table:
-    raw = parsed.columns
+    raw = dict(parsed.columns)
     trimmed = {t: _trim(v) for t, v in raw.items()}
-    keep = _non_blank_rows(trimmed, len(parsed.lines))
+    cleaned = {t: _strip_controls(v) for t, v in trimmed.items()}
+    keep = _non_blank_rows(cleaned, len(parsed.lines))
     lines = parsed.lines
     if keep is not None:
-        filtered = {t: v.filter(keep) for t, v in trimmed.items()}
-        # An untrimmed column stays one array, so it still skips the whitespace report.
-        raw = {t: filtered[t] if v is trimmed[t] else v.filter(keep) for t, v in raw.items()}
-        trimmed = filtered
+        # A column left as it was stays one array, so it still skips its report.
+        for t, v in cleaned.items():
+            before, cleaned[t] = trimmed[t], v.filter(keep)
+            trimmed[t] = cleaned[t] if before is v else before.filter(keep)
+            raw[t] = trimmed[t] if raw[t] is before else raw[t].filter(keep)
         lines = lines[keep.to_numpy(zero_copy_only=False)]
-    sids = trimmed.get("sourcedId")
+    sids = cleaned.get("sourcedId")
 
     def cells(rule: str, column: str, mask: pa.ChunkedArray, message: str) -> None:
         rows = _mask_rows(mask)
@@ -586,28 +588,64 @@ def _build_table(
         for row, sid in zip(rows, found, strict=True):
             report.add(rule, message, line=int(lines[row]), column=column, sourced_id=sid)
 
-    for t in trimmed if checks else ():
+    for t in cleaned if checks else ():
         if parsed.breaks_in_values:
             has_break = pc.or_(pc.match_substring(raw[t], "\n"), pc.match_substring(raw[t], "\r"))
             if pc.any(has_break).as_py():
                 message = f"a value in '{t}' holds a line break: remove it"
                 cells("CSV-NEWLINE-IN-VALUE", t, has_break, message)
         _report_whitespace(t, raw[t], trimmed[t], lines, sids, report)
+        _report_controls(t, trimmed[t], cleaned[t], lines, sids, report)
         # Bytes >= characters, so only values long in bytes need counting in characters.
-        if pc.any(pc.greater(pc.binary_length(trimmed[t]), MAX_VALUE_LENGTH)).as_py():
-            too_long = pc.greater(pc.utf8_length(trimmed[t]), MAX_VALUE_LENGTH)
+        if pc.any(pc.greater(pc.binary_length(cleaned[t]), MAX_VALUE_LENGTH)).as_py():
+            too_long = pc.greater(pc.utf8_length(cleaned[t]), MAX_VALUE_LENGTH)
             if pc.any(too_long).as_py():
                 message = f"a value in '{t}' is longer than {MAX_VALUE_LENGTH} characters"
                 cells("CSV-TOO-LONG", t, too_long, message)
     if len(lines) == 0 and not report.has("CSV-PARSE") and spec.name != DEMOGRAPHICS.name:
         report.add("CSV-EMPTY", "the file has a header but no data rows")
-    frame = _frame(spec, header, trimmed, lines)
+    frame = _frame(spec, header, cleaned, lines)
     return Table(spec, frame, report.findings, absent=header.absent, present=True)
 
 
 def _trim(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """Values with surrounding whitespace trimmed; the same array when none can have any."""
     return pc.utf8_trim_whitespace(values) if _may_have_outer_space(values) else values
+
+
+# CSV-CONTROL-CHARS: C0 controls but CR and LF (a line break is CSV-NEWLINE-IN-VALUE, an
+# error), DEL and the C1 controls. Invisible, and meaningless in a name, code or id. (A tab at
+# either end of a value is whitespace, trimmed before: CSV-WHITESPACE.)
+CONTROL_CHARS = r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f\x{80}-\x{9f}]"
+_C1_LEAD = 0xC2  # the first UTF-8 byte of U+0080..U+00BF, the C1 controls among them
+
+
+def _strip_controls(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Trimmed values with their control characters removed (and trimmed again: a removed
+    control may have stood before a space); the same array when none holds any."""
+    if not _has_controls(values):
+        return values
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(values, CONTROL_CHARS, ""))
+
+
+def _has_controls(values: pa.ChunkedArray) -> bool:
+    """Whether some value may hold a control character: a scan of the bytes, exact for the
+    C0 controls and DEL, and true for any U+0080..U+00BF (C1 controls among them)."""
+    for chunk in values.chunks:
+        _, offsets_buf, data_buf = chunk.buffers()
+        if len(chunk) == 0 or data_buf is None or data_buf.size == 0:
+            continue
+        first = chunk.offset * 8  # large_string offsets are int64
+        offsets = np.frombuffer(offsets_buf, np.int64, count=len(chunk) + 1, offset=first)
+        span = np.frombuffer(data_buf, np.uint8)[offsets[0] : offsets[-1]]
+        if span.size == 0:
+            continue
+        low, high = span.min(), span.max()
+        if low < 0x20 and ((span < 0x20) & (span != _LF) & (span != _CR)).any():
+            return True
+        if high >= 0x7F and ((span == 0x7F) | (span == _C1_LEAD)).any():
+            return True
+    return False
 
 
 def _may_have_outer_space(values: pa.ChunkedArray) -> bool:
@@ -648,6 +686,33 @@ def _non_blank_rows(trimmed: dict[str, pa.ChunkedArray], n: int) -> pa.ChunkedAr
         if not pc.any(blank).as_py():
             return None
     return None if blank is None or n == 0 else pc.invert(blank)
+
+
+def _report_controls(
+    column: str,
+    trimmed: pa.ChunkedArray,
+    cleaned: pa.ChunkedArray,
+    lines: np.ndarray,
+    sids: pa.ChunkedArray | None,
+    report: _Reporter,
+) -> None:
+    """CSV-CONTROL-CHARS once per column: how many values held control characters, and the
+    first line. ``trimmed``: the values before the controls were removed."""
+    if cleaned is trimmed:
+        return
+    changed = pc.not_equal(pc.binary_length(trimmed), pc.binary_length(cleaned))
+    count = pc.sum(changed).as_py() or 0
+    if not count:
+        return
+    first = int(pc.index(changed, True).as_py())
+    report.add(
+        "CSV-CONTROL-CHARS",
+        f"{count} value(s) in '{column}' held control characters (such as NUL or tab), which "
+        f"were removed (the first on line {int(lines[first])})",
+        line=int(lines[first]),
+        column=column,
+        sourced_id=sids[first].as_py() if sids is not None else None,
+    )
 
 
 def _report_whitespace(

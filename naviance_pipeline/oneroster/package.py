@@ -1,4 +1,5 @@
-"""NavianceOneRoster.zip (spec section 2): a deterministic build, a re-read that verifies it, and
+"""NavianceOneRoster.zip (spec section 2): every frame held to the output contract as it is
+loaded (PKG-CONTRACT, ``contract.py``), a deterministic build, a re-read that verifies it, and
 the size limit (PKG-SIZE, PKG-VERIFY).
 
 The ZIP is written by a small writer of its own rather than ``zipfile``, for two reasons: it
@@ -36,6 +37,7 @@ import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
 from naviance_pipeline.crash import crashpoint, temp_name
+from naviance_pipeline.oneroster.contract import check_frame
 from naviance_pipeline.oneroster.findings import WARNING, Finding, finding, has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
@@ -49,7 +51,7 @@ from naviance_pipeline.oneroster.spec import (
     ZIP_NAME,
     user_output_header,
 )
-from naviance_pipeline.oneroster.writer import iter_csv
+from naviance_pipeline.oneroster.writer import csv_header, iter_csv
 
 try:  # ISA-L deflate; zlib has the same interface, only slower (and other bytes)
     from isal import isal_zlib as _deflate
@@ -96,7 +98,8 @@ class PackageResult:
     size: int
     sha256: str
     entries: list[EntryInfo]  # manifest, orgs, users, demographics in that order
-    findings: list[Finding]  # PKG-SIZE (W over 800 MB, E over 1,000,000,000 bytes), PKG-VERIFY (E)
+    # PKG-CONTRACT (E), PKG-SIZE (W over 800 MB, E over 1,000,000,000 bytes), PKG-VERIFY (E)
+    findings: list[Finding]
 
 
 def build_package(
@@ -123,12 +126,15 @@ def build_package(
     entry is written and dropped when the entry is done, so a large district holds one frame
     at a time rather than three. Its header is checked then (same ValueError, no file left).
 
-    The ZIP is written to a temporary name beside `dest` (owner-only when local), re-read and
-    verified there (PKG-VERIFY) and its size checked (PKG-SIZE, thresholds injectable). Only a
-    ZIP without error findings is renamed to `dest`, so `dest` never holds a partial or
-    unverified ZIP. With error findings the new ZIP is deleted and `dest` is left as it was
-    (absent, or an earlier run's file: check ``findings`` before using ``path``). A ValueError
-    from the writer (a value holding CR/LF) also leaves no temporary file behind.
+    Each frame is held to the output contract before its entry is written (PKG-CONTRACT: no
+    control character or line break, exact codes, one grade per student, …; its data is then
+    not written). The ZIP is written to a temporary name beside `dest` (owner-only when local),
+    re-read and verified there (PKG-VERIFY: entries, headers, row counts and the sha256 of
+    each entry's bytes) and its size checked (PKG-SIZE, thresholds injectable). Only a ZIP
+    without error findings is renamed to `dest`, so `dest` never holds a partial, unverified or
+    out-of-contract ZIP. With error findings the new ZIP is deleted and `dest` is left as it
+    was (absent, or an earlier run's file: check ``findings`` before using ``path``). An
+    exception while writing also leaves no temporary file behind.
 
     ``max_bytes``/``warn_bytes`` exist so tests can reach PKG-SIZE with a small ZIP.
 
@@ -137,6 +143,7 @@ def build_package(
     """
     entries = _package_entries(orgs, users, demographics, options)
     rows: list[int] = []  # data rows of each entry, counted as it is written
+    broken: list[Finding] = []  # PKG-CONTRACT: values the package must never hold
     fs, path = fsspec.core.url_to_fs(dest)
     parent, name = posixpath.split(path)  # fsspec paths are posix-style, local ones too
     temp = f"{parent}/{temp_name(name)}"  # a killed run's leftover is swept (crash.py)
@@ -156,7 +163,10 @@ def build_package(
 
             written = write_zip(
                 sink,
-                ((name, _entry_csv(name, frame, header, rows)) for name, frame, header in entries),
+                (
+                    (name, _entry_csv(name, frame, header, rows, options, broken))
+                    for name, frame, header in entries
+                ),
                 options.as_of,
                 on_entry=reread_entry if local else None,
             )
@@ -166,7 +176,7 @@ def build_package(
             EntryInfo(name, n, w.bytes, w.sha256, list(header))
             for (name, _, header), n, w in zip(entries, rows, written, strict=True)
         ]
-        findings = check_size(sink.size, max_bytes=max_bytes, warn_bytes=warn_bytes)
+        findings = [*broken, *check_size(sink.size, max_bytes=max_bytes, warn_bytes=warn_bytes)]
         findings += _verify(fs, temp, expected, reread if local else None)
         crashpoint("package:written")
         if has_errors(findings):
@@ -331,12 +341,28 @@ def _check_columns(name: str, frame: pd.DataFrame, header: list[str]) -> None:
 
 
 def _entry_csv(
-    name: str, source: FrameSource, header: list[str], rows: list[int]
+    name: str,
+    source: FrameSource,
+    header: list[str],
+    rows: list[int],
+    options: Options,
+    broken: list[Finding],
 ) -> Iterator[bytes]:
     """One entry's CSV chunks, loading its frame first if need be; appends its row count.
-    A loaded frame is referenced only here, so it is freed once the entry is written."""
+    A loaded frame is referenced only here, so it is freed once the entry is written.
+
+    The frame is held to the output contract first (``contract.check_frame``): a frame that
+    breaks it adds PKG-CONTRACT findings to ``broken`` and is not written (the entry holds its
+    header only, and the package is discarded for the error); the next entries are still
+    checked, so that one run names every broken column."""
     frame = source if isinstance(source, pd.DataFrame) else source()
     _check_columns(name, frame, header)
+    found = check_frame(name, frame, options)
+    if found:
+        broken.extend(found)
+        rows.append(0)
+        yield csv_header(header)
+        return
     rows.append(len(frame))
     yield from iter_csv(frame, header)
 

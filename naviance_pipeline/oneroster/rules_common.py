@@ -17,7 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from naviance_pipeline.oneroster.findings import Finding, as_warning, finding
+from naviance_pipeline.oneroster.findings import (
+    Finding,
+    as_warning,
+    finding,
+    shown_ids,
+    shown_values,
+)
 from naviance_pipeline.oneroster.spec import DROPPED_STATUSES, MAX_VALUE_LENGTH, FileSpec
 
 SOURCED_ID = "sourcedId"
@@ -397,18 +403,18 @@ def real_dates(dates: pd.Series) -> np.ndarray:
 # ---- findings ----------------------------------------------------------------------------------
 
 
-def column_at(frame: pd.DataFrame, column: str | None, positions: np.ndarray) -> list:
-    """The values of ``column`` at row ``positions`` (None everywhere when there is no such
-    column), gathered by one Arrow ``take`` rather than a lookup per row."""
+def column_at(frame: pd.DataFrame, column: str | None, positions: np.ndarray) -> pa.Array:
+    """The values of ``column`` at row ``positions`` (nulls when there is no such column),
+    gathered by one Arrow ``take`` rather than a lookup per row."""
     if column not in frame.columns:
-        return [None] * len(positions)
-    return arrow(frame[column]).take(pa.array(positions, pa.int64())).to_pylist()
+        return pa.nulls(len(positions), pa.large_string())
+    return arrow(frame[column]).take(pa.array(positions, pa.int64()))
 
 
 def sourced_ids(frame: pd.DataFrame, lines: Iterable[int]) -> list[str | None]:
     """The sourcedId of each line (all lines must be in the frame)."""
     positions = frame.index.get_indexer(pd.Index(list(lines)))
-    return column_at(frame, SOURCED_ID, positions)
+    return column_at(frame, SOURCED_ID, positions).to_pylist()
 
 
 def many_findings(
@@ -418,26 +424,19 @@ def many_findings(
     file: str,
     column: str | None,
     lines: Iterable[int],
-    ids: Iterable[str | None],
-    values: Iterable[str | None],
+    ids: Iterable[str | None] | pa.Array,
+    values: Iterable[str | None] | pa.Array,
 ) -> list[Finding]:
     """``finding(...)`` for many rows of one rule and column, checked once by ``finding`` (rule
-    code, PII column) and then built directly: failing files can have millions of rows."""
-    template = finding(rule, message, file=file, column=column, value="")
-    keep_value = template.value is not None  # finding() drops values of PII columns
-    severity = template.severity
+    code) and then built directly: failing files can have millions of rows. Values and
+    sourcedIds are screened as ``finding`` screens them (``shown_values``, ``shown_ids``), by
+    Arrow kernels over all rows at once."""
+    severity = finding(rule, message, file=file, column=column).severity
     return [
-        Finding(
-            rule,
-            severity,
-            file,
-            int(line),
-            column,
-            sid or None,
-            message,
-            value if keep_value else None,
+        Finding(rule, severity, file, int(line), column, sid, message, value)
+        for line, sid, value in zip(
+            lines, shown_ids(ids), shown_values(values, column), strict=True
         )
-        for line, sid, value in zip(lines, ids, values, strict=True)
     ]
 
 

@@ -252,12 +252,32 @@ def class_year_findings(frame: pd.DataFrame, years: ClassYears) -> list[Finding]
         f"this active student has no class year: give a numeric grade (KG, 01-12){source}",
         with_value=False,
     )
+    multi = np.flatnonzero(years.multi_grade.to_numpy(bool))
+    if not len(multi):
+        return findings
+    # One finding per student, its message naming the grade written (a handful of groups).
+    written = np.array(arrow(years.grades).take(pa.array(multi)).to_pylist(), dtype=object)
+    listed = np.array(column_at(frame, "grades", multi).to_pylist(), dtype=object)
+    groups = {
+        grade: (
+            f"this student has more than one grade and Naviance takes one: only the highest, "
+            f"{grade}, is written (and used for the class year unless one is supplied)"
+        )
+        for grade in sorted(set(written[written != listed]))
+    }
+    for grade, message in groups.items():
+        rows = np.zeros(len(frame), dtype=bool)
+        rows[multi[(written == grade) & (written != listed)]] = True
+        findings += row_findings(frame, rows, "USR-GRADE-MULTI", USERS, "grades", message)
+    kept = np.zeros(len(frame), dtype=bool)
+    kept[multi[written == listed]] = True  # a code outside CEDS (USR-GRADE): left as it is
     findings += row_findings(
         frame,
-        years.multi_grade,
+        kept,
         "USR-GRADE-MULTI",
         USERS,
         "grades",
-        "this student has more than one grade; the highest is used for the class year",
+        "this student has more than one grade, not all of them CEDS codes; once they are, only "
+        "the highest is written (Naviance takes one grade per student)",
     )
     return findings

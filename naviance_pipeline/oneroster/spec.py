@@ -181,6 +181,13 @@ DEMOGRAPHICS = FileSpec(
 
 FILES: dict[str, FileSpec] = {s.name: s for s in (ORGS, USERS, DEMOGRAPHICS)}
 
+# Written blank whatever the source holds (bulk files; passwords and guardians never sent).
+ALWAYS_BLANK = {
+    ORGS.name: ("status", "dateLastModified"),
+    USERS.name: ("status", "dateLastModified", "password", "agentSourcedIds"),
+    DEMOGRAPHICS.name: ("status", "dateLastModified"),
+}
+
 # Output extension columns (section 6), appended after the spec columns of users.csv.
 USER_EXTENSIONS = (CLASS_YEAR_COLUMN,)
 USER_EXTENSIONS_WITH_STAFF = (CLASS_YEAR_COLUMN, TITLE_COLUMN)

@@ -43,6 +43,7 @@ from naviance_pipeline.oneroster.rules_common import (
 )
 from naviance_pipeline.oneroster.source import Source
 from naviance_pipeline.oneroster.spec import (
+    ALWAYS_BLANK,
     CLASS_YEAR_COLUMN,
     DEMOGRAPHICS,
     ORGS,
@@ -55,13 +56,6 @@ from naviance_pipeline.oneroster.spec import (
 )
 
 T = TypeVar("T")
-
-# Written blank whatever the source holds (bulk files; passwords and guardians never sent).
-ALWAYS_BLANK = {
-    ORGS.name: ("status", "dateLastModified"),
-    USERS.name: ("status", "dateLastModified", "password", "agentSourcedIds"),
-    DEMOGRAPHICS.name: ("status", "dateLastModified"),
-}
 
 
 @dataclass
@@ -217,6 +211,7 @@ def build_users(source: Source, options: Options) -> StageResult:
         ],
     )
     findings = [*validated, *rules, *ru.class_year_findings(candidates, years)]
+    candidates["grades"] = years.grades  # one grade per student (USR-GRADE-MULTI)
     result = _finish(
         read,
         candidates,

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.csvread import read_table
-from naviance_pipeline.oneroster.findings import Finding, finding, sort_findings
+from naviance_pipeline.oneroster.findings import Finding, finding, shown_id, sort_findings
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.rules_common import arrow, join_list
@@ -63,7 +63,14 @@ _TEXT = pa.large_string()
 # files (unknown or missing spec columns, column order, versions, a BOM) or are checked again
 # on the converted files (too long, empty).
 _SOURCE_RULES = frozenset(
-    {"CSV-ENCODING", "CSV-PARSE", "CSV-NEWLINE-IN-VALUE", "CSV-WHITESPACE", "CSV-HEADER-DUPLICATE"}
+    {
+        "CSV-ENCODING",
+        "CSV-PARSE",
+        "CSV-NEWLINE-IN-VALUE",
+        "CSV-WHITESPACE",
+        "CSV-CONTROL-CHARS",
+        "CSV-HEADER-DUPLICATE",
+    }
 )
 _BREAKS = r"\r\n|[\r\n]"
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -245,7 +252,7 @@ def _with_sourced_ids(table: _Table) -> Iterable[Finding]:
         if f.sourcedId is None and f.line is not None and table.sourced_ids is not None:
             at = int(np.searchsorted(table.lines, f.line))
             if at < table.rows and table.lines[at] == f.line:
-                yield replace(f, sourcedId=table.sourced_ids[at].as_py() or None)
+                yield replace(f, sourcedId=shown_id(table.sourced_ids[at].as_py()))
                 continue
         yield f
 

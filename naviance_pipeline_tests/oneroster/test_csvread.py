@@ -334,6 +334,35 @@ def test_whitespace_finding_on_pii_column_has_no_value(make_csv, make_rows):
     assert table.frame.loc[2, "givenName"] == "Ann"
 
 
+def test_control_characters_are_removed_and_reported_once_per_column(make_csv, make_rows):
+    rows = [
+        {"sourcedId": "u1", "givenName": "Jo\x00se", "familyName": "Lee", "role": "student"},
+        {
+            "sourcedId": "u2",
+            "givenName": "\x00 Ann",
+            "familyName": "Le\x1be",
+            "role": "stu\x7fdent",
+        },
+        {"sourcedId": "u\x00003", "givenName": "Mary\tAnn", "familyName": "Ng\u0085u"},
+        {"sourcedId": "u4", "givenName": "Zoë", "familyName": "Ng", "grades": "09\t"},
+    ]
+    table = read_table(make_csv(make_rows(USERS, *rows)), USERS)
+    frame = table.frame
+    assert frame["givenName"].tolist() == ["Jose", "Ann", "MaryAnn", "Zoë"]
+    assert frame["familyName"].tolist() == ["Lee", "Lee", "Ngu", "Ng"]
+    assert frame["role"].tolist() == ["student", "student", "", ""]
+    assert frame["sourcedId"].tolist() == ["u1", "u2", "u003", "u4"]
+    by_column = {f.column: f for f in found(table, "CSV-CONTROL-CHARS")}
+    assert set(by_column) == {"givenName", "familyName", "role", "sourcedId"}
+    given = by_column["givenName"]
+    assert (given.severity, given.line, given.sourcedId, given.value) == (WARNING, 2, "u1", None)
+    assert "3 value(s)" in given.message and "Jo" not in given.message
+    assert by_column["sourcedId"].line == 4
+    # A tab at an end is whitespace, trimmed as before.
+    assert one(table, "CSV-WHITESPACE").column == "grades"
+    assert frame["grades"].tolist()[-1] == "09"
+
+
 def test_value_over_255_characters_is_too_long_per_cell():
     data = (
         ORGS_HEADER

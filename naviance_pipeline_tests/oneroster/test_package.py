@@ -6,13 +6,17 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from upath import UPath
 
+from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.oneroster import package
+from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import (
@@ -302,6 +306,59 @@ def test_verify_package_catches_corrupt_data(built):
     ]
 
 
+def _same_length_edit(data: bytes) -> bytes:
+    """users.csv with one username changed, byte for byte in place: same length, same rows,
+    same header; only the content (and so the sha256) differs."""
+    assert data.count(b"ajose") == 1
+    return data.replace(b"ajose", b"ajosf")
+
+
+def test_verify_package_catches_same_length_content_with_a_valid_crc(built):
+    path = Path(built.path)
+    entries = entries_of(path)
+    entries["users.csv"] = _same_length_edit(entries["users.csv"])
+    # Rewritten by the package's own ZIP writer: local headers, CRCs, sizes and the central
+    # directory all describe the changed bytes, so any ZIP reader takes it as sound.
+    with path.open("wb") as out:
+        write_zip(out, ((n, [d]) for n, d in entries.items()), AS_OF)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+    summary = {e.name: e for e in read_package_summary(built.path)}
+    want = {e.name: e for e in built.entries}
+    assert (summary["users.csv"].rows, summary["users.csv"].bytes) == (
+        want["users.csv"].rows,
+        want["users.csv"].bytes,
+    )
+    assert summary["users.csv"].header == want["users.csv"].header
+
+    findings = verify_package(built.path, built.entries)
+    assert pkg_rules(findings) == [("PKG-VERIFY", ERROR, "users.csv", None)]
+    assert "sha256" in findings[0].message
+
+
+def test_build_catches_an_entry_written_with_other_bytes_of_the_same_length(
+    monkeypatch, tmp_path: Path
+):
+    """The package step: the bytes stored for users.csv are not the ones its digest saw, yet
+    its CRC and sizes are right (a writer fault no ZIP reader notices); the sha256 does."""
+    real = package._write_entry
+
+    def write_entry(out, entry, packed, *args):
+        if entry == "users.csv":
+            data = zlib.decompress(b"".join(packed.compressed), -15)
+            changed = _same_length_edit(data)
+            deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            packed.compressed = [deflate.compress(changed) + deflate.flush()]
+            packed.crc = zlib.crc32(changed)
+        return real(out, entry, packed, *args)
+
+    monkeypatch.setattr(package, "_write_entry", write_entry)
+    result = build(tmp_path / ZIP_NAME)
+    assert pkg_rules(result.findings) == [("PKG-VERIFY", ERROR, "users.csv", None)]
+    assert "sha256" in result.findings[0].message
+    assert list(tmp_path.iterdir()) == []  # nothing at dest, no temporary file
+
+
 def test_verify_package_reports_a_file_that_is_not_a_zip(tmp_path: Path):
     path = tmp_path / ZIP_NAME
     path.write_bytes(b"sourcedId\r\n")
@@ -335,12 +392,158 @@ def test_failed_build_leaves_an_earlier_file_at_dest_untouched(tmp_path: Path):
     assert list(tmp_path.iterdir()) == [dest]
 
 
-def test_writer_error_leaves_no_partial_file(tmp_path: Path):
+def test_a_line_break_in_a_value_is_pkg_contract_and_leaves_no_partial_file(tmp_path: Path):
     bad = users()
     bad.loc[1, "familyName"] = "Line\nBreak"
-    with pytest.raises(ValueError, match="familyName"):
-        build_package(orgs(), bad, demographics(), Options(as_of=AS_OF), str(tmp_path / ZIP_NAME))
+    result = build_package(
+        orgs(), bad, demographics(), Options(as_of=AS_OF), str(tmp_path / ZIP_NAME)
+    )
+    assert [(f.rule, f.file, f.column) for f in result.findings] == [
+        ("PKG-CONTRACT", "users.csv", "familyName")
+    ]
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- PKG-CONTRACT: what ships is exactly the contract ------------------------------------------
+
+# (entry, column, row, value, what the message says): one value the package must never hold.
+BREACHES = [
+    ("users.csv", "givenName", 0, "Jo\x00sé", "control characters"),
+    ("users.csv", "familyName", 1, "Smith\tJones", "control characters"),
+    ("users.csv", "username", 1, "bzoe\x7f", "control characters"),
+    ("orgs.csv", "name", 1, "Lakeview\u0085High", "control characters"),
+    ("users.csv", "grades", 0, "09,10", "not exactly one CEDS grade"),
+    ("users.csv", "grades", 1, "9", "not exactly one CEDS grade"),
+    ("users.csv", "enabledUser", 0, "TRUE", "not one of true, false"),
+    ("users.csv", "role", 1, "guardian", "not one of student"),
+    ("users.csv", "status", 0, "active", "not blank"),
+    ("users.csv", "agentSourcedIds", 0, "g1", "not blank"),
+    ("users.csv", "password", 0, "secret", "not blank"),
+    ("users.csv", "username", 0, "", "are blank"),
+    ("users.csv", "orgSourcedIds", 1, "", "are blank"),
+    ("users.csv", "sourcedId", 1, "00012345", "out of order or repeated"),
+    ("users.csv", "sourcedId", 0, "00012347", "out of order or repeated"),
+    ("users.csv", "metadata.classYear", 0, "30", "not four digits"),
+    ("orgs.csv", "type", 2, "department", "not one of school, district"),
+    ("orgs.csv", "name", 0, "", "are blank"),
+    ("demographics.csv", "sex", 0, "M", "not one of male, female"),
+    ("demographics.csv", "white", 1, "yes", "not one of true, false"),
+    ("demographics.csv", "birthDate", 0, "2011-02-30", "calendar date"),
+    ("demographics.csv", "birthDate", 0, "3/4/2011", "calendar date"),
+    ("demographics.csv", "birthDate", 0, "2011-3-4", "calendar date"),
+    ("demographics.csv", "birthDate", 0, "2026-12-01", "calendar date"),  # after the as-of
+    ("demographics.csv", "dateLastModified", 1, "2026-11-01", "not blank"),
+]
+
+
+@pytest.mark.parametrize(("entry", "column", "row", "value", "what"), BREACHES)
+def test_a_value_outside_the_contract_is_pkg_contract_and_nothing_is_written(
+    tmp_path: Path, entry, column, row, value, what
+):
+    frames = {"orgs.csv": orgs(), "users.csv": users(), "demographics.csv": demographics()}
+    frames[entry].loc[row, column] = value
+    dest = tmp_path / ZIP_NAME
+    dest.write_bytes(b"yesterday's package")
+    result = build_package(
+        frames["orgs.csv"],
+        frames["users.csv"],
+        frames["demographics.csv"],
+        Options(as_of=AS_OF),
+        str(dest),
+    )
+    assert {(f.rule, f.severity, f.file, f.line) for f in result.findings} == {
+        ("PKG-CONTRACT", ERROR, entry, None)
+    }
+    (f,) = [f for f in result.findings if f.column == column]
+    assert f.value is None and f.sourcedId is None
+    assert what in f.message and "1 row(s)" in f.message
+    if value:
+        assert value not in f.message
+    assert dest.read_bytes() == b"yesterday's package"  # untouched, no temporary file left
+    assert list(tmp_path.iterdir()) == [dest]
+
+
+def test_pkg_contract_names_every_broken_column_of_every_entry(tmp_path: Path):
+    bad_orgs, bad_users, bad_demographics = orgs(), users(), demographics()
+    bad_orgs.loc[0, "type"] = "state"
+    bad_users.loc[:, "grades"] = "10,11"
+    bad_users.loc[0, "givenName"] = "Jo\x00se"
+    bad_demographics.loc[:, "sex"] = "F"
+    result = build_package(
+        bad_orgs, bad_users, bad_demographics, Options(as_of=AS_OF), str(tmp_path / ZIP_NAME)
+    )
+    assert [(f.file, f.column, f.message.split(": ")[1][:9]) for f in result.findings] == [
+        ("orgs.csv", "type", "1 row(s) "),
+        ("users.csv", "givenName", "1 row(s) "),
+        ("users.csv", "grades", "2 row(s) "),
+        ("demographics.csv", "sex", "2 row(s) "),
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_contract_allows_what_the_profile_allows(tmp_path: Path):
+    """Blank optional values, staff with grade lists and titles, a multi-line org list."""
+    options = Options(as_of=AS_OF, include_staff=True)
+    staff_users = users(include_staff=True)
+    staff_users.loc[0, "grades"] = ""
+    staff_users.loc[0, "metadata.classYear"] = ""
+    teacher = {c: "" for c in staff_users.columns}
+    teacher.update(
+        sourcedId="T1", enabledUser="false", orgSourcedIds="0100,0101", role="teacher",
+        username="t", givenName="T", familyName="Teach", grades="09,10,11",
+        **{"metadata.title": "Counselor"},
+    )  # fmt: skip
+    staff_users = pd.concat([staff_users, pd.DataFrame([teacher], dtype=TEXT)], ignore_index=True)
+    bare = demographics()
+    bare.loc[1, ["birthDate", "sex"]] = ""
+    result = build_package(orgs(), staff_users, bare, options, str(tmp_path / ZIP_NAME))
+    assert result.findings == []
+
+
+def _stored(tmp_path: Path, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` stored and read back as the package step reads it: codes dictionary-encoded."""
+    path = UPath(tmp_path / f"{name}.parquet")
+    write_frame(frame, path)
+    return read_frame(path, dictionary=coded_columns(f"{name}.csv"))
+
+
+def test_frames_read_with_their_codes_dictionary_encoded_give_the_same_package(tmp_path: Path):
+    stored = [
+        _stored(tmp_path, name, make())
+        for name, make in (("orgs", orgs), ("users", users), ("demographics", demographics))
+    ]
+    assert isinstance(stored[2]["sex"].dtype, pd.ArrowDtype)  # dictionary-encoded
+    from_text = build(tmp_path / "text" / ZIP_NAME)
+    from_stored = build_package(*stored, Options(as_of=AS_OF), str(tmp_path / "d" / ZIP_NAME))
+    assert from_stored.findings == [] and from_stored.sha256 == from_text.sha256
+
+
+def test_the_contract_checks_dictionary_encoded_codes_per_row(tmp_path: Path):
+    bad_users, bad_demographics = users(), demographics()
+    bad_users.loc[1, "grades"] = "09,10"
+    bad_demographics.loc[:, "white"] = ["TRUE", "yes"]
+    bad_demographics.loc[1, "birthDate"] = "2011-02-29"
+    result = build_package(
+        _stored(tmp_path, "orgs", orgs()),
+        _stored(tmp_path, "users", bad_users),
+        _stored(tmp_path, "demographics", bad_demographics),
+        Options(as_of=AS_OF),
+        str(tmp_path / ZIP_NAME),
+    )
+    assert [(f.file, f.column, f.message.split(": ")[1][:9]) for f in result.findings] == [
+        ("users.csv", "grades", "1 row(s) "),
+        ("demographics.csv", "birthDate", "1 row(s) "),
+        ("demographics.csv", "white", "2 row(s) "),
+    ]
+    assert not (tmp_path / ZIP_NAME).exists()
+
+
+def test_a_control_character_in_the_configured_system_name_is_pkg_contract(tmp_path: Path):
+    options = Options(as_of=AS_OF, source_system_name="Power\x00School")
+    result = build_package(orgs(), users(), demographics(), options, str(tmp_path / ZIP_NAME))
+    assert [(f.rule, f.file, f.column) for f in result.findings] == [
+        ("PKG-CONTRACT", "manifest.csv", "value")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -265,11 +265,45 @@ def test_class_year_supplied_out_of_range():
     assert "2026 to 2040" in found[0].message
 
 
-def test_grade_multi_is_a_warning_and_uses_the_highest():
-    result = users_of([student("u1", grades="09,10")])
-    one(result.findings, "USR-GRADE-MULTI", line=line(0), sourced_id="u1", severity=WARNING)
-    row = result.frame.iloc[0]
-    assert (row["grades"], row["metadata.classYear"]) == ("09,10", "2029")
+def test_grade_multi_is_a_warning_and_writes_only_the_highest():
+    result = users_of(
+        [
+            student("u1", grades="09,10"),
+            student("u2", grades="UG,11"),  # the highest numeric grade, the class year's
+            student("u3", grades="12,13"),
+            student("u4", grades="10,11"),
+            student("u5", grades="09,XX"),  # USR-GRADE: left as it is, never written anyway
+        ]
+    )
+    found = of_rule(result.findings, "USR-GRADE-MULTI")
+    assert [(f.sourcedId, f.value, f.severity) for f in found] == [
+        ("u1", "09,10", WARNING),
+        ("u2", "UG,11", WARNING),
+        ("u3", "12,13", WARNING),
+        ("u4", "10,11", WARNING),
+        ("u5", "09,XX", WARNING),
+    ]
+    assert "only the highest, 10, is written" in found[0].message
+    assert "only the highest, 11, is written" in found[1].message
+    assert "not all of them CEDS codes" in found[4].message
+    one(result.findings, "USR-GRADE", sourced_id="u5", value="09,XX")
+    written = result.frame.set_index("sourcedId")
+    assert written["grades"].to_dict() == {
+        "u1": "10",
+        "u2": "11",
+        "u3": "12",
+        "u4": "11",
+        "u5": "09,XX",
+    }
+    assert written.loc["u1", "metadata.classYear"] == "2029"
+    assert written.loc["u2", "metadata.classYear"] == "2028"
+
+
+def test_staff_keep_their_grades_list():
+    teacher = person("t1", "teacher", grades="09,10", **{"metadata.title": "Teacher"})
+    result = users_of([student("u1"), teacher], options=STAFF_OPTIONS)
+    assert not of_rule(result.findings, "USR-GRADE-MULTI")
+    assert result.frame.set_index("sourcedId").loc["t1", "grades"] == "09,10"
 
 
 def test_org_is_written_even_if_a_user_needs_only_a_department():
