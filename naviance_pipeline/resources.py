@@ -16,7 +16,7 @@ import dagster as dg
 from naviance_pipeline.delivery.guards import GuardLimits, parse_overrides
 from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
 from naviance_pipeline.districts import District, load_districts
-from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES, Options
 from naviance_pipeline.settings import parse_month_day
 from naviance_pipeline.sources import PASSWORD_ENV, SourceConfig, ensure_sample
 from naviance_pipeline.storage import DataLayout
@@ -79,6 +79,8 @@ class PipelineResource(dg.ConfigurableResource):
     include_staff: bool = False
     rollover_day: str = "07-15"
     districts_file: str = ""  # many districts: the fields above come from here per district
+    # SRC-TOO-LARGE: the most the source's needed entries may hold, expanded (all districts).
+    max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
 
     @property
     def layout(self) -> DataLayout:
@@ -103,6 +105,7 @@ class PipelineResource(dg.ConfigurableResource):
             rollover=parse_month_day(self.rollover_day),
             source_system_name=self.source_system_name,
             district_code=self.district,
+            max_source_bytes=self.max_source_bytes,
         )
 
     def for_district(self, district_id: str) -> PipelineResource:
