@@ -46,6 +46,7 @@ _BREAK = re.compile(rb"\r\n|\n|\r")
 _ONLY_SPACE = re.compile(rb"\s*")  # fullmatch from an offset: no copy of a large input
 _MAX_BLOCK = 2**31 - 1  # pyarrow's block_size is an int32
 _COUNT_SLICE = 1 << 23
+_BLANK_SLICE = 1 << 20  # its positions take 8 bytes a line break: at most 8 MB a slice
 MAX_HEADER_BYTES = 1 << 20  # a header row longer than this is not a CSV header
 _BAD_ROW_PREFIX = 1 << 16  # a bad row's sourcedId is looked for this far into it
 _LF, _CR = ord("\n"), ord("\r")
@@ -616,14 +617,15 @@ def _blank_records(data: bytes, body_start: int, *, quoted: bool) -> np.ndarray:
     parts: list[np.ndarray] = []
     start = body_start  # where the current record starts
     inside = 0  # quotes seen so far, mod 2
-    for first in range(body_start, len(view), _COUNT_SLICE):
-        part = view[first : first + _COUNT_SLICE]
+    for first in range(body_start, len(view), _BLANK_SLICE):
+        part = view[first : first + _BLANK_SLICE]
         ends = np.flatnonzero(part == _LF) + first
         returns = np.flatnonzero(part == _CR) + first
         lone = returns[
             (returns + 1 >= len(view)) | (view[np.minimum(returns + 1, len(view) - 1)] != _LF)
         ]
-        ends = np.union1d(ends, lone)
+        if len(lone):  # a lone CR ends a line too (LF and CR positions never coincide)
+            ends = np.sort(np.concatenate((ends, lone)))
         if quoted:
             quotes = np.flatnonzero(part == ord('"'))
             outside = (np.searchsorted(quotes, ends - first) + inside) % 2 == 0

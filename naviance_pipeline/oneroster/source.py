@@ -517,7 +517,7 @@ def _repeated_names(files: list[zipfile.ZipInfo]) -> list[Finding]:
     return [
         finding(
             "SRC-DUPLICATE-FILE",
-            f"the archive holds {name} {count} times: remove all but one; none was chosen",
+            f"the archive holds {name} {count} times: remove all but one; nothing was read",
             file=name,
         )
         for name, count in counts.items()
@@ -639,12 +639,12 @@ def _duplicate_findings(names: list[str]) -> list[Finding]:
     for name in NEEDED:
         found = _places(name, names)
         if len(found) > 1:
-            shown = ", ".join(found)
+            shown = ", ".join(sorted(found))
             out.append(
                 finding(
                     "SRC-DUPLICATE-FILE",
                     f"{name} is in the source {len(found)} times ({shown}): remove all but "
-                    "one; none was chosen",
+                    "one: which one is the export cannot be told",
                     file=name,
                 )
             )
