@@ -18,8 +18,9 @@ from naviance_pipeline.oneroster.spec import (
 # limit (MAX_PACKAGE_BYTES, 1,000,000,000 bytes, PKG-SIZE): a package's CSVs are about the size
 # of the source's needed entries (the sample district: 24.4 MB read, 24.0 MB written) and
 # deflate about 5:1 (24.0 MB to 4.6 MB), so needed entries above 5 × 1 GB make a package that
-# Naviance cannot take anyway. Reading needs memory of about MEMORY_PER_SOURCE_BYTE times the
-# needed entries (README, Limits): set NAVIANCE_MAX_SOURCE_BYTES lower on a smaller machine.
+# Naviance cannot take anyway. `validate` peaks at about 0.25 GB + 4.5 × the needed entries
+# (the 1 M-user sample: 245 MB, 1.27 GB peak; README, Limits), so reading a source at this limit
+# needs about 23 GB: set NAVIANCE_MAX_SOURCE_BYTES lower on a smaller machine.
 CSV_DEFLATE_RATIO = 5
 DEFAULT_MAX_SOURCE_BYTES = CSV_DEFLATE_RATIO * MAX_PACKAGE_BYTES
 
