@@ -258,6 +258,13 @@ def _open_file(fs: AbstractFileSystem, path: str, shown: str) -> IO[bytes]:
     return fs.open(path, "rb")
 
 
+def _open_entry(fs: AbstractFileSystem, path: str, name: str) -> IO[bytes]:
+    """A folder's file as a stream; a local one only if it is a regular file."""
+    if isinstance(fs, LocalFileSystem):
+        return open_regular(path, name)
+    return fs.open(path, "rb")
+
+
 def _read_file(fs: AbstractFileSystem, path: str, name: str, limit: int) -> bytes:
     """A folder's file, never more than ``limit`` bytes of it (SRC-TOO-LARGE: it grew past the
     limit after it was listed)."""
@@ -485,7 +492,7 @@ def open_entries(
                 raise SourceUnreadable(_refusal(shown, refused), refused)
             yield Entries(
                 sorted(sizes),
-                lambda name: open_regular(f"{root}/{name}", name),
+                lambda name: _open_entry(fs, f"{root}/{name}", name),
                 lambda name: _read_file(fs, f"{root}/{name}", name, options.max_source_bytes),
                 sizes.__getitem__,
             )
