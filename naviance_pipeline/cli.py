@@ -24,7 +24,7 @@ from naviance_pipeline.oneroster.findings import Finding, has_errors, sort_findi
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.settings import parse_month_day
+from naviance_pipeline.settings import max_source_bytes_from_env, parse_month_day
 
 EXAMPLES_PER_RULE = 5
 
@@ -136,6 +136,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _options(args: argparse.Namespace) -> Options:
+    try:
+        max_source_bytes = max_source_bytes_from_env()
+    except ValueError as exc:
+        raise SystemExit(_usage_error(str(exc))) from exc
     return Options(
         as_of=_as_of(args.as_of),
         include_staff=args.include_staff,
@@ -143,6 +147,7 @@ def _options(args: argparse.Namespace) -> Options:
         source_system_name=args.source_system,
         district_code=args.district_code,
         raw_sis_export=getattr(args, "raw_sis_export", False),
+        max_source_bytes=max_source_bytes,
     )
 
 

@@ -50,6 +50,7 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             data_root=districts.data_root,
             district=ALL_DISTRICTS,
             districts_file=settings.districts_file,
+            max_source_bytes=settings.max_source_bytes,
         )()
         delivery = with_deployment_defaults(
             DeliveryResource,
@@ -73,6 +74,7 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             source_system_name=settings.source_system_name,
             include_staff=settings.include_staff,
             rollover_day=settings.rollover_day,
+            max_source_bytes=settings.max_source_bytes,
         )()
         delivery = with_deployment_defaults(
             DeliveryResource,

@@ -18,7 +18,7 @@ from naviance_pipeline.delivery.receipts import DEFAULT_NAME, check_name
 from naviance_pipeline.delivery.service import DeliveryPlan
 from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
 from naviance_pipeline.districts import District, load_districts
-from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES, Options
 from naviance_pipeline.settings import parse_month_day
 from naviance_pipeline.sources import KNOWN_HOSTS_ENV, PASSWORD_ENV, SourceConfig, ensure_sample
 from naviance_pipeline.storage import DataLayout
@@ -86,6 +86,8 @@ class PipelineResource(dg.ConfigurableResource):
     include_staff: bool = False
     rollover_day: str = "07-15"
     districts_file: str = ""  # many districts: the fields above come from here per district
+    # SRC-TOO-LARGE: the most the source's needed entries may hold, expanded (all districts).
+    max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
 
     @property
     def layout(self) -> DataLayout:
@@ -112,6 +114,7 @@ class PipelineResource(dg.ConfigurableResource):
             rollover=parse_month_day(self.rollover_day),
             source_system_name=self.source_system_name,
             district_code=self.district,
+            max_source_bytes=self.max_source_bytes,
         )
 
     def for_district(self, district_id: str) -> PipelineResource:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
 
+from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES
+
 SAMPLE_SEED = 20261130
 SAMPLE_STUDENTS = 1200
 SAMPLE_SCHOOLS = 4
@@ -30,6 +32,26 @@ def parse_bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(f"not a yes/no value: {text!r}")
+
+
+def parse_byte_count(text: str) -> int:
+    """``5000000000`` or ``5_000_000_000`` -> 5000000000: a positive whole number of bytes."""
+    value = int(text.strip().replace("_", ""))
+    if value <= 0:
+        raise ValueError(f"not a positive number of bytes: {text!r}")
+    return value
+
+
+def max_source_bytes_from_env() -> int:
+    """NAVIANCE_MAX_SOURCE_BYTES, else the default (oneroster/options.py says how it is
+    derived); ValueError naming the variable when it is not a positive number of bytes."""
+    text = _env("NAVIANCE_MAX_SOURCE_BYTES", str(DEFAULT_MAX_SOURCE_BYTES))
+    try:
+        return parse_byte_count(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"NAVIANCE_MAX_SOURCE_BYTES must be a positive number of bytes, not {text!r}"
+        ) from exc
 
 
 def parse_month_day(text: str) -> tuple[int, int]:
@@ -80,6 +102,8 @@ class Settings:
     # An sftp:// source's pinned known_hosts file (or the text in the secret
     # NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS, resources.py).
     source_sftp_known_hosts_path: str = ""
+    # SRC-TOO-LARGE: the most the source's needed entries may hold, expanded.
+    max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,6 +129,7 @@ class Settings:
             delivery_name=_env("NAVIANCE_DELIVERY_NAME", "naviance"),
             delivery_lock_timeout=float(_env("NAVIANCE_DELIVERY_LOCK_TIMEOUT", "3600")),
             source_sftp_known_hosts_path=_env("NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS_PATH", ""),
+            max_source_bytes=max_source_bytes_from_env(),
         )
 
     @classmethod

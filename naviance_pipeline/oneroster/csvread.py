@@ -46,6 +46,9 @@ _BREAK = re.compile(rb"\r\n|\n|\r")
 _ONLY_SPACE = re.compile(rb"\s*")  # fullmatch from an offset: no copy of a large input
 _MAX_BLOCK = 2**31 - 1  # pyarrow's block_size is an int32
 _COUNT_SLICE = 1 << 23
+_BLANK_SLICE = 1 << 20  # its positions take 8 bytes a line break: at most 8 MB a slice
+MAX_HEADER_BYTES = 1 << 20  # a header row longer than this is not a CSV header
+_BAD_ROW_PREFIX = 1 << 16  # a bad row's sourcedId is looked for this far into it
 _LF, _CR = ord("\n"), ord("\r")
 
 # Columns only a OneRoster 1.2 users.csv has, and those of 1.0 (which also lacks enabledUser).
@@ -109,8 +112,8 @@ def read_table(data: bytes | None, spec: FileSpec, *, only: Collection[str] | No
         report.add("CSV-ENCODING", _encoding_message(data, start, line), line=line)
         return _unread(spec, report.findings)
     split = _split_header(data, start)
-    if split is None:
-        report.add("CSV-PARSE", "a quoted column name in the header is never closed", line=1)
+    if isinstance(split, str):
+        report.add("CSV-PARSE", split, line=1)
         return _unread(spec, report.findings)
     names, body_start = split
     header = _map_header(names, spec, report)
@@ -214,23 +217,33 @@ def _record_at(data: bytes, start: int, offset: int) -> int:
 # -- header -----------------------------------------------------------------------------------
 
 
-def _split_header(data: bytes, start: int) -> tuple[list[str], int] | None:
-    """The header's field names and the offset where the data records start.
-
-    None when a quote in the header never closes. The header is parsed with the csv module
-    (it is one short record) so that pyarrow can be told every column's type up front.
+def _split_header(data: bytes, start: int) -> tuple[list[str], int] | str:
+    """The header's field names and the offset where the data records start, or why the
+    header cannot be read (a quote that never closes; no end within ``MAX_HEADER_BYTES``, as
+    in a file with no line break at all). The header is parsed with the csv module (it is one
+    short record) so that pyarrow can be told every column's type up front.
     """
-    pos = start
+    limit = min(len(data), start + MAX_HEADER_BYTES)
+    pos, quotes = start, 0
     while True:
-        brk = _BREAK.search(data, pos)
-        end = brk.end() if brk else len(data)
-        if data.count(b'"', start, end) % 2 == 0:
+        brk = _BREAK.search(data, pos, limit)
+        end = brk.end() if brk else limit
+        quotes += data.count(b'"', pos, end)
+        if quotes % 2 == 0 and (brk is not None or end == len(data)):
             break
         if brk is None:
-            return None
+            if end < len(data):
+                return (
+                    f"the header row does not end within its first {MAX_HEADER_BYTES:,} bytes "
+                    "(is the file CSV, with line breaks?): the file could not be read"
+                )
+            return "a quoted column name in the header is never closed"
         pos = end
     text = data[start:end].decode("utf-8")
-    names = next(csv.reader(io.StringIO(text, newline="")), [])
+    try:
+        names = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:  # a column name longer than the csv module's field limit
+        return "the header row could not be parsed as CSV: the file could not be read"
     return names, end
 
 
@@ -370,7 +383,12 @@ def _parse_body(
     *,
     checks: bool,
 ) -> _Parsed:
-    """Parse the data records with pyarrow, every kept column as text; report CSV-PARSE."""
+    """Parse the data records with pyarrow, every kept column as text; report CSV-PARSE.
+
+    Blank lines are skipped by the parser (one row each would cost a row of every column: 10 M
+    blank lines took 4 GB) and only numbered: the line breaks are counted beside the parse, and
+    only when there are more than the records need are the blank lines found
+    (:func:`_blank_records`)."""
     body = pa.py_buffer(data)[body_start:]
     if body.size == 0:
         return _no_rows(header)
@@ -378,35 +396,67 @@ def _parse_body(
     quoted = data.find(b'"', body_start) != -1  # only a quoted value can hold a line break
     split = None
     if not quoted or (checks and n_fields > 1):
-        split = _read_split_at_line_breaks(data, body_start, n_fields, header, sid_index, quoted)
+        split = _read_split_at_line_breaks(data, body_start, n_fields, header, sid_index)
     if split is not None:
-        table, bad = split, []
+        table, blank = split
+        bad: list[_BadRow] = []
+        breaks = False  # a split read is kept only if no value holds a line break
     else:
-        try:
-            table, bad = _read_csv(body, n_fields, header, sid_index, threads=True)
-            if any(b.number is None for b in bad):  # threaded reads do not number bad rows
-                table, bad = _read_csv(body, n_fields, header, sid_index, threads=False)
-        except pa.ArrowInvalid:
-            # A record longer than a block, in practice a quote never closed: one block.
-            try:
-                table, bad = _read_csv(
-                    body, n_fields, header, sid_index, threads=False, block=body.size + 1
-                )
-            except (pa.ArrowInvalid, OverflowError):
-                report.add("CSV-PARSE", "the file could not be parsed as CSV", line=None)
-                return _no_rows(header)
-    records = table.num_rows + len(bad)
-    keep = np.ones(records, dtype=bool)
+        with ThreadPoolExecutor(1) as side:
+            counting = side.submit(_body_line_breaks, data, body_start)
+            read = _read_whole(body, n_fields, header, sid_index)
+            line_breaks = counting.result()
+        if read is None:
+            report.add("CSV-PARSE", "the file could not be parsed as CSV", line=None)
+            return _no_rows(header)
+        table, bad = read
+        blank = None
+        if line_breaks > _terminated(data, table.num_rows + len(bad)):
+            blank = _blank_records(data, body_start, quoted=True)
+            if int(np.count_nonzero(~blank)) != table.num_rows + len(bad):
+                # Quotes that do not pair up: let the parser number the blank lines itself.
+                table, bad = _read_whole(body, n_fields, header, sid_index, blank_rows=True)
+                blank = None
+        records = table.num_rows + len(bad) if blank is None else len(blank)
+        breaks = checks and line_breaks > _terminated(data, records)
+    numbers = np.arange(2, table.num_rows + len(bad) + 2, dtype=np.int64)
+    if blank is not None:
+        numbers = np.flatnonzero(~blank) + 2  # a blank line is a record, numbered, not read
+    keep = np.ones(len(numbers), dtype=bool)
     keep[[b.number - 1 for b in bad]] = False
-    lines = np.arange(2, records + 2, dtype=np.int64)[keep]
+    lines = numbers[keep]
     for b in bad:
-        report.add(
-            "CSV-PARSE", _bad_row_message(b, n_fields), line=b.number + 1, sourced_id=b.sourced_id
-        )
+        line = int(numbers[b.number - 1])
+        report.add("CSV-PARSE", _bad_row_message(b, n_fields), line=line, sourced_id=b.sourced_id)
     columns = {t: table.column(_field(i)) for t, i in header.kept.items()}
-    # A split read was kept only if no value holds a line break.
-    breaks = split is None and checks and _breaks_in_values(data, body_start, records)
     return _Parsed(columns, lines, breaks)
+
+
+def _read_whole(
+    body: pa.Buffer,
+    n_fields: int,
+    header: _Header,
+    sid_index: int | None,
+    *,
+    blank_rows: bool = False,
+) -> tuple[pa.Table, list[_BadRow]] | None:
+    """The body parsed quote by quote (a quoted value may hold a line break), bad rows
+    numbered; None when it cannot be parsed as CSV at all."""
+    options = {"blank_rows": blank_rows}
+    try:
+        table, bad = _read_csv(body, n_fields, header, sid_index, threads=True, **options)
+        if any(b.number is None for b in bad):  # threaded reads do not number bad rows
+            table, bad = _read_csv(body, n_fields, header, sid_index, threads=False, **options)
+        return table, bad
+    except pa.ArrowInvalid:
+        pass
+    # A record longer than a block, in practice a quote never closed: one block.
+    try:
+        return _read_csv(
+            body, n_fields, header, sid_index, threads=False, block=body.size + 1, **options
+        )
+    except (pa.ArrowInvalid, OverflowError):
+        return None
 
 
 def _read_split_at_line_breaks(
@@ -415,11 +465,11 @@ def _read_split_at_line_breaks(
     n_fields: int,
     header: _Header,
     sid_index: int | None,
-    quoted: bool,
-) -> pa.Table | None:
+) -> tuple[pa.Table, np.ndarray | None] | None:
     """The records parsed by threads that split the body at any line break (pyarrow's
     ``newlines_in_values=False``: 40 % faster, since the split needs no tracking of quotes),
-    or None when that is not certainly the exact reading, which then reads the file again.
+    with which records are blank lines (None: none is), or None when that is not certainly
+    the exact reading, which then reads the file again.
 
     Exact when no value holds a line break: always so without a quote in the body; with one,
     when every line parsed as one record of the header's fields and the line breaks are exactly
@@ -427,7 +477,7 @@ def _read_split_at_line_breaks(
     field counts that cannot both be the header's, as there are two fields or more.)"""
     with ThreadPoolExecutor(1) as side:
         # The line breaks are counted beside the parse (numpy releases the GIL).
-        counting = side.submit(_body_line_breaks, data, body_start) if quoted else None
+        counting = side.submit(_body_line_breaks, data, body_start)
         try:
             table, bad = _read_csv(
                 pa.py_buffer(data)[body_start:],
@@ -441,9 +491,14 @@ def _read_split_at_line_breaks(
             return None
         if bad:
             return None
-        if counting is not None and counting.result() > _terminated(data, table.num_rows):
-            return None
-    return table
+        if counting.result() == _terminated(data, table.num_rows):
+            return table, None
+    # More line breaks than records: blank lines, which the parser skipped, or a value
+    # holding a line break, which the parser read as one record (then the count differs).
+    blank = _blank_records(data, body_start, quoted=False)
+    if int(np.count_nonzero(~blank)) != table.num_rows:
+        return None
+    return table, blank
 
 
 def _no_rows(header: _Header) -> _Parsed:
@@ -463,6 +518,7 @@ def _read_csv(
     threads: bool,
     block: int | None = None,
     line_breaks_end_records: bool = False,
+    blank_rows: bool = False,
 ) -> tuple[pa.Table, list[_BadRow]]:
     bad: list[_BadRow] = []
 
@@ -483,7 +539,9 @@ def _read_csv(
         # A quoted CR/LF parses (CSV-NEWLINE-IN-VALUE reports it), unless the caller has
         # asked for blocks split at any line break (see _read_split_at_line_breaks).
         newlines_in_values=not line_breaks_end_records,
-        ignore_empty_lines=False,  # blank lines must keep their record number
+        # Blank lines are numbered by the caller; as rows (``blank_rows``) only when the
+        # quotes do not pair up, where the caller cannot tell where the blank lines are.
+        ignore_empty_lines=not blank_rows,
         invalid_row_handler=on_bad_row,
     )
     convert = pacsv.ConvertOptions(
@@ -502,8 +560,14 @@ def _first_line_field(text: str, index: int | None) -> str | None:
     """Field ``index`` of a bad row's first physical line (its sourcedId), if it has one."""
     if index is None:
         return None
-    brk = re.search(r"[\r\n]", text)
-    fields = next(csv.reader([text[: brk.start()] if brk else text]), [])
+    head = text[:_BAD_ROW_PREFIX]
+    brk = re.search(r"[\r\n]", head)
+    try:
+        fields = next(csv.reader([head[: brk.start()] if brk else head]), [])
+    except csv.Error:  # a field longer than the csv module's limit: no sourcedId to name
+        return None
+    if not brk and len(text) > len(head):
+        fields = fields[:-1]  # the last field was cut short
     return (fields[index].strip() or None) if index < len(fields) else None
 
 
@@ -517,17 +581,6 @@ def _bad_row_message(b: _BadRow, expected: int) -> str:
         f"this record has {b.fields} fields but the header has {expected}; the row is left out "
         "(look for an unquoted comma or a missing field)"
     )
-
-
-def _breaks_in_values(data: bytes, body_start: int, records: int) -> bool:
-    """Whether some value of the body's ``records`` holds a CR or LF: more line breaks in the
-    body than record ends (the last record may end the file without one).
-
-    Counting bytes is several times cheaper than searching every column for CR and LF.
-    """
-    if data.find(b'"', body_start) == -1:  # only a quoted value can hold a line break
-        return False
-    return _body_line_breaks(data, body_start) > _terminated(data, records)
 
 
 def _body_line_breaks(data: bytes, body_start: int) -> int:
@@ -552,6 +605,41 @@ def _line_breaks(view: np.ndarray) -> int:
         after = after[after < len(view)]  # a CR at the very end is a lone CR
         total += len(returns) - int(np.count_nonzero(view[after] == _LF))
     return total
+
+
+def _blank_records(data: bytes, body_start: int, *, quoted: bool) -> np.ndarray:
+    """Which records of the body are blank lines (a line break where a record starts), one
+    bool per record. ``quoted``: a line break inside a quoted value ends no record (quotes
+    assumed to pair up, as RFC 4180 says); else every line break ends one.
+
+    Found a slice at a time, so the temporaries stay small; the result is a byte per record."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    parts: list[np.ndarray] = []
+    start = body_start  # where the current record starts
+    inside = 0  # quotes seen so far, mod 2
+    for first in range(body_start, len(view), _BLANK_SLICE):
+        part = view[first : first + _BLANK_SLICE]
+        ends = np.flatnonzero(part == _LF) + first
+        returns = np.flatnonzero(part == _CR) + first
+        lone = returns[
+            (returns + 1 >= len(view)) | (view[np.minimum(returns + 1, len(view) - 1)] != _LF)
+        ]
+        if len(lone):  # a lone CR ends a line too (LF and CR positions never coincide)
+            ends = np.sort(np.concatenate((ends, lone)))
+        if quoted:
+            quotes = np.flatnonzero(part == ord('"'))
+            outside = (np.searchsorted(quotes, ends - first) + inside) % 2 == 0
+            inside = (inside + len(quotes)) % 2
+            ends = ends[outside]
+        if len(ends) == 0:
+            continue
+        starts = np.concatenate(([start], ends[:-1] + 1))
+        crlf = (view[ends] == _LF) & (ends - 1 >= starts) & (view[ends - 1] == _CR)
+        parts.append(ends - crlf == starts)
+        start = int(ends[-1]) + 1
+    if start < len(view):
+        parts.append(np.zeros(1, dtype=bool))  # the last record, ended by the end of the file
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
 # -- cleaning and the frame -------------------------------------------------------------------

@@ -34,6 +34,7 @@ RULES: dict[str, str] = {
     "SRC-TOO-LARGE": "E",
     "SRC-NESTED": "W",
     "SRC-MISSING-FILE": "E",
+    "SRC-DUPLICATE-FILE": "E",
     "SRC-EXTRA-FILE": "W",
     "SRC-MANIFEST-MISSING": "E",
     "SRC-VERSION": "E",

@@ -2,10 +2,16 @@
 
 Only the entries the package needs (manifest, orgs, users, demographics) are read, into memory;
 nothing is ever extracted to disk. With ``lazy=True`` a file's bytes are read only when a stage
-asks for it (each stage needs one file: the others need not be inflated or held). An archive
-with an unsafe entry, or one that would expand too far, is not read at all: its findings say
-why and the result holds no files. Everything else about the source package (rules SRC-*) is a
-finding; only a source that cannot be opened or listed at all raises ``SourceUnreadable``.
+asks for it (each stage needs one file: the others need not be inflated or held).
+
+Together the needed entries may hold at most ``Options.max_source_bytes`` expanded: above it,
+SRC-TOO-LARGE and nothing is read or inflated (an archive is measured by its central
+directory's sizes, and no entry is ever inflated past its stated size; a folder by its files'
+sizes). An archive with an unsafe entry, or one that would expand too far, is not read at all;
+nor is a folder holding anything but regular files (a link that leads out of it, a FIFO, a
+device, a socket: SRC-UNSAFE-ENTRY). Their findings say why and the result holds no files.
+Everything else about the source package (rules SRC-*) is a finding; only a source that cannot
+be opened or listed at all raises ``SourceUnreadable``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import re
 import stat
 import struct
@@ -27,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from naviance_pipeline.oneroster.findings import Finding, finding
 from naviance_pipeline.oneroster.options import Options
@@ -51,8 +59,9 @@ _STATED_FILES = frozenset(ONEROSTER_V11_FILES) - {MANIFEST}  # those a file.<nam
 
 class SourceUnreadable(Exception):
     """The source cannot be opened or listed at all (missing path, permission, not a ZIP,
-    corrupt ZIP), or, from :func:`open_entries`, it is an archive refused as unsafe or too
-    large (``findings`` then holds the SRC-UNSAFE-ENTRY / SRC-TOO-LARGE findings)."""
+    corrupt ZIP), or, from :func:`open_entries` and :func:`folder_files`' callers, it is
+    refused as unsafe, too large or ambiguous (``findings`` then holds the SRC-UNSAFE-ENTRY /
+    SRC-TOO-LARGE / SRC-DUPLICATE-FILE findings)."""
 
     def __init__(self, message: str, findings: list[Finding] | None = None) -> None:
         super().__init__(message)
@@ -85,7 +94,7 @@ def open_source(
             return _open_folder(url, fs, path, options, lazy, shown)
         if not fs.exists(path):
             raise SourceUnreadable(f"{shown} does not exist")
-        with fs.open(path, "rb") as fh:
+        with _open_file(fs, path, shown) as fh:
             return _open_zip(url, fh, options, shown, (fs, path) if lazy else None)
 
 
@@ -132,23 +141,146 @@ def redact_url(url: str) -> str:
 # -- folders and archives ---------------------------------------------------------------------
 
 
+SOURCE_DEPTH = 2  # the root and one enclosing folder are all a source may use
+
+
 def _open_folder(
     url: str, fs: AbstractFileSystem, path: str, options: Options, lazy: bool, shown: str
 ) -> Source:
     root = path.rstrip("/")
-    names = _folder_names(fs, root)
+    sizes, refused = folder_files(fs, root, SOURCE_DEPTH)
+    names = sorted(sizes)
+    if refused:
+        return Source(url, {}, sorted([*names, *(f.file for f in refused)]), refused)
 
     def read(name: str) -> bytes:
-        return fs.cat_file(f"{root}/{name}")
+        return _read_file(fs, f"{root}/{name}", name, options.max_source_bytes)
 
-    return _assemble(url, names, read, options, _guarded(read, shown) if lazy else None)
+    lazy_read = _guarded(read, shown) if lazy else None
+    return _assemble(url, names, read, options, sizes.__getitem__, lazy_read)
 
 
-def _folder_names(fs: AbstractFileSystem, root: str) -> list[str]:
-    """Relative paths of the files in ``root`` and its sub-folders: two levels, the root and
-    one enclosing folder, are all a source may use."""
-    found = fs.find(root, maxdepth=2, withdirs=False)
-    return sorted(p[len(root) + 1 :] for p in found if p.startswith(root + "/"))
+def folder_files(
+    fs: AbstractFileSystem, root: str, maxdepth: int | None
+) -> tuple[dict[str, int], list[Finding]]:
+    """The regular files in ``root`` and its sub-folders (``maxdepth`` levels; None: all) by
+    relative path, with their sizes, and SRC-UNSAFE-ENTRY for what must not be read there.
+
+    On a local disk nothing is opened to find out (``lstat``): a link is followed only when it
+    leads to a regular file inside ``root``; a link leading out of it (to ``/etc/passwd``,
+    ``/dev/zero``), to a folder or to nothing, a FIFO (which would block), a device or a
+    socket is refused. Object stores hold regular files only."""
+    if not isinstance(fs, LocalFileSystem):
+        found = fs.find(root, maxdepth=maxdepth, withdirs=False, detail=True)
+        return {
+            p[len(root) + 1 :]: int(info.get("size") or 0)
+            for p, info in found.items()
+            if p.startswith(root + "/")
+        }, []
+    real_root = os.path.realpath(root)
+    sizes: dict[str, int] = {}
+    refused: list[Finding] = []
+
+    def walk(folder: str, prefix: str, depth: int) -> None:
+        with os.scandir(folder) as it:
+            for entry in sorted(it, key=lambda e: e.name):
+                rel = prefix + entry.name
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    if maxdepth is None or depth < maxdepth:
+                        walk(entry.path, rel + "/", depth + 1)
+                    continue
+                size, reason = _regular_size(entry.path, mode, real_root)
+                if reason is None:
+                    sizes[rel] = size
+                else:
+                    refused.append(_unsafe_file(rel, reason))
+
+    walk(root, "", 1)
+    return sizes, refused
+
+
+def _regular_size(path: str, mode: int, real_root: str) -> tuple[int, str | None]:
+    """(size, None) for a regular file or a link to one inside ``real_root``, else why not."""
+    if stat.S_ISLNK(mode):
+        target = os.path.realpath(path)
+        if os.path.commonpath([real_root, target]) != real_root:
+            return 0, "is a symbolic link that leads out of the source folder"
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return 0, "is a symbolic link to nothing"
+        if stat.S_ISDIR(mode):
+            return 0, "is a symbolic link to a folder"
+    if not stat.S_ISREG(mode):
+        return 0, f"is {_special_kind(mode)}, not a regular file"
+    return os.stat(path).st_size, None
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _unsafe_file(name: str, reason: str) -> Finding:
+    return finding(
+        "SRC-UNSAFE-ENTRY", f"{name} {reason}; nothing was read from the source", file=name
+    )
+
+
+def open_regular(path: str, name: str) -> IO[bytes]:
+    """A local file opened for reading only if it is a regular file: opened without blocking
+    (a FIFO put there since it was listed would block an ordinary open) and checked on the
+    open descriptor; SourceUnreadable (SRC-UNSAFE-ENTRY naming ``name``) otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            refused = _unsafe_file(name, f"is {_special_kind(mode)}, not a regular file")
+            raise SourceUnreadable(refused.message, [refused])
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_file(fs: AbstractFileSystem, path: str, shown: str) -> IO[bytes]:
+    """The source's ZIP file, opened only if it is a regular file (a FIFO would block)."""
+    if isinstance(fs, LocalFileSystem):
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceUnreadable(f"{shown} is {_special_kind(mode)}, not a folder or a file")
+    return fs.open(path, "rb")
+
+
+def _open_entry(fs: AbstractFileSystem, path: str, name: str) -> IO[bytes]:
+    """A folder's file as a stream; a local one only if it is a regular file."""
+    if isinstance(fs, LocalFileSystem):
+        return open_regular(path, name)
+    return fs.open(path, "rb")
+
+
+def _read_file(fs: AbstractFileSystem, path: str, name: str, limit: int) -> bytes:
+    """A folder's file, never more than ``limit`` bytes of it (SRC-TOO-LARGE: it grew past the
+    limit after it was listed)."""
+    if isinstance(fs, LocalFileSystem):
+        with open_regular(path, name) as f:
+            data = f.read(limit + 1)
+    else:
+        data = fs.cat_file(path, start=0, end=limit + 1)
+    if len(data) > limit:
+        refused = finding(
+            "SRC-TOO-LARGE",
+            f"{name} holds more than the limit of {limit:,} bytes; nothing was read",
+            file=name,
+        )
+        raise SourceUnreadable(refused.message, [refused])
+    return data
 
 
 def _guarded(read: Callable[[str], bytes], shown: str) -> Callable[[str], bytes]:
@@ -190,7 +322,8 @@ def _open_zip(
                 return _read_entry(zf_again, again, by_name[name], shown)
 
         lazy = _guarded(read_later, shown) if reopen is not None else None
-        return _assemble(url, names, read, options, lazy, parallel=True)
+        size = lambda name: by_name[name].file_size  # noqa: E731 - as stated in the directory
+        return _assemble(url, names, read, options, size, lazy, parallel=True)
 
 
 def _check_is_zip(fh: IO[bytes], shown: str) -> None:
@@ -322,10 +455,12 @@ class Entries:
         names: list[str],
         stream: Callable[[str], IO[bytes]],
         read: Callable[[str], bytes],
+        size: Callable[[str], int],
     ) -> None:
         self.names = names
         self._stream = stream
         self._read = read
+        self.size = size  # an entry's size, expanded (as listed: nothing is read)
 
     def open(self, name: str) -> IO[bytes]:
         """A binary stream of one entry, read (and inflated) only as far as it is read."""
@@ -343,39 +478,58 @@ def open_entries(
     """Open a folder (its files, two levels deep) or a ZIP file at any fsspec URL for reading
     named entries, for sources that are not a OneRoster package (a SIS export).
 
-    Raises SourceUnreadable when the source cannot be opened, and for an archive that
-    :func:`archive_problems` refuses (its findings in ``findings``; nothing is inflated).
+    Raises SourceUnreadable when the source cannot be opened, for an archive that
+    :func:`archive_problems` refuses or that holds a name twice, and for a folder holding a
+    file :func:`folder_files` refuses (the findings in ``findings``; nothing is read).
     Reading errors while the context is open are SourceUnreadable too."""
     shown = redact_url(url)
     fs, path = _filesystem(url, storage_options, shown)
     with _unreadable_as(shown):
         if fs.isdir(path):
             root = path.rstrip("/")
+            sizes, refused = folder_files(fs, root, SOURCE_DEPTH)
+            if refused:
+                raise SourceUnreadable(_refusal(shown, refused), refused)
             yield Entries(
-                _folder_names(fs, root),
-                lambda name: fs.open(f"{root}/{name}", "rb"),
-                lambda name: fs.cat_file(f"{root}/{name}"),
+                sorted(sizes),
+                lambda name: _open_entry(fs, f"{root}/{name}", name),
+                lambda name: _read_file(fs, f"{root}/{name}", name, options.max_source_bytes),
+                sizes.__getitem__,
             )
             return
         if not fs.exists(path):
             raise SourceUnreadable(f"{shown} does not exist")
-        with fs.open(path, "rb") as fh:
+        with _open_file(fs, path, shown) as fh:
             _check_is_zip(fh, shown)
             with zipfile.ZipFile(fh) as zf:
                 infos = zf.infolist()
-                refused = archive_problems(infos, options)
+                files = [i for i in infos if not i.is_dir()]
+                refused = archive_problems(infos, options) or _repeated_names(files)
                 if refused:
                     raise SourceUnreadable(_refusal(shown, refused), refused)
-                by_name: dict[str, zipfile.ZipInfo] = {}
-                for info in infos:
-                    if not info.is_dir():
-                        by_name.setdefault(info.filename, info)  # a repeated name: the first
-
+                by_name = {info.filename: info for info in files}
                 yield Entries(
                     sorted(by_name),
                     lambda name: _stream_entry(zf, by_name[name], shown),
                     lambda name: _read_entry(zf, fh, by_name[name], shown),
+                    lambda name: by_name[name].file_size,
                 )
+
+
+def _repeated_names(files: list[zipfile.ZipInfo]) -> list[Finding]:
+    """SRC-DUPLICATE-FILE for each name an archive holds more than once."""
+    counts: dict[str, int] = {}
+    for info in files:
+        counts[info.filename] = counts.get(info.filename, 0) + 1
+    return [
+        finding(
+            "SRC-DUPLICATE-FILE",
+            f"the archive holds {name} {count} times: remove all but one; nothing was read",
+            file=name,
+        )
+        for name, count in counts.items()
+        if count > 1
+    ]
 
 
 def _stream_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> IO[bytes]:
@@ -421,25 +575,35 @@ def _assemble(
     names: list[str],
     read: Callable[[str], bytes],
     options: Options,
+    size: Callable[[str], int],
     read_later: Callable[[str], bytes] | None = None,
     *,
     parallel: bool = False,
 ) -> Source:
     """Find the package folder, read the needed files (or, given ``read_later``, only the
-    manifest: the others when asked for) and report the package-level rules. ``parallel``:
+    manifest: the others when asked for) and report the package-level rules. ``size``: an
+    entry's expanded size, checked against the limit before anything is read. ``parallel``:
     ``read`` is thread-safe, so an eager open reads two files at a time (users.csv beside the
     others: an archive's inflate releases the GIL)."""
     prefix, findings = _package_folder(names)
+    duplicates = _duplicate_findings(names)
+    findings.extend(duplicates)
     here = {n[len(prefix) :] for n in names if _in_folder(n, prefix)}
     present = [name for name in NEEDED if name in here]
+    expanded = sum(size(prefix + name) for name in present)
+    if expanded > options.max_source_bytes:
+        return Source(url, {}, names, [*findings, _too_large(present, expanded, options)])
     files: Mapping[str, bytes]
     if read_later is not None:
         files = _LazyFiles(present, lambda name: read_later(prefix + name))
     else:
         read_now = _read_all(read, [prefix + n for n in present], parallel)
         files = dict(zip(present, read_now, strict=True))
+    doubled = {n for f in duplicates for n in _places(f.file, names)}
     for n in names:
-        if not (_in_folder(n, prefix) and n[len(prefix) :] in ONEROSTER_V11_FILES):
+        if n not in doubled and not (
+            _in_folder(n, prefix) and n[len(prefix) :] in ONEROSTER_V11_FILES
+        ):
             findings.append(
                 finding(
                     "SRC-EXTRA-FILE",
@@ -463,6 +627,40 @@ def _assemble(
             )
         )
     return Source(url, files, names, findings)
+
+
+def _too_large(present: list[str], expanded: int, options: Options) -> Finding:
+    return finding(
+        "SRC-TOO-LARGE",
+        f"the files the package is made from ({', '.join(present)}) hold {expanded:,} bytes "
+        f"uncompressed, more than the limit of {options.max_source_bytes:,} "
+        "(NAVIANCE_MAX_SOURCE_BYTES); nothing was read",
+    )
+
+
+def _duplicate_findings(names: list[str]) -> list[Finding]:
+    """SRC-DUPLICATE-FILE for each needed file found more than once where a source may hold
+    it (at the root or in one enclosing folder, or the same name twice in an archive): which
+    one is the district's export cannot be told, so none is chosen silently."""
+    out = []
+    for name in NEEDED:
+        found = _places(name, names)
+        if len(found) > 1:
+            shown = ", ".join(sorted(found))
+            out.append(
+                finding(
+                    "SRC-DUPLICATE-FILE",
+                    f"{name} is in the source {len(found)} times ({shown}): remove all but "
+                    "one: which one is the export cannot be told",
+                    file=name,
+                )
+            )
+    return out
+
+
+def _places(name: str, names: list[str]) -> list[str]:
+    """The entries that could be ``name``: at the root, or in one enclosing folder."""
+    return [n for n in names if n == name or (n.count("/") == 1 and n.endswith("/" + name))]
 
 
 def _read_all(read: Callable[[str], bytes], names: list[str], parallel: bool) -> list[bytes]:

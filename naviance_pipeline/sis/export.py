@@ -16,11 +16,17 @@ import io
 import re
 from typing import IO
 
+from naviance_pipeline.oneroster.csvread import MAX_HEADER_BYTES
+from naviance_pipeline.oneroster.findings import finding
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.source import open_entries, redact_url
+from naviance_pipeline.oneroster.source import (
+    Entries,
+    SourceUnreadable,
+    open_entries,
+    redact_url,
+)
 from naviance_pipeline.sis.mapping import MappingError, SisMapping, TableSource
 
-MAX_HEADER_BYTES = 1 << 20  # a header row longer than this is not a CSV header
 _CHUNK = 8 * 1024  # a header row is short: read little past it
 _BREAK = re.compile(r"[\r\n]")
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes the decoder could not read (surrogateescape)
@@ -40,8 +46,9 @@ def read_export(
 ) -> dict[str, bytes]:
     """The bytes of every table's file of the export at ``url`` (a folder, or a ZIP file), by
     table name. Raises MappingError, before reading any data row, when a file is missing or
-    lacks a column the mapping reads; SourceUnreadable when the export cannot be opened or is
-    an unsafe or oversized archive."""
+    lacks a column the mapping reads; SourceUnreadable when the export cannot be opened, is
+    an unsafe or oversized archive, holds files that are not regular files, or when the files
+    the mapping reads hold more than ``options.max_source_bytes`` (SRC-TOO-LARGE)."""
     shown = redact_url(url)
     with open_entries(url, options, storage_options) as entries:
         problems: list[str] = []
@@ -61,11 +68,25 @@ def read_export(
             problems.extend(mapping.header_problems(name, header, entry))
         if problems:
             raise MappingError(problems)
+        _check_size(entries, sorted(set(located.values())), options, shown)
         data: dict[str, bytes] = {}  # by entry: a file two tables share is read once
         for entry in located.values():
             if entry not in data:
                 data[entry] = entries.read(entry)
         return {name: data[entry] for name, entry in located.items()}
+
+
+def _check_size(entries: Entries, read: list[str], options: Options, shown: str) -> None:
+    """SRC-TOO-LARGE, before any is read, when the files to read hold more than the limit."""
+    expanded = sum(entries.size(name) for name in read)
+    if expanded > options.max_source_bytes:
+        refused = finding(
+            "SRC-TOO-LARGE",
+            f"the export's files the mapping reads ({', '.join(read)}) hold {expanded:,} bytes "
+            f"uncompressed, more than the limit of {options.max_source_bytes:,} "
+            "(NAVIANCE_MAX_SOURCE_BYTES); nothing was read",
+        )
+        raise SourceUnreadable(f"{shown} was not read: {refused.message}", [refused])
 
 
 def read_header(stream: IO[bytes], encoding: str = "utf-8") -> list[str]:
