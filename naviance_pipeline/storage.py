@@ -7,7 +7,7 @@ One root (any fsspec URL; default a local folder) holds, per district and date::
     <root>/districts/<district>/findings/<date>/<stage>.json     findings of each stage
     <root>/districts/<district>/packages/<date>/NavianceOneRoster.zip   package, archived
     <root>/districts/<district>/packages/<date>/summary.json     counts the delivery guards compare
-    <root>/districts/<district>/packages/<date>/students.parquet  who the identity guard compares
+    <root>/districts/<district>/packages/<date>/students.arrow    who the identity guard compares
     <root>/districts/<district>/receipts/<target name>/<date>__<run>.json  one per delivery
 
 The district is a path component from the start so a second partition dimension (date ×
@@ -218,7 +218,7 @@ class DataLayout:
 
     def students_path(self, day: str) -> UPath:
         """The package's students (sourcedId, active, usernames…) for the identity guard."""
-        return self.package_dir(day) / "students.parquet"
+        return self.package_dir(day) / "students.arrow"
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from naviance_pipeline.delivery.facts import (
     write_facts,
 )
 from naviance_pipeline.delivery.guards import summarize_package
-from naviance_pipeline.delivery.service import check_guards
-from naviance_pipeline.frames import read_frame
+from naviance_pipeline.delivery.service import IDENTITY_KEY, check_guards
+from naviance_pipeline.frames import read_frame, read_table
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
@@ -227,7 +227,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             columns = _report_columns(layout, day)
             summary = summarize_package(columns[1], columns[0], day)
             students = student_table(
-                read_frame(layout.frame_path("users", day), STUDENT_FACT_COLUMNS)
+                read_table(layout.frame_path("users", day), STUDENT_FACT_COLUMNS)
             )
             plan = delivery.plan(context.run.tags)
             guards = check_guards(
@@ -251,6 +251,8 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             dest.unlink(missing_ok=True)
             remove_facts(layout, day)
         else:
+            if guards.identity is not None:  # taken once here, reused at delivery
+                summary = {**summary, IDENTITY_KEY: guards.identity}
             write_facts(layout, day, summary, found.pop("students"), result.sha256)
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
         yield dg.MaterializeResult(

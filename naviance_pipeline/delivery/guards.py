@@ -76,13 +76,15 @@ def evaluate_guards(
     overrides: Iterable[str] = (),
     students: pa.Table | None = None,
     last_students: pa.Table | None = None,
+    identity: list[Finding] | None = None,
 ) -> list[Finding]:
     """GRD findings for ``current`` against the ``last`` delivered summary (None: first delivery).
 
     ``newest_delivered`` is the newest partition already delivered to the same target.
     ``students``/``last_students`` (facts.student_table of each package) feed the identity
-    guard; without both it is not evaluated. An overridden guard's finding is kept but
-    lowered to a warning that says it was overridden.
+    guard; without both it is not evaluated. ``identity``: its findings computed earlier
+    against the same ``last`` (identity_findings), instead. An overridden guard's finding is
+    kept but lowered to a warning that says it was overridden.
     """
     found: list[Finding] = []
     if current["active_students"] == 0:
@@ -98,8 +100,10 @@ def evaluate_guards(
         )
     if last:
         found.extend(_compare(current, last, limits))
-        if students is not None and last_students is not None:
-            found.extend(_identity(students, last_students, last["partition"], limits))
+        if identity is not None:
+            found.extend(identity)
+        elif students is not None and last_students is not None:
+            found.extend(identity_findings(students, last_students, last["partition"], limits))
     overridden = set(overrides)
     return [_overridden(f) if f.rule in overridden and f.severity != WARNING else f for f in found]
 
@@ -141,15 +145,15 @@ def _compare(current: dict, last: dict, limits: GuardLimits) -> list[Finding]:
     return found
 
 
-def _identity(
+def identity_findings(
     current: pa.Table, last: pa.Table, last_partition: str, limits: GuardLimits
 ) -> list[Finding]:
     """GRD-ID-CHURN: the last delivery's active students absent by sourcedId, whatever the
     count; those found again by username, identifier or e-mail under a new sourcedId are
     counted apart (a re-keyed export or SIS migration)."""
     before = last.filter(last["active"])
-    if before.num_rows == 0:
-        return []
+    if before.num_rows == 0 or current["sourcedId"].equals(last["sourcedId"]):
+        return []  # (the same students, in the same order: the common night, at no cost)
     absent = before.filter(pc.invert(pc.is_in(before["sourcedId"], current["sourcedId"])))
     share = absent.num_rows / before.num_rows
     if share <= limits.id_churn:

@@ -7,7 +7,7 @@ configured), and each receipt records the URL it was sent to. Writing ``localhos
 in the receipt as ``target_changed_from``).
 
 A receipt is written twice. Before the upload, as ``status: delivering`` with the package's
-summary and sha256 (and, beside it, ``<stem>.students.parquet``: the package's students, for the
+summary and sha256 (and, beside it, ``<stem>.students.arrow``: the package's students, for the
 identity guard); after it, as ``status: delivered`` with what the target reported. A receipt
 still ``delivering`` when the next delivery takes the target's lock is the mark of a delivery
 killed in flight: its file may or may not be on the server, so the guards treat it as
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from upath import UPath
 
+from naviance_pipeline.delivery import facts
 from naviance_pipeline.delivery.target import DeliveryResult, utc_now
 from naviance_pipeline.storage import (
     DataLayout,
@@ -41,7 +41,7 @@ from naviance_pipeline.storage import (
 DELIVERING, DELIVERED = "delivering", "delivered"
 DEFAULT_NAME = "naviance"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-_STUDENTS = ".students.parquet"
+_STUDENTS = ".students.arrow"
 
 
 def check_name(name: str) -> str:
@@ -108,10 +108,7 @@ def students_path(layout: DataLayout, name: str, receipt: dict) -> UPath:
 def read_students(layout: DataLayout, name: str, receipt: dict) -> pa.Table | None:
     """The students of a delivered package (None for receipts written before they were kept)."""
     path = students_path(layout, name, receipt)
-    if not path.exists():
-        return None
-    with path.open("rb") as f:
-        return pq.read_table(f)
+    return facts.read_students(path) if path.exists() else None
 
 
 def begin(
@@ -153,9 +150,9 @@ def begin(
 def _keep_students(students: pa.Table | UPath, path: UPath) -> None:
     ensure_private_dir(path.parent)
     if isinstance(students, pa.Table):
-        with path.open("wb") as f:
-            pq.write_table(students, f)
-    elif is_local(path) and is_local(students):
+        facts.write_students(students, path)
+        return
+    if is_local(path) and is_local(students):
         path.unlink(missing_ok=True)
         os.link(students.path, path.path)  # the same bytes, never rewritten in place
     else:

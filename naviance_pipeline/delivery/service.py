@@ -28,7 +28,7 @@ from naviance_pipeline.crash import crashpoint, is_dead_leftover, temp_name
 from naviance_pipeline.delivery import receipts
 from naviance_pipeline.delivery.errors import DeliveryError
 from naviance_pipeline.delivery.facts import package_facts
-from naviance_pipeline.delivery.guards import GuardLimits, evaluate_guards
+from naviance_pipeline.delivery.guards import GuardLimits, evaluate_guards, identity_findings
 from naviance_pipeline.delivery.lock import delivery_lock, lock_path
 from naviance_pipeline.delivery.target import OnAttempt, Target
 from naviance_pipeline.oneroster.findings import ERROR, Finding, has_errors
@@ -36,6 +36,7 @@ from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.storage import DataLayout, copy_file, is_local
 
 DELIVERY_COPY = "naviance-delivery"
+IDENTITY_KEY = "identity"  # the identity guard's verdict, kept in the package's summary
 
 
 class DeliveryBlocked(Exception):
@@ -56,6 +57,9 @@ class DeliveryBlocked(Exception):
 class GuardOutcome:
     findings: list[Finding]
     last_partition: str | None
+    # The identity guard's verdict and what it was taken against, for the package's summary
+    # (None when it was not evaluated): the delivery reuses it while the baseline is the same.
+    identity: dict | None = None
 
     @property
     def blocked(self) -> bool:
@@ -86,16 +90,28 @@ def check_guards(
     delivery (counts, students) and its newest delivered date."""
     history = receipts.list_receipts(layout, name)
     last = history[-1] if history else None
+    identity = None
+    if last is not None:
+        baseline = {"against": last.get("package_sha256"), "limit": limits.id_churn}
+        cached = summary.get(IDENTITY_KEY) or {}
+        if baseline["against"] and all(cached.get(k) == v for k, v in baseline.items()):
+            identity = [Finding(**f) for f in cached["findings"]]
+        elif students is not None:
+            last_students = receipts.read_students(layout, name, last)
+            if last_students is not None:
+                identity = identity_findings(students, last_students, last["partition"], limits)
     findings = evaluate_guards(
         summary,
         last["summary"] if last else None,
         newest_delivered=max((r["partition"] for r in history), default=None),
         limits=limits,
         overrides=overrides,
-        students=students,
-        last_students=receipts.read_students(layout, name, last) if last else None,
+        identity=identity,
     )
-    return GuardOutcome(findings, last["partition"] if last else None)
+    verdict = None
+    if identity is not None:
+        verdict = {**baseline, "findings": [f.to_dict() for f in identity]}
+    return GuardOutcome(findings, last["partition"] if last else None, verdict)
 
 
 def deliver_partition(

@@ -304,3 +304,54 @@ def test_a_receipt_keeps_its_students_when_the_date_is_packaged_again(tmp_path):
 
     kept = receipts.read_students(layout, "naviance", receipt).replace_schema_metadata(None)
     assert kept.equals(delivered)
+
+
+def test_the_identity_verdict_is_reused_only_against_the_same_last_delivery(tmp_path):
+    from naviance_pipeline.delivery import receipts
+    from naviance_pipeline.delivery.service import IDENTITY_KEY, check_guards
+    from naviance_pipeline.delivery.target import DeliveryResult
+
+    layout = DataLayout(str(tmp_path), "d1")
+    result = DeliveryResult("file:///o", "/o/x.zip", 1, "a" * 64, 1, "t0", "t1", "os.replace")
+    last = receipts.record(
+        layout,
+        "naviance",
+        result,
+        partition="2026-11-23",
+        run_id="r1",
+        summary=_summary("2026-11-23", 100),
+    )
+    receipts._keep_students(
+        _students(LAST, NAMES), receipts.students_path(layout, "naviance", last)
+    )
+    rekeyed = _students([f"new{i:03d}" for i in range(100)], NAMES)
+    summary = _summary("2026-11-24", 100)
+    taken = check_guards(
+        layout, "naviance", summary, limits=GuardLimits(), overrides=[], students=rekeyed
+    )
+    assert [f.rule for f in taken.findings] == ["GRD-ID-CHURN"]
+    assert taken.identity["against"] == "a" * 64
+
+    # Reused as it was taken (no students needed) while the last delivery is the same one…
+    kept = {**summary, IDENTITY_KEY: taken.identity}
+    again = check_guards(layout, "naviance", kept, limits=GuardLimits(), overrides=[])
+    assert again.findings == taken.findings
+    # …but not against another last delivery, nor with another limit.
+    other = DeliveryResult("file:///o", "/o/x.zip", 1, "b" * 64, 1, "t2", "t3", "os.replace")
+    newer = receipts.record(
+        layout,
+        "naviance",
+        other,
+        partition="2026-11-23",
+        run_id="r2",
+        summary=_summary("2026-11-23", 100),
+    )
+    receipts._keep_students(rekeyed, receipts.students_path(layout, "naviance", newer))
+    fresh = check_guards(
+        layout, "naviance", kept, limits=GuardLimits(), overrides=[], students=rekeyed
+    )
+    assert fresh.findings == []
+    looser = check_guards(
+        layout, "naviance", kept, limits=GuardLimits(id_churn=1.0), overrides=[], students=rekeyed
+    )
+    assert looser.findings == []
