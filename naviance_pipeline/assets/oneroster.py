@@ -17,14 +17,13 @@ from naviance_pipeline.assets.common import (
 from naviance_pipeline.checks import check_results, check_specs, column_schema
 from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.facts import (
-    IDENTITY_KEYS,
     remove_facts,
     student_table,
     write_facts,
 )
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import IDENTITY_KEY, check_guards
-from naviance_pipeline.frames import read_frame, read_table
+from naviance_pipeline.frames import read_frame
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
@@ -45,7 +44,6 @@ from naviance_pipeline.storage import GUARDS_STAGE, DataLayout, release_memory
 GROUP = "oneroster"
 USERS_READ_BY_DEMOGRAPHICS = ["sourcedId", "role"]  # build_demographics needs no other
 USERS_READ_BY_ORGS = ["orgSourcedIds"]  # build_orgs needs no other
-STUDENT_FACT_COLUMNS = ["sourcedId", "role", "enabledUser", *IDENTITY_KEYS]  # the identity guard
 
 
 def _stage_output(
@@ -216,19 +214,26 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         layout = pipeline.layout
         dest = layout.package_path(day)
         release_memory()  # a stage begins: what the one before freed goes back to the OS
-        loaders = [
+        load_orgs, load_users, load_demographics = (
             _frame_loader(layout, a, day, options) for a in ("orgs", "users", "demographics")
-        ]
+        )
         found: dict = {}
+
+        def users_with_students() -> pd.DataFrame:
+            """The users frame, its students kept aside for the identity guard on the way (the
+            frame is in memory for its entry anyway: no second read of the strings)."""
+            frame = load_users()
+            found["students"] = student_table(frame)
+            return frame
+
+        loaders = [load_orgs, users_with_students, load_demographics]
 
         def summaries() -> None:
             """The guards' and change summaries, from the report columns (no PII): computed
             while the package's last entries are re-read, once every frame has been dropped."""
             columns = _report_columns(layout, day)
             summary = summarize_package(columns[1], columns[0], day)
-            students = student_table(
-                read_table(layout.frame_path("users", day), STUDENT_FACT_COLUMNS)
-            )
+            students = found["students"]
             plan = delivery.plan(context.run.tags)
             guards = check_guards(
                 layout,
@@ -239,9 +244,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 students=students,
             )
             changes = _change_summary(layout, day, guards.last_partition, columns)
-            found.update(
-                columns=columns, summary=summary, students=students, guards=guards, changes=changes
-            )
+            found.update(columns=columns, summary=summary, guards=guards, changes=changes)
 
         result = build_package(*loaders, options, str(dest), meanwhile=summaries)
         summary, guards, changes = found["summary"], found["guards"], found["changes"]

@@ -42,11 +42,15 @@ def student_table(users: pa.Table | pd.DataFrame) -> pa.Table:
     """One row per student of a users table or frame: sourcedId, active, the identity keys."""
     if isinstance(users, pd.DataFrame):
         users = pa.Table.from_pandas(users[USER_FACT_COLUMNS[:3] + IDENTITY_KEYS])
-    students = pc.equal(users["role"], "student")
+    # Plain strings whatever the frame's encoding (its codes may be dictionary-encoded).
+    plain = {
+        name: users[name].cast(pa.string()) for name in [*USER_FACT_COLUMNS[:3], *IDENTITY_KEYS]
+    }
+    students = pc.equal(plain["role"], "student")
     columns = {
-        "sourcedId": users["sourcedId"].cast(pa.string()),
-        "active": pc.equal(users["enabledUser"], "true"),
-        **{key: users[key].cast(pa.string()) for key in IDENTITY_KEYS},
+        "sourcedId": plain["sourcedId"],
+        "active": pc.equal(plain["enabledUser"], "true"),
+        **{key: plain[key] for key in IDENTITY_KEYS},
     }
     return pa.table(columns).filter(students).combine_chunks()
 
