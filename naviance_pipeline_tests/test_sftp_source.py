@@ -5,6 +5,7 @@ host key is pinned (``NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS``), and every failure one
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 from datetime import date
@@ -40,6 +41,8 @@ def source_url(sftp_server: SSHDServer, tiny_district: Path, request) -> str:
     """The tiny district's ZIP on the server, as an sftp:// URL (user, no password)."""
     local, remote = sftp_server.make_remote_dir(request.node.name[:60])
     shutil.copyfile(tiny_district, local / "district.zip")
+    # Readable by the server's user: this process writes owner-only (the pipeline's umask).
+    os.chmod(local / "district.zip", 0o644)
     return f"sftp://{sftp_server.user}@{sftp_server.host}:{sftp_server.port}{remote}/district.zip"
 
 
