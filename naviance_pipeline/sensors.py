@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # private Dagster types, for annotations only
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 MAX_DELIVERY_AGE_HOURS = 26.0
 DELIVERY = dg.AssetKey("naviance_delivery")
+DELIVERY_LOOKBACK = 100  # materializations looked at for the last one that sent a file
 
 
 def ui_url() -> str:
@@ -89,13 +90,16 @@ def _alerted(cursor: str | None, district: str) -> dict[str, str]:
 
 
 def _latest_delivery(instance: dg.DagsterInstance, keys: list[str] | None):
-    """The newest naviance_delivery materialization (of these partitions), or None."""
-    if keys is None:
-        return instance.get_latest_materialization_event(DELIVERY)
+    """The newest naviance_delivery materialization (of these partitions) that sent a file,
+    or None: a past date rebuilt (``sent: False``) delivered nothing."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=DELIVERY, asset_partitions=keys), limit=1
+        dg.AssetRecordsFilter(asset_key=DELIVERY, asset_partitions=keys), limit=DELIVERY_LOOKBACK
     ).records
-    return records[0].event_log_entry if records else None
+    for record in records:
+        sent = record.asset_materialization.metadata.get("sent")
+        if sent is None or sent.value is not False:
+            return record.event_log_entry
+    return None
 
 
 def build_sensors(

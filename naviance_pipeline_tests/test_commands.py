@@ -134,6 +134,14 @@ def test_redeliver_refuses_an_older_date_unless_overridden(tmp_path, tiny_distri
     refused = _cli("redeliver", "--date", "2026-11-23", env=env)
     assert refused.returncode == 1
     assert "GRD-STALE-PARTITION" in refused.stderr
+    assert "older than 2026-11-24" in refused.stderr
+    assert outbox.read_bytes() == newest
+
+    rebuilt = _cli("run", "--date", "2026-11-23", env=env)  # a past date is a rebuild
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "built and checked but not sent: GRD-STALE-PARTITION" in rebuilt.stdout
+    assert "older than 2026-11-24" in rebuilt.stdout
+    assert "redeliver --date 2026-11-23 --override GRD-STALE-PARTITION" in rebuilt.stdout
     assert outbox.read_bytes() == newest
 
     forced = _cli("redeliver", "--date", "2026-11-23", "--override", "GRD-STALE-PARTITION", env=env)

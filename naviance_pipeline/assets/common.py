@@ -98,16 +98,18 @@ def refresh_report(
     day: str,
     *,
     delivered: bool = False,
+    not_sent: str | None = None,
     frames: tuple[pd.DataFrame | None, pd.DataFrame | None] | None = None,
 ) -> dict:
     """Rewrite the date's validation report (HTML + JSON) from what is stored now (after a
     delivery: only its deliveries and verdict; ``frames``: the (users, orgs) report columns
-    when the caller has read them); returns the metadata entries that link it from the asset
+    when the caller has read them; ``not_sent``: why the delivery step did not send the
+    date); returns the metadata entries that link it from the asset
     in the UI."""
     from naviance_pipeline.reporting.report import build_report, delivered_report, write_report
 
-    if delivered:
-        report = delivered_report(pipeline.layout, day)
+    if delivered or not_sent:
+        report = delivered_report(pipeline.layout, day, not_sent=not_sent)
     else:
         report = build_report(pipeline.layout, day, frames=frames)
     json_path, html_path = write_report(pipeline.layout, day, report)

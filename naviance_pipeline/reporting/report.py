@@ -52,6 +52,7 @@ from naviance_pipeline.storage import (
 )
 
 DELIVERED, BLOCKED, NOT_YET = "delivered", "blocked", "not delivered yet"
+NOT_SENT = "not sent"  # a past date rebuilt: a newer date is already on the target
 FIRST_FINDINGS = 10  # per rule
 FINDING_KEYS = ("stage", "rule", "severity", "file", "line", "column", "sourcedId", "message")
 FILE_LEVEL = "(file-level)"
@@ -345,18 +346,22 @@ def build_report(
     }
 
 
-def delivered_report(layout: DataLayout, day: str) -> dict:
+def delivered_report(layout: DataLayout, day: str, *, not_sent: str | None = None) -> dict:
     """The stored report of ``day`` brought up to date after a delivery: its deliveries and
     verdict. The rest is kept as the package step wrote it, so the report describes the
     package that was delivered (and is not rebuilt from a million rows again). Built whole
-    when no report is stored or no delivery is recorded."""
+    when no report is stored or no delivery is recorded. ``not_sent``: the delivery step
+    decided not to send this date, and why (the verdict says so)."""
     stored = report_paths(layout, day)[0]
     deliveries = _deliveries(layout, day)
-    if not (deliveries and stored.exists()):
+    if not stored.exists() or not (deliveries or not_sent):
         return build_report(layout, day)
     report = read_json(stored)
     report["deliveries"] = deliveries
     report["verdict"] = compute_verdict(_findings_frame({}), [], deliveries, report["package"])
+    if not_sent:
+        earlier = f"; {report['verdict']['reason']} before" if deliveries else ""
+        report["verdict"] = {"status": NOT_SENT, "reason": not_sent + earlier, "blocking": {}}
     return report
 
 
