@@ -209,6 +209,10 @@ def run_partition(day: str | None, district: str | None = None) -> int:
                 f"({target.label})",
                 file=sys.stderr,
             )
+            for event in result.get_step_failure_events():
+                data = event.step_failure_data
+                why = data.user_failure_data.description if data.user_failure_data else None
+                print(f"{event.step_key}: {why or data.error.message.strip()}", file=sys.stderr)
             _alert(target, result.run_id)
             return 1
         delivered = result.asset_materializations_for_node("naviance_delivery")

@@ -175,12 +175,19 @@ def test_run_command_on_a_bad_source_fails_naming_the_check(tmp_path, tiny_distr
     bad = rewrite_zip(
         tiny_district, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
     )
-    proc = _cli("run", "--date", "2026-11-24", env=_env(tmp_path, bad))
+    env = _env(tmp_path, bad)
+    proc = _cli("run", "--date", "2026-11-24", env=env)
     assert proc.returncode == 1
     assert "check users:user_rules failed" in proc.stdout
     assert "USR-ROLE" in proc.stdout
     assert "nothing was delivered" in proc.stderr
+    # What blocked comes first in the step's failure, never a stack trace.
+    assert "users: USR-ROLE × 1 block the package for 2026-11-24" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "outbox" / ZIP_NAME).exists()
+    report = _cli("report", "--date", "2026-11-24", env=env)
+    assert report.returncode == 0, report.stderr
+    assert "Verdict: BLOCKED" in report.stdout and "USR-ROLE" in report.stdout
 
 
 def test_report_diff_and_purge_read_what_the_runs_stored(tmp_path, tiny_district):

@@ -85,11 +85,16 @@ def stored_error_counts(pipeline: PipelineResource, day: str) -> dict[str, int]:
 
 
 def findings_metadata(findings: list[Finding]) -> dict:
+    """Counts with what blocks (errors) apart from warnings and repairs."""
+    from naviance_pipeline.checks import split_by_rule
+
     summary = summarize(findings)
+    blocking, warnings = split_by_rule(findings)
     return {
         "findings/errors": summary["errors"],
         "findings/warnings": summary["warnings"],
-        "findings/by_rule": dg.MetadataValue.json(summary["by_rule"]),
+        "findings/blocking_by_rule": dg.MetadataValue.json(blocking),
+        "findings/warnings_by_rule": dg.MetadataValue.json(warnings),
     }
 
 

@@ -14,7 +14,7 @@ from naviance_pipeline.assets.common import (
     store_findings,
     stored_error_counts,
 )
-from naviance_pipeline.checks import check_results, check_specs, column_schema
+from naviance_pipeline.checks import blocked, check_results, check_specs, column_schema
 from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.facts import (
     IDENTITY_KEYS,
@@ -24,7 +24,7 @@ from naviance_pipeline.delivery.facts import (
 )
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import check_guards
-from naviance_pipeline.frames import read_frame
+from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.package import build_package
@@ -56,8 +56,13 @@ def _stage_output(
     asset = context.asset_key.path[-1]
     store_findings(pipeline, day, asset, result.findings)
     context.log.info(f"{asset}: {result.counts}")
-    # A blocked date gets its report now: the package asset that would write it won't run.
-    report = refresh_report(pipeline, day) if has_errors(result.findings) else {}
+    if has_errors(result.findings):
+        # Blocked: the frame and findings are stored (the report reads them), the checks say
+        # why, and the step fails, so the date shows as failed here and downstream.
+        write_frame(result.frame, pipeline.layout.frame_path(asset, day))
+        refresh_report(pipeline, day)  # the package asset that would write it won't run
+        yield from check_results(asset, result.findings, day)
+        raise blocked(asset, day, result.findings)
     yield dg.MaterializeResult(
         value=result.frame,
         metadata={
@@ -65,10 +70,9 @@ def _stage_output(
             "dagster/column_schema": column_schema(spec, list(result.frame.columns)),
             "counts": dg.MetadataValue.json(result.counts),
             **findings_metadata(result.findings),
-            **report,
         },
     )
-    yield from check_results(asset, result.findings)
+    yield from check_results(asset, result.findings, day)
 
 
 def _change_summary(
@@ -245,6 +249,12 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         else:
             write_facts(layout, day, summary, found.pop("students"), result.sha256)
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
+        report = refresh_report(pipeline, day, frames=found["columns"])
+        findings = [*result.findings, *guards.findings]
+        if has_errors(findings):
+            yield from check_results("naviance_package", findings, day)
+            what = "the package" if has_errors(result.findings) else "its delivery"
+            raise blocked("naviance_package", day, findings, what)
         yield dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(result.path),
@@ -260,12 +270,12 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 "active_students": summary["active_students"],
                 "disabled_students": summary["disabled_students"],
                 "compared_with": guards.last_partition or "(no earlier delivery)",
-                **findings_metadata([*result.findings, *guards.findings]),
+                **findings_metadata(findings),
                 **changes,
-                **refresh_report(pipeline, day, frames=found["columns"]),
+                **report,
             },
         )
-        yield from check_results("naviance_package", [*result.findings, *guards.findings])
+        yield from check_results("naviance_package", findings, day)
         crashpoint("naviance_package:end")
 
     return [users, orgs, demographics, manifest, naviance_package]
