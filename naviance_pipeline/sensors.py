@@ -113,7 +113,8 @@ def build_sensors(
     @dg.run_failure_sensor(
         name="alert_on_failure",
         monitored_jobs=[job],
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        # It sends mail/webhooks: stopped until an operator switches it on (README).
+        default_status=dg.DefaultSensorStatus.STOPPED,
         description="Sends an alert (mail/webhook) when a nightly run fails or the delivery "
         "guards block a package. Configure channels with NAVIANCE_ALERT_* variables.",
     )
@@ -131,7 +132,7 @@ def build_sensors(
     @dg.sensor(
         name="alert_on_missed_delivery",
         minimum_interval_seconds=900,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=dg.DefaultSensorStatus.STOPPED,  # sends: switched on by an operator
         description=f"Alerts once when no delivery succeeded for more than "
         f"{MAX_DELIVERY_AGE_HOURS:g} hours (NAVIANCE_DELIVERY_MAX_AGE_HOURS); with many "
         "districts, for each district.",
