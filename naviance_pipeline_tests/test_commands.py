@@ -201,9 +201,14 @@ def test_report_diff_and_purge_read_what_the_runs_stored(tmp_path, tiny_district
     reports = tmp_path / "data" / "districts" / "sample-district" / "reports" / "2026-11-24"
     assert {p.name for p in reports.iterdir()} == {"report.json", "report.html"}
 
-    diff = _cli("diff", "--date", "2026-11-24", env=env)
+    diff = _cli("diff", "--date", "2026-11-24", "--against", "2026-11-23", env=env)
     assert diff.returncode == 0, diff.stderr
     assert "(against 2026-11-23): 0 added, 0 removed" in diff.stdout
+    # By default the baseline is the guards': the last delivered package (2026-11-24), not the
+    # previous packaged date (none before 2026-11-23).
+    default = _cli("diff", "--date", "2026-11-23", env=env)
+    assert default.returncode == 0, default.stderr
+    assert "(against 2026-11-24): 0 added, 0 removed" in default.stdout
 
     raw = tmp_path / "data" / "districts" / "sample-district" / "raw"
     purge = _cli("purge", "--keep-days", "1", "--today", "2026-11-26", "--dry-run", env=env)

@@ -80,11 +80,14 @@ def _change_summary(
     day: str,
     last_delivered: str | None,
     current: tuple[pd.DataFrame, pd.DataFrame],
+    target_name: str,
 ) -> dict:
     """Students added, deactivated, removed, moved and regraded since the last delivery (or
     the previous packaged date): the numbers to check before overriding a guard."""
     try:
-        summary = diff_partitions(layout, day, last_delivered, current=current)
+        summary = diff_partitions(
+            layout, day, last_delivered, current=current, target_name=target_name
+        )
     except FileNotFoundError:
         return {}
     return {
@@ -234,7 +237,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 overrides=plan.overrides,
                 students=students,
             )
-            changes = _change_summary(layout, day, guards.last_partition, columns)
+            changes = _change_summary(layout, day, guards.last_partition, columns, plan.name)
             found.update(
                 columns=columns, summary=summary, students=students, guards=guards, changes=changes
             )
