@@ -200,6 +200,24 @@ def test_receipt_has_what_an_auditor_needs(tmp_path, tiny_district):
     assert receipt["partition"] == SECOND
     assert receipt["run_id"] == result.run_id
     assert receipt["bytes"] == Path(settings.delivery_target, ZIP_NAME).stat().st_size
+    # The report is readable in the UI: Markdown on the package (before delivery) and on the
+    # delivery, whose verdict says it was delivered.
+    package = result.asset_materializations_for_node("naviance_package")[0].metadata
+    assert package["report_md"].value.startswith("**NOT DELIVERED YET**")
+    assert "- Blocks: nothing" in package["report_md"].value
+    assert "Changes:" in package["report_md"].value
+    delivered = result.asset_materializations_for_node("naviance_delivery")[0].metadata
+    assert delivered["verdict"].value == "delivered"
+    assert delivered["report_md"].value.startswith("**DELIVERED** — delivered to ")
+    assert "Changes:" in delivered["report_md"].value
+    [observed] = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert observed.asset_key == dg.AssetKey("naviance_package")
+    assert observed.partition == SECOND
+    assert observed.metadata["verdict"].value == "delivered"
 
 
 def _summary(partition, active, disabled, schools):

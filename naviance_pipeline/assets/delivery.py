@@ -58,6 +58,7 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
         receipt, _guards = outcome
         context.log.info(f"delivered {receipt['bytes']} bytes to {receipt['remote_path']}")
         report = refresh_report(pipeline, day, delivered=True)
+        _update_package_verdict(context, report)
         crashpoint("naviance_delivery:end")
         return dg.MaterializeResult(
             metadata={
@@ -90,6 +91,7 @@ def _not_sent(
     the target, so nothing was sent. Succeeds, saying so plainly."""
     context.log.info(f"{day} not sent: {outcome.reason}; {outcome.how_to_send}")
     report = refresh_report(pipeline, day, not_sent=outcome.reason)
+    _update_package_verdict(context, report)
     return dg.MaterializeResult(
         metadata={
             "sent": False,
@@ -99,4 +101,16 @@ def _not_sent(
             "target_name": target_name,
             **report,
         }
+    )
+
+
+def _update_package_verdict(context: dg.AssetExecutionContext, report: dict) -> None:
+    """The package's verdict after the delivery decision, on the package's own event list
+    (an observation of the date): its materialization was recorded before delivery."""
+    context.log_event(
+        dg.AssetObservation(
+            asset_key="naviance_package",
+            partition=context.partition_key,
+            metadata={k: report[k] for k in ("verdict", "report_md")},
+        )
     )

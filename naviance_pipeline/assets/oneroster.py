@@ -252,7 +252,8 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         else:
             write_facts(layout, day, summary, found.pop("students"), result.sha256)
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
-        report = refresh_report(pipeline, day, frames=found["columns"])
+        changes_md = changes["changes"].value if changes else None
+        report = refresh_report(pipeline, day, frames=found["columns"], changes=changes_md)
         findings = [*result.findings, *guards.findings]
         if has_errors(findings):
             yield from check_results("naviance_package", findings, day)
