@@ -1,7 +1,11 @@
 """Findings as Dagster data-quality checks: one blocking check per rule family and asset.
 
-A family with error findings fails its check at ERROR severity, which stops every
-downstream asset (no package, no delivery). Warnings and repairs alone pass the check and are
+A family with error findings fails its check at ERROR severity, and the asset that found them
+fails its step for that date (``blocked``): no materialization is recorded, so the date shows
+as failed in the asset's partitions and in everything downstream that did not run (no
+package, no delivery), and the failure message starts with the blocking rule codes. Every
+result names its date (description and ``partition`` metadata): Dagster shows an asset's latest
+check result whatever its date. Warnings and repairs alone pass the check and are
 listed in its metadata and description: a ClassLink export carries guardians every night, and
 a check that is yellow every night teaches people to ignore yellow. Metadata carries counts
 per rule and a Markdown table of the first findings — file, line, column, sourcedId, never a
@@ -76,10 +80,11 @@ def findings_table(findings: Iterable[Finding], limit: int = TABLE_ROWS) -> str:
     return "\n".join(rows)
 
 
-def check_results(asset: str, findings: list[Finding]) -> list[dg.AssetCheckResult]:
-    """One result per check of ``asset``. Each names its asset and check: Dagster then takes
-    the key as given, instead of looking up the asset's latest materialization once more per
-    result to find it (a query each: about 0.1 s a run on the SQLite instance)."""
+def check_results(asset: str, findings: list[Finding], day: str) -> list[dg.AssetCheckResult]:
+    """One result per check of ``asset`` for the date ``day``. Each names its asset and check:
+    Dagster then takes the key as given, instead of looking up the asset's latest
+    materialization once more per result to find it (a query each: about 0.1 s a run on the
+    SQLite instance)."""
     grouped: dict[str, list[Finding]] = {fam: [] for fam in ASSET_FAMILIES[asset]}
     for f in findings:
         grouped[_check_family(asset, f.rule)].append(f)
@@ -87,10 +92,13 @@ def check_results(asset: str, findings: list[Finding]) -> list[dg.AssetCheckResu
     for fam, items in grouped.items():
         summary = summarize(items)
         errors = summary["errors"]
+        blocking, warnings = split_by_rule(items)
         metadata: dict = {
+            "partition": day,
             "errors": errors,
             "warnings": summary["warnings"],
-            "by_rule": dg.MetadataValue.json(summary["by_rule"]),
+            "blocking_by_rule": dg.MetadataValue.json(blocking),
+            "warnings_by_rule": dg.MetadataValue.json(warnings),
         }
         if items:
             metadata["first_findings"] = dg.MetadataValue.md(findings_table(items))
@@ -101,19 +109,51 @@ def check_results(asset: str, findings: list[Finding]) -> list[dg.AssetCheckResu
                 passed=errors == 0,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata=metadata,
-                description=_verdict(items),
+                description=f"{day}: {_verdict(items)}",
             )
         )
     return results
 
 
+def split_by_rule(items: Iterable[Finding]) -> tuple[dict[str, int], dict[str, int]]:
+    """({rule: n} of the error findings, which block; {rule: n} of the warnings and repairs)."""
+    blocking: Counter = Counter()
+    warnings: Counter = Counter()
+    for f in items:
+        (blocking if f.severity == ERROR else warnings)[f.rule] += 1
+    return dict(sorted(blocking.items())), dict(sorted(warnings.items()))
+
+
+def rule_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{rule} × {n}" for rule, n in counts.items())
+
+
 def _verdict(items: list[Finding]) -> str:
     if not items:
         return "No findings."
-    counts = Counter(f.rule for f in items)
-    errors = sum(1 for f in items if f.severity == ERROR)
-    head = "Blocks the package" if errors else "Passed with warnings"
-    return f"{head}: " + ", ".join(f"{rule} × {n}" for rule, n in sorted(counts.items()))
+    blocking, warnings = split_by_rule(items)
+    parts = [f"Blocks the package: {rule_counts(blocking)}"] if blocking else ["Passed"]
+    if warnings:
+        parts.append(f"warnings and repairs (do not block): {rule_counts(warnings)}")
+    return "; ".join(parts) + "."
+
+
+def blocked(asset: str, day: str, findings: list[Finding], what: str = "the package") -> dg.Failure:
+    """The failure of ``asset``'s step for a date whose error findings block: led by the rule
+    codes and counts, then the first error's message (findings carry no PII)."""
+    blocking, _ = split_by_rule(findings)
+    first = next(f for f in findings if f.severity == ERROR)
+    where = ", ".join(
+        str(x) for x in (first.file, first.line and f"line {first.line}", first.column) if x
+    )
+    return dg.Failure(
+        f"{rule_counts(blocking)} block {what} for {day}: {asset} found "
+        f"{sum(blocking.values())} error finding(s); first: {first.rule}"
+        + (f" ({where})" if where else "")
+        + f": {first.message}. Nothing downstream of {asset} was built or sent for {day}; "
+        "see its checks and the report.",
+        allow_retries=False,
+    )
 
 
 def column_schema(spec: FileSpec, header: list[str]) -> dg.TableSchema:

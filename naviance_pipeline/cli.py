@@ -445,9 +445,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from naviance_pipeline.reporting.diff import diff_partitions, render_diff_text
+    from naviance_pipeline.settings import Settings
 
+    name = Settings.from_env().delivery_name  # the guards' baseline: its last delivery
     try:
-        summary = diff_partitions(_layout(args.district), args.date, args.against)
+        summary = diff_partitions(_layout(args.district), args.date, args.against, target_name=name)
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -567,7 +569,10 @@ def parser() -> argparse.ArgumentParser:
     df = sub.add_parser("diff", help="students added/removed/moved since another date")
     df.add_argument("--date", type=iso_date, required=True)
     df.add_argument(
-        "--against", type=iso_date, help="baseline date (default: the previous packaged date)"
+        "--against",
+        type=iso_date,
+        help="baseline date (default: the last delivered package, as the guards; with no "
+        "delivery yet, the previous packaged date)",
     )
     df.add_argument("--format", choices=("text", "json"), default="text")
     df.add_argument("--district", help="with a districts file: which district")

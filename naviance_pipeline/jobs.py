@@ -6,7 +6,6 @@ SFTP host (``naviance/sftp-host``) so the instance's run queue lets one run per 
 (``dagster.yaml``, DEPLOYMENT.md).
 """
 
-import os
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -17,7 +16,7 @@ from naviance_pipeline.districts import District, DistrictsConfig, load_district
 from naviance_pipeline.partitions import district_key, split_key
 from naviance_pipeline.resources import PipelineResource
 from naviance_pipeline.retention import purge
-from naviance_pipeline.settings import Settings, parse_clock
+from naviance_pipeline.settings import Settings, parse_clock, retention_days
 
 if TYPE_CHECKING:  # private Dagster types, for annotations only
     from dagster._core.definitions.partitions.partitioned_schedule import (
@@ -159,14 +158,17 @@ def build_retention(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDe
     def retention_job():
         purge_old_partitions()
 
-    keep = int(os.environ.get("NAVIANCE_RETENTION_DAYS") or 30)
+    keep = retention_days()
     schedule = dg.ScheduleDefinition(
         name="retention_schedule",
         job=retention_job,
         cron_schedule="30 4 * * *",
         execution_timezone=settings.timezone,
         run_config=dg.RunConfig(ops={"purge_old_partitions": RetentionConfig(keep_days=keep)}),
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Every day at 04:30 {settings.timezone}: keep {keep} days of data.",
+        # It deletes data: stopped until an operator switches it on (README, Schedules).
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Every day at 04:30 {settings.timezone}: keep {keep} days of data "
+        "(deletes older snapshots, frames, findings, reports and packages). Stopped until "
+        "switched on.",
     )
     return retention_job, schedule

@@ -20,6 +20,7 @@ from naviance_pipeline.crash import owner, owner_alive
 from naviance_pipeline.delivery.guards import parse_overrides
 from naviance_pipeline.delivery.service import (
     DeliveryBlocked,
+    NotSent,
     deliver_partition,
     sweep_delivery_copies,
 )
@@ -208,11 +209,23 @@ def run_partition(day: str | None, district: str | None = None) -> int:
                 f"({target.label})",
                 file=sys.stderr,
             )
+            for event in result.get_step_failure_events():
+                data = event.step_failure_data
+                why = data.user_failure_data.description if data.user_failure_data else None
+                print(f"{event.step_key}: {why or data.error.message.strip()}", file=sys.stderr)
             _alert(target, result.run_id)
             return 1
         delivered = result.asset_materializations_for_node("naviance_delivery")
-        where = delivered[-1].metadata["remote_path"].value if delivered else "?"
+        metadata = delivered[-1].metadata if delivered else {}
         print(f"run {result.run_id} succeeded")
+        if "not_sent_because" in metadata:
+            print(
+                f"the package of {target.day} was built and checked but not sent: "
+                f"{metadata['not_sent_because'].value}"
+            )
+            print(metadata["to_send_anyway"].value)
+            return 0
+        where = metadata["remote_path"].value if "remote_path" in metadata else "?"
         print(f"NavianceOneRoster.zip landed at {where}")
         return 0
 
@@ -221,7 +234,7 @@ def redeliver(day: str, override: str, district: str | None = None) -> int:
     target = resolve(Settings.from_env(), day, district)
     sweep(target.layout)
     try:
-        receipt, _ = deliver_partition(
+        outcome = deliver_partition(
             target.layout,
             target.delivery.target(),
             target.day,
@@ -240,6 +253,15 @@ def redeliver(day: str, override: str, district: str | None = None) -> int:
     except (DeliveryError, FileNotFoundError, ValueError) as exc:
         print(f"not delivered: {exc}", file=sys.stderr)
         return 1
+    if isinstance(outcome, NotSent):
+        print(f"not delivered: {outcome.reason}", file=sys.stderr)
+        print(
+            f"override it for this date with --override {outcome.reason.split(':')[0]} "
+            "if this is intended",
+            file=sys.stderr,
+        )
+        return 1
+    receipt, _ = outcome
     print(
         f"re-delivered {target.day} ({target.label}): {receipt['bytes']} bytes to "
         f"{receipt['remote_path']}"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # private Dagster types, for annotations only
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 MAX_DELIVERY_AGE_HOURS = 26.0
 DELIVERY = dg.AssetKey("naviance_delivery")
+DELIVERY_LOOKBACK = 100  # materializations looked at for the last one that sent a file
 
 
 def ui_url() -> str:
@@ -89,13 +90,16 @@ def _alerted(cursor: str | None, district: str) -> dict[str, str]:
 
 
 def _latest_delivery(instance: dg.DagsterInstance, keys: list[str] | None):
-    """The newest naviance_delivery materialization (of these partitions), or None."""
-    if keys is None:
-        return instance.get_latest_materialization_event(DELIVERY)
+    """The newest naviance_delivery materialization (of these partitions) that sent a file,
+    or None: a past date rebuilt (``sent: False``) delivered nothing."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=DELIVERY, asset_partitions=keys), limit=1
+        dg.AssetRecordsFilter(asset_key=DELIVERY, asset_partitions=keys), limit=DELIVERY_LOOKBACK
     ).records
-    return records[0].event_log_entry if records else None
+    for record in records:
+        sent = record.asset_materialization.metadata.get("sent")
+        if sent is None or sent.value is not False:
+            return record.event_log_entry
+    return None
 
 
 def build_sensors(
@@ -109,7 +113,8 @@ def build_sensors(
     @dg.run_failure_sensor(
         name="alert_on_failure",
         monitored_jobs=[job],
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        # It sends mail/webhooks: stopped until an operator switches it on (README).
+        default_status=dg.DefaultSensorStatus.STOPPED,
         description="Sends an alert (mail/webhook) when a nightly run fails or the delivery "
         "guards block a package. Configure channels with NAVIANCE_ALERT_* variables.",
     )
@@ -127,7 +132,7 @@ def build_sensors(
     @dg.sensor(
         name="alert_on_missed_delivery",
         minimum_interval_seconds=900,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=dg.DefaultSensorStatus.STOPPED,  # sends: switched on by an operator
         description=f"Alerts once when no delivery succeeded for more than "
         f"{MAX_DELIVERY_AGE_HOURS:g} hours (NAVIANCE_DELIVERY_MAX_AGE_HOURS); with many "
         "districts, for each district.",

@@ -10,14 +10,30 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES
 
 SAMPLE_SEED = 20261130
 SAMPLE_STUDENTS = 1200
 SAMPLE_SCHOOLS = 4
+
+
+RETENTION_DAYS = 30  # NAVIANCE_RETENTION_DAYS: days of data the retention job keeps
+
+
+def retention_days() -> int:
+    return int(os.environ.get("NAVIANCE_RETENTION_DAYS") or RETENTION_DAYS)
+
+
+def default_partitions_start(timezone: str, today: date | None = None) -> str:
+    """The first partition when NAVIANCE_PARTITIONS_START is not set: the retention window
+    before today, so the partition bar shows the dates that can still be rebuilt (older
+    snapshots are purged), not hundreds of dates "missing" forever."""
+    today = today or datetime.now(ZoneInfo(timezone)).date()
+    return (today - timedelta(days=retention_days())).isoformat()
 
 
 def _env(name: str, default: str) -> str:
@@ -110,6 +126,7 @@ class Settings:
         home = str(Path(_env("NAVIANCE_HOME", ".naviance")).resolve())
         kind = _env("NAVIANCE_SOURCE_KIND", "oneroster")
         mapping = _env("NAVIANCE_SOURCE_MAPPING", "")
+        timezone = _env("NAVIANCE_TIMEZONE", "America/New_York")
         return cls(
             home=home,
             source_url=_env("NAVIANCE_SOURCE_URL", ""),
@@ -117,11 +134,12 @@ class Settings:
             delivery_target=_env("NAVIANCE_DELIVERY_TARGET", str(Path(home, "outbox"))),
             district=_env("NAVIANCE_DISTRICT", "sample-district"),
             source_system_name=_env("NAVIANCE_SOURCE_SYSTEM", _default_system(kind, mapping)),
-            timezone=_env("NAVIANCE_TIMEZONE", "America/New_York"),
+            timezone=timezone,
             schedule_time=_env("NAVIANCE_SCHEDULE_TIME", "02:00"),
             include_staff=parse_bool(_env("NAVIANCE_INCLUDE_STAFF", "false")),
             rollover_day=_env("NAVIANCE_ROLLOVER_DAY", "07-15"),
-            partitions_start=_env("NAVIANCE_PARTITIONS_START", "2025-07-01"),
+            partitions_start=_env("NAVIANCE_PARTITIONS_START", "")
+            or default_partitions_start(timezone),
             districts_file=_env("NAVIANCE_DISTRICTS_FILE", ""),
             executor=_env("NAVIANCE_EXECUTOR", "in_process"),
             source_kind=kind,

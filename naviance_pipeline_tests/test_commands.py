@@ -134,6 +134,14 @@ def test_redeliver_refuses_an_older_date_unless_overridden(tmp_path, tiny_distri
     refused = _cli("redeliver", "--date", "2026-11-23", env=env)
     assert refused.returncode == 1
     assert "GRD-STALE-PARTITION" in refused.stderr
+    assert "older than 2026-11-24" in refused.stderr
+    assert outbox.read_bytes() == newest
+
+    rebuilt = _cli("run", "--date", "2026-11-23", env=env)  # a past date is a rebuild
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "built and checked but not sent: GRD-STALE-PARTITION" in rebuilt.stdout
+    assert "older than 2026-11-24" in rebuilt.stdout
+    assert "redeliver --date 2026-11-23 --override GRD-STALE-PARTITION" in rebuilt.stdout
     assert outbox.read_bytes() == newest
 
     forced = _cli("redeliver", "--date", "2026-11-23", "--override", "GRD-STALE-PARTITION", env=env)
@@ -167,12 +175,19 @@ def test_run_command_on_a_bad_source_fails_naming_the_check(tmp_path, tiny_distr
     bad = rewrite_zip(
         tiny_district, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
     )
-    proc = _cli("run", "--date", "2026-11-24", env=_env(tmp_path, bad))
+    env = _env(tmp_path, bad)
+    proc = _cli("run", "--date", "2026-11-24", env=env)
     assert proc.returncode == 1
     assert "check users:user_rules failed" in proc.stdout
     assert "USR-ROLE" in proc.stdout
     assert "nothing was delivered" in proc.stderr
+    # What blocked comes first in the step's failure, never a stack trace.
+    assert "users: USR-ROLE × 1 block the package for 2026-11-24" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "outbox" / ZIP_NAME).exists()
+    report = _cli("report", "--date", "2026-11-24", env=env)
+    assert report.returncode == 0, report.stderr
+    assert "Verdict: BLOCKED" in report.stdout and "USR-ROLE" in report.stdout
 
 
 def test_report_diff_and_purge_read_what_the_runs_stored(tmp_path, tiny_district):
@@ -186,9 +201,14 @@ def test_report_diff_and_purge_read_what_the_runs_stored(tmp_path, tiny_district
     reports = tmp_path / "data" / "districts" / "sample-district" / "reports" / "2026-11-24"
     assert {p.name for p in reports.iterdir()} == {"report.json", "report.html"}
 
-    diff = _cli("diff", "--date", "2026-11-24", env=env)
+    diff = _cli("diff", "--date", "2026-11-24", "--against", "2026-11-23", env=env)
     assert diff.returncode == 0, diff.stderr
     assert "(against 2026-11-23): 0 added, 0 removed" in diff.stdout
+    # By default the baseline is the guards': the last delivered package (2026-11-24), not the
+    # previous packaged date (none before 2026-11-23).
+    default = _cli("diff", "--date", "2026-11-23", env=env)
+    assert default.returncode == 0, default.stderr
+    assert "(against 2026-11-24): 0 added, 0 removed" in default.stdout
 
     raw = tmp_path / "data" / "districts" / "sample-district" / "raw"
     purge = _cli("purge", "--keep-days", "1", "--today", "2026-11-26", "--dry-run", env=env)

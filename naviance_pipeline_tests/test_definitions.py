@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
 import dagster as dg
 
 from naviance_pipeline.definitions import build_definitions
+from naviance_pipeline.partitions import daily_partitions
+from naviance_pipeline.settings import Settings
 
 EXPECTED_ASSETS = [
     "demographics",
@@ -60,3 +67,33 @@ def test_every_asset_has_a_description_and_kinds(settings):
         node = graph.get(key)
         assert node.description, key
         assert any(t.startswith("dagster/kind/") for t in node.tags), key
+
+
+def test_nothing_that_deletes_or_sends_starts_by_itself(settings):
+    """Every schedule and sensor starts stopped, and the README's table says so for each."""
+    defs = build_definitions(settings)
+    states = {s.name: s.default_status.value for s in [*defs.schedules, *defs.sensors]}
+    assert set(states) == {
+        "nightly_schedule",
+        "retention_schedule",
+        "alert_on_failure",
+        "alert_on_missed_delivery",
+    }
+    assert set(states.values()) == {"STOPPED"}
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name in states:
+        assert re.search(rf"^\| `{name}`[^|]*\| stopped \| \S", readme, re.M), name
+
+
+def test_first_partition_defaults_to_the_retention_window_before_today(monkeypatch):
+    monkeypatch.delenv("NAVIANCE_PARTITIONS_START", raising=False)
+    monkeypatch.setenv("NAVIANCE_TIMEZONE", "Pacific/Auckland")
+    monkeypatch.setenv("NAVIANCE_RETENTION_DAYS", "10")
+    today = datetime.now(ZoneInfo("Pacific/Auckland")).date()
+    settings = Settings.from_env()
+    assert settings.partitions_start == (today - timedelta(days=10)).isoformat()
+    partitions = daily_partitions(settings)
+    assert partitions.get_first_partition_key() == settings.partitions_start
+    assert partitions.get_last_partition_key() == today.isoformat()
+    monkeypatch.setenv("NAVIANCE_PARTITIONS_START", "2026-01-01")  # still configurable
+    assert daily_partitions(Settings.from_env()).get_first_partition_key() == "2026-01-01"

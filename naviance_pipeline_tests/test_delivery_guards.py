@@ -151,19 +151,36 @@ def test_override_lets_a_blocked_delivery_through_and_is_recorded(delivered_firs
     assert meta["guard_overrides"].value == ["GRD-ID-CHURN", "GRD-STUDENT-DROP"]
 
 
-def test_older_partition_is_refused_unless_overridden(tmp_path, tiny_district, target):
+def test_older_partition_is_rebuilt_but_not_sent_unless_overridden(tmp_path, tiny_district, target):
+    """A past date is a rebuild: the run succeeds, its package is built and checked, the newer
+    file on the target is never replaced; the delivery step says why and how to send it; the
+    override tag sends it, recorded in the receipt."""
     settings = make_settings(tmp_path, tiny_district, **target.overrides)
     outbox = target.landed
+    layout = DataLayout(settings.data_root, settings.district)
     with dg.instance_for_test() as instance:
         assert run_job(settings, SECOND, instance).success
         newest = outbox.read_bytes()
         stale = run_job(settings, FIRST, instance)
-        assert not stale.success
-        assert "GRD-STALE-PARTITION" in failed_checks(stale)["naviance_package:delivery_guards"]
+        assert stale.success
+        assert failed_checks(stale) == {}
+        assert Path(str(layout.package_path(FIRST))).exists()
         assert outbox.read_bytes() == newest
+        assert [r["partition"] for r in list_receipts(layout, "naviance")] == [SECOND]
+        [meta] = [m.metadata for m in stale.asset_materializations_for_node("naviance_delivery")]
+        assert meta["sent"].value is False
+        because = meta["not_sent_because"].value
+        assert "GRD-STALE-PARTITION" in because and f"older than {SECOND}" in because
+        assert OVERRIDE_TAG in meta["to_send_anyway"].value
+        assert f"redeliver --date {FIRST}" in meta["to_send_anyway"].value
+        report = json.loads(Path(meta["report_json"].value).read_text())
+        assert report["verdict"]["status"] == "not sent"
         forced = run_job(settings, FIRST, instance, tags={OVERRIDE_TAG: "GRD-STALE-PARTITION"})
         assert forced.success
         assert outbox.read_bytes() != newest
+        receipts = list_receipts(layout, "naviance")
+        assert [r["partition"] for r in receipts] == [SECOND, FIRST]
+        assert receipts[-1]["guard_overrides"] == ["GRD-STALE-PARTITION"]
 
 
 def test_receipt_has_what_an_auditor_needs(tmp_path, tiny_district):
@@ -183,6 +200,24 @@ def test_receipt_has_what_an_auditor_needs(tmp_path, tiny_district):
     assert receipt["partition"] == SECOND
     assert receipt["run_id"] == result.run_id
     assert receipt["bytes"] == Path(settings.delivery_target, ZIP_NAME).stat().st_size
+    # The report is readable in the UI: Markdown on the package (before delivery) and on the
+    # delivery, whose verdict says it was delivered.
+    package = result.asset_materializations_for_node("naviance_package")[0].metadata
+    assert package["report_md"].value.startswith("**NOT DELIVERED YET**")
+    assert "- Blocks: nothing" in package["report_md"].value
+    assert "Changes:" in package["report_md"].value
+    delivered = result.asset_materializations_for_node("naviance_delivery")[0].metadata
+    assert delivered["verdict"].value == "delivered"
+    assert delivered["report_md"].value.startswith("**DELIVERED** — delivered to ")
+    assert "Changes:" in delivered["report_md"].value
+    [observed] = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert observed.asset_key == dg.AssetKey("naviance_package")
+    assert observed.partition == SECOND
+    assert observed.metadata["verdict"].value == "delivered"
 
 
 def _summary(partition, active, disabled, schools):

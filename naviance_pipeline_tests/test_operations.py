@@ -58,16 +58,24 @@ def test_failed_run_sends_one_alert_with_rule_codes_and_run_link(
 
 def test_guard_block_is_alerted_as_such(tmp_path, tiny_district, monkeypatch, webhook_server):
     _hook_env(monkeypatch, webhook_server)
-    settings = make_settings(tmp_path, tiny_district)
+
+    def disable_students(rows):
+        header = rows[0]
+        for row in rows[1:]:
+            if row[header.index("role")] == "student":
+                row[header.index("enabledUser")] = "false"
+        return rows
+
+    empty = rewrite_zip(tiny_district, tmp_path / "empty.zip", "users.csv", disable_students)
+    settings = make_settings(tmp_path, empty)
     with dg.instance_for_test() as instance:
-        assert run_job(settings, "2026-11-24", instance).success
-        stale = run_job(settings, "2026-11-23", instance)  # older than what was delivered
-        assert not stale.success
-        _alert_on_failure(build_definitions(settings), instance, stale)
+        blocked = run_job(settings, "2026-11-24", instance)  # no active student: GRD-EMPTY
+        assert not blocked.success
+        _alert_on_failure(build_definitions(settings), instance, blocked)
     [(_, _, body)] = webhook_server.posts
     alert = json.loads(body)["alert"]
     assert alert["kind"] == "guard_blocked"
-    assert alert["counts"] == {"GRD-STALE-PARTITION": 1}
+    assert alert["counts"] == {"GRD-EMPTY": 1}
 
 
 def test_missed_delivery_alerts_once(tmp_path, tiny_district, monkeypatch, webhook_server):

@@ -14,6 +14,7 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import open_source
 from naviance_pipeline.oneroster.spec import PACKAGE_ENTRIES, ZIP_NAME
 from naviance_pipeline.oneroster.stages import build_all
+from naviance_pipeline.reporting.report import report_paths
 from naviance_pipeline.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import (
@@ -100,9 +101,15 @@ def test_bad_role_fails_users_check_and_delivers_nothing(tmp_path, tiny_district
     failed = failed_checks(result)
     assert set(failed) == {"users:user_rules"}
     assert "USR-ROLE" in failed["users:user_rules"]
-    assert materialized(result) >= {"sis_extract", "users"}
-    # The blocking check stops what is built from the users written: orgs, demographics, package.
+    # users found the error: its step fails for the date (no materialization), led by the
+    # rule code, and nothing built from it runs.
+    assert materialized(result) == {"sis_extract"}
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "users"
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith(f"USR-ROLE × 1 block the package for {DAY}: users found 1 error")
     assert not materialized(result) & {
+        "users",
         "orgs",
         "demographics",
         "naviance_package",
@@ -116,8 +123,7 @@ def test_bad_role_fails_users_check_and_delivers_nothing(tmp_path, tiny_district
     role = [f for f in findings if f["rule"] == "USR-ROLE"]
     assert [(f["line"], f["value"]) for f in role] == [(edited_line[0], "pupil")]
     # The blocked date has a report that says why.
-    users_meta = result.asset_materializations_for_node("users")[0].metadata
-    report = json.loads(Path(users_meta["report_json"].value).read_text())
+    report = json.loads(Path(str(report_paths(layout, DAY)[0])).read_text())
     assert report["verdict"]["status"] == "blocked"
     assert "USR-ROLE" in report["verdict"]["reason"]
 

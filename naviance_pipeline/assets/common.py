@@ -85,11 +85,16 @@ def stored_error_counts(pipeline: PipelineResource, day: str) -> dict[str, int]:
 
 
 def findings_metadata(findings: list[Finding]) -> dict:
+    """Counts with what blocks (errors) apart from warnings and repairs."""
+    from naviance_pipeline.checks import split_by_rule
+
     summary = summarize(findings)
+    blocking, warnings = split_by_rule(findings)
     return {
         "findings/errors": summary["errors"],
         "findings/warnings": summary["warnings"],
-        "findings/by_rule": dg.MetadataValue.json(summary["by_rule"]),
+        "findings/blocking_by_rule": dg.MetadataValue.json(blocking),
+        "findings/warnings_by_rule": dg.MetadataValue.json(warnings),
     }
 
 
@@ -98,20 +103,31 @@ def refresh_report(
     day: str,
     *,
     delivered: bool = False,
+    not_sent: str | None = None,
     frames: tuple[pd.DataFrame | None, pd.DataFrame | None] | None = None,
+    changes: str | None = None,
 ) -> dict:
     """Rewrite the date's validation report (HTML + JSON) from what is stored now (after a
     delivery: only its deliveries and verdict; ``frames``: the (users, orgs) report columns
-    when the caller has read them); returns the metadata entries that link it from the asset
-    in the UI."""
-    from naviance_pipeline.reporting.report import build_report, delivered_report, write_report
+    when the caller has read them; ``changes``: the change summary's Markdown; ``not_sent``:
+    why the delivery step did not send the date); returns the metadata entries that show it
+    in the UI: the report as Markdown (``report_md``), the verdict, and the files' paths."""
+    from naviance_pipeline.reporting.report import (
+        build_report,
+        delivered_report,
+        render_report_markdown,
+        write_report,
+    )
 
-    if delivered:
-        report = delivered_report(pipeline.layout, day)
+    if delivered or not_sent:
+        report = delivered_report(pipeline.layout, day, not_sent=not_sent)
     else:
         report = build_report(pipeline.layout, day, frames=frames)
+    if changes:  # the change summary against the last delivery, kept for the delivery step
+        report["changes"] = changes
     json_path, html_path = write_report(pipeline.layout, day, report)
     return {
+        "report_md": dg.MetadataValue.md(render_report_markdown(report)),
         "report": dg.MetadataValue.path(str(html_path)),
         "report_json": dg.MetadataValue.path(str(json_path)),
         "verdict": report["verdict"]["status"],

@@ -8,8 +8,9 @@ from naviance_pipeline.assets.common import (
     partition_of,
     store_findings,
 )
-from naviance_pipeline.checks import check_results, check_specs
+from naviance_pipeline.checks import blocked, check_results, check_specs
 from naviance_pipeline.crash import crashpoint
+from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.resources import PipelineResource
 from naviance_pipeline.sources import (
@@ -73,6 +74,9 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         store_findings(pipeline, day, "sis_extract", findings)
         files = snapshot.files
         context.log.info(f"snapshot of {len(files)} file(s), {sum(f.size for f in files)} bytes")
+        if has_errors(findings):  # stored for the report; the date fails here
+            yield from check_results("sis_extract", findings, day)
+            raise blocked("sis_extract", day, findings)
         yield dg.MaterializeResult(
             metadata={
                 "source_kind": config.kind,
@@ -88,7 +92,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 **findings_metadata(findings),
             },
         )
-        yield from check_results("sis_extract", findings)
+        yield from check_results("sis_extract", findings, day)
         crashpoint("sis_extract:end")
 
     return sis_extract

@@ -14,7 +14,7 @@ from naviance_pipeline.assets.common import (
     store_findings,
     stored_error_counts,
 )
-from naviance_pipeline.checks import check_results, check_specs, column_schema
+from naviance_pipeline.checks import blocked, check_results, check_specs, column_schema
 from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.facts import (
     remove_facts,
@@ -23,7 +23,7 @@ from naviance_pipeline.delivery.facts import (
 )
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import IDENTITY_KEY, check_guards
-from naviance_pipeline.frames import read_frame
+from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
@@ -56,8 +56,13 @@ def _stage_output(
     asset = context.asset_key.path[-1]
     store_findings(pipeline, day, asset, result.findings)
     context.log.info(f"{asset}: {result.counts}")
-    # A blocked date gets its report now: the package asset that would write it won't run.
-    report = refresh_report(pipeline, day) if has_errors(result.findings) else {}
+    if has_errors(result.findings):
+        # Blocked: the frame and findings are stored (the report reads them), the checks say
+        # why, and the step fails, so the date shows as failed here and downstream.
+        write_frame(result.frame, pipeline.layout.frame_path(asset, day))
+        refresh_report(pipeline, day)  # the package asset that would write it won't run
+        yield from check_results(asset, result.findings, day)
+        raise blocked(asset, day, result.findings)
     yield dg.MaterializeResult(
         value=result.frame,
         metadata={
@@ -65,10 +70,9 @@ def _stage_output(
             "dagster/column_schema": column_schema(spec, list(result.frame.columns)),
             "counts": dg.MetadataValue.json(result.counts),
             **findings_metadata(result.findings),
-            **report,
         },
     )
-    yield from check_results(asset, result.findings)
+    yield from check_results(asset, result.findings, day)
 
 
 def _change_summary(
@@ -76,11 +80,14 @@ def _change_summary(
     day: str,
     last_delivered: str | None,
     current: tuple[pd.DataFrame, pd.DataFrame],
+    target_name: str,
 ) -> dict:
     """Students added, deactivated, removed, moved and regraded since the last delivery (or
     the previous packaged date): the numbers to check before overriding a guard."""
     try:
-        summary = diff_partitions(layout, day, last_delivered, current=current)
+        summary = diff_partitions(
+            layout, day, last_delivered, current=current, target_name=target_name
+        )
     except FileNotFoundError:
         return {}
     return {
@@ -243,7 +250,7 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 overrides=plan.overrides,
                 students=students,
             )
-            changes = _change_summary(layout, day, guards.last_partition, columns)
+            changes = _change_summary(layout, day, guards.last_partition, columns, plan.name)
             found.update(columns=columns, summary=summary, guards=guards, changes=changes)
 
         result = build_package(*loaders, options, str(dest), meanwhile=summaries)
@@ -258,6 +265,13 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 summary = {**summary, IDENTITY_KEY: guards.identity}
             write_facts(layout, day, summary, found.pop("students"), result.sha256)
         store_findings(pipeline, day, GUARDS_STAGE, guards.findings)
+        changes_md = changes["changes"].value if changes else None
+        report = refresh_report(pipeline, day, frames=found["columns"], changes=changes_md)
+        findings = [*result.findings, *guards.findings]
+        if has_errors(findings):
+            yield from check_results("naviance_package", findings, day)
+            what = "the package" if has_errors(result.findings) else "its delivery"
+            raise blocked("naviance_package", day, findings, what)
         yield dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(result.path),
@@ -273,12 +287,12 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
                 "active_students": summary["active_students"],
                 "disabled_students": summary["disabled_students"],
                 "compared_with": guards.last_partition or "(no earlier delivery)",
-                **findings_metadata([*result.findings, *guards.findings]),
+                **findings_metadata(findings),
                 **changes,
-                **refresh_report(pipeline, day, frames=found["columns"]),
+                **report,
             },
         )
-        yield from check_results("naviance_package", [*result.findings, *guards.findings])
+        yield from check_results("naviance_package", findings, day)
         crashpoint("naviance_package:end")
 
     return [users, orgs, demographics, manifest, naviance_package]

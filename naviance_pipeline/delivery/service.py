@@ -6,9 +6,12 @@ so a re-delivery from the UI or the command line follows exactly the same rules:
 1. take the target's lock (lock.py: across processes; a dead holder never keeps it);
 2. pin the package's bytes (a hard link, or a private copy off a remote data root) and hash
    them: what is judged is what is sent, even if the date is re-packaged meanwhile;
-3. judge them (facts.py: the package's own figures, proven by its sha256) against the target's
-   history, read inside the lock: the guards and the stale-date decision;
-4. write the receipt as ``delivering``, upload, rewrite it as ``delivered``.
+3. decide whether the date is sent at all: a date older than one already delivered to the
+   target is not sent (``NotSent``, not an error: a past date re-runs as a rebuild) unless
+   GRD-STALE-PARTITION is overridden; decided here, against the history read inside the lock;
+4. judge the bytes (facts.py: the package's own figures, proven by its sha256) against the
+   target's history: the guards;
+5. write the receipt as ``delivering``, upload, rewrite it as ``delivered``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,34 @@ class DeliveryBlocked(Exception):
         )
 
 
+STALE = "GRD-STALE-PARTITION"
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """A date older than the newest one delivered to the target: not sent (nothing uploaded,
+    no receipt written) and not an error. The newer file on the target stays."""
+
+    partition: str
+    newest: str
+    name: str
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"{STALE}: {self.partition} is older than {self.newest}, already delivered to "
+            f"target {self.name!r}; sending it would replace newer data"
+        )
+
+    @property
+    def how_to_send(self) -> str:
+        return (
+            f"to send {self.partition} anyway, re-run naviance_delivery for it with the run tag "
+            f"naviance/override-guards={STALE}, or run: naviance-pipeline redeliver "
+            f"--date {self.partition} --override {STALE}"
+        )
+
+
 @dataclass(frozen=True)
 class GuardOutcome:
     findings: list[Finding]
@@ -85,9 +116,12 @@ def check_guards(
     limits: GuardLimits,
     overrides: list[str],
     students: pa.Table | None = None,
+    judge_date: bool = False,
 ) -> GuardOutcome:
     """Compare a package's figures with the history of the target named ``name``: its last
-    delivery (counts, students) and its newest delivered date."""
+    delivery (counts, students); with ``judge_date`` (the delivery decision, inside the
+    target's lock) also its newest delivered date. The package step's own check judges the
+    package, not its date: a past date is a rebuild."""
     history = receipts.list_receipts(layout, name)
     last = history[-1] if history else None
     identity = None
@@ -100,10 +134,11 @@ def check_guards(
             last_students = receipts.read_students(layout, name, last)
             if last_students is not None:
                 identity = identity_findings(students, last_students, last["partition"], limits)
+    newest = max((r["partition"] for r in history), default=None)
     findings = evaluate_guards(
         summary,
         last["summary"] if last else None,
-        newest_delivered=max((r["partition"] for r in history), default=None),
+        newest_delivered=newest if judge_date else None,
         limits=limits,
         overrides=overrides,
         identity=identity,
@@ -124,9 +159,11 @@ def deliver_partition(
     redelivery: bool = False,
     on_attempt: OnAttempt | None = None,
     log: Callable[[str], None] = lambda _message: None,
-) -> tuple[dict, GuardOutcome]:
-    """Deliver the archived package of ``partition``; raises DeliveryBlocked, DeliveryError
-    (DeliveryLockTimeout among them) or FileNotFoundError, and then nothing was sent."""
+) -> tuple[dict, GuardOutcome] | NotSent:
+    """Deliver the archived package of ``partition``: (receipt, guards) once sent; NotSent
+    for a date older than one already delivered (GRD-STALE-PARTITION not overridden). Raises
+    DeliveryBlocked, DeliveryError (DeliveryLockTimeout among them) or FileNotFoundError, and
+    then nothing was sent."""
     package = layout.package_path(partition)
     if not package.exists():
         raise FileNotFoundError(f"no package was built for {partition} (expected {package})")
@@ -148,6 +185,9 @@ def deliver_partition(
                 f"the URL of {name!r} changed since the delivery of {last['partition']}: "
                 f"{last['target']} → {url}; its history goes on (recorded in the receipt)"
             )
+        newest = receipts.newest_delivered_partition(layout, name)
+        if newest is not None and partition < newest and STALE not in plan.overrides:
+            return NotSent(partition, newest, name)
         with pinned(package) as local:
             sha256 = _sha256(local)
             summary, students, stored = package_facts(layout, partition, local, sha256, log)
@@ -158,6 +198,7 @@ def deliver_partition(
                 limits=plan.limits,
                 overrides=plan.overrides,
                 students=students,
+                judge_date=True,
             )
             if outcome.blocked:
                 raise DeliveryBlocked(outcome.findings)

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from naviance_pipeline.delivery.receipts import DEFAULT_NAME, last_receipt
 from naviance_pipeline.oneroster.rules_common import arrow
 from naviance_pipeline.reporting import (
     ORG_COLUMNS,
@@ -223,6 +224,14 @@ def change_summary(
     }
 
 
+def default_baseline(layout: DataLayout, day: str, target_name: str = DEFAULT_NAME) -> str | None:
+    """What ``day`` is compared with by default — the guards' baseline: the date of the last
+    package delivered to the target (what Naviance holds now); with no delivery yet, the
+    previous packaged date."""
+    last = last_receipt(layout, target_name)
+    return last["partition"] if last else previous_packaged_date(layout, day)
+
+
 def previous_packaged_date(layout: DataLayout, day: str) -> str | None:
     """The newest date before ``day`` that has a package summary."""
     return max((d for d in packaged_dates(layout) if d < day), default=None)
@@ -241,13 +250,15 @@ def diff_partitions(
     against: str | None = None,
     *,
     current: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    target_name: str = DEFAULT_NAME,
 ) -> dict:
     """``change_summary`` of the stored frames of ``day`` against those of ``against``
-    (default: the newest earlier date with a package summary; none: every student is added).
+    (default: ``default_baseline``, the last delivery to the target, as the guards; none:
+    every student is added).
     ``current``: ``day``'s (users, orgs) report columns when the caller has read them already
     (``reporting.load_frame``). Raises FileNotFoundError when a date's frames were never
     stored."""
-    against = against or previous_packaged_date(layout, day)
+    against = against or default_baseline(layout, day, target_name)
     users, orgs = current if current is not None else _frames(layout, day)
     previous_users, previous_orgs = _frames(layout, against) if against else (None, None)
     summary = change_summary(users, orgs, previous_users, previous_orgs)

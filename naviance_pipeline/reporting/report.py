@@ -52,6 +52,7 @@ from naviance_pipeline.storage import (
 )
 
 DELIVERED, BLOCKED, NOT_YET = "delivered", "blocked", "not delivered yet"
+NOT_SENT = "not sent"  # a past date rebuilt: a newer date is already on the target
 FIRST_FINDINGS = 10  # per rule
 FINDING_KEYS = ("stage", "rule", "severity", "file", "line", "column", "sourcedId", "message")
 FILE_LEVEL = "(file-level)"
@@ -345,18 +346,22 @@ def build_report(
     }
 
 
-def delivered_report(layout: DataLayout, day: str) -> dict:
+def delivered_report(layout: DataLayout, day: str, *, not_sent: str | None = None) -> dict:
     """The stored report of ``day`` brought up to date after a delivery: its deliveries and
     verdict. The rest is kept as the package step wrote it, so the report describes the
     package that was delivered (and is not rebuilt from a million rows again). Built whole
-    when no report is stored or no delivery is recorded."""
+    when no report is stored or no delivery is recorded. ``not_sent``: the delivery step
+    decided not to send this date, and why (the verdict says so)."""
     stored = report_paths(layout, day)[0]
     deliveries = _deliveries(layout, day)
-    if not (deliveries and stored.exists()):
+    if not stored.exists() or not (deliveries or not_sent):
         return build_report(layout, day)
     report = read_json(stored)
     report["deliveries"] = deliveries
     report["verdict"] = compute_verdict(_findings_frame({}), [], deliveries, report["package"])
+    if not_sent:
+        earlier = f"; {report['verdict']['reason']} before" if deliveries else ""
+        report["verdict"] = {"status": NOT_SENT, "reason": not_sent + earlier, "blocking": {}}
     return report
 
 
@@ -454,3 +459,44 @@ def _package_line(package: dict) -> str:
             "disabled students"
         )
     return "; ".join(parts)
+
+
+def _md_cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_report_markdown(report: dict, first: int = 3) -> str:
+    """The report as Markdown for the asset's metadata in the UI: the verdict, what blocks
+    apart from warnings and repairs, counts by school, the first findings of each rule and
+    the change summary against the last delivery. Built from the report (no PII)."""
+    verdict, totals = report["verdict"], report["totals"]
+    out = [
+        f"**{verdict['status'].upper()}** — {_md_cell(verdict['reason'])}",
+        "",
+        f"District {report['district']}, {report['partition']}: {totals['errors']} error(s) "
+        f"(block), {totals['warnings']} warning(s) (do not block), of which "
+        f"{totals['repairs']} repair(s).",
+    ]
+    blocking = {r["rule"]: r["errors"] for r in report["by_rule"] if r["errors"]}
+    warnings = {r["rule"]: r["warnings"] for r in report["by_rule"] if r["warnings"]}
+    out.append("")
+    out.append(f"- Blocks: {_rule_list(blocking) or 'nothing'}")
+    out.append(f"- Warnings and repairs: {_rule_list(warnings) or 'none'}")
+    if report["by_school"]:
+        out += ["", "| school | name | errors | warnings | rules |", "|---|---|---|---|---|"]
+        out += [
+            f"| {s['school']} | {_md_cell(s['name'])} | {s['errors']} | {s['warnings']} | "
+            f"{_rule_list(s['by_rule'])} |"
+            for s in report["by_school"]
+        ]
+    if report["first_findings"]:
+        out += ["", f"First findings (up to {first} per rule):", ""]
+        out += ["| rule | severity | where | message |", "|---|---|---|---|"]
+        for rule, found in report["first_findings"].items():
+            out += [
+                f"| {rule} | {f['severity']} | {_md_cell(_where(f))} | {_md_cell(f['message'])} |"
+                for f in found[:first]
+            ]
+    if report.get("changes"):
+        out += ["", "Changes:", "", report["changes"]]
+    return "\n".join(out) + "\n"

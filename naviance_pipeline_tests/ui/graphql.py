@@ -122,3 +122,54 @@ def wait_for_run(url: str, run_id: str, timeout: float = 600, poll: float = 0.5)
         time.sleep(poll)
         status = run_status(url, run_id)
     return status
+
+
+PARTITION_STATUSES = """
+query PartitionStatuses($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    __typename
+    ... on AssetNode {
+      assetPartitionStatuses {
+        __typename
+        ... on TimePartitionStatuses { ranges { status startKey endKey } }
+      }
+    }
+  }
+}
+"""
+
+STEP_FAILURES = """
+query StepFailures($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent { stepKey failureMetadata { description } }
+      }
+    }
+  }
+}
+"""
+
+
+def partition_status(url: str, asset: str, partition: str) -> str:
+    """What the asset's Partitions view shows for one date, as the UI reads it:
+    MATERIALIZED, FAILED or MATERIALIZING; MISSING when no range holds the date."""
+    node = graphql(url, PARTITION_STATUSES, {"assetKey": {"path": [asset]}})["assetNodeOrError"]
+    if node["__typename"] != "AssetNode":
+        raise GraphQLError(f"asset {asset}: {node['__typename']}")
+    for span in node["assetPartitionStatuses"]["ranges"]:
+        if span["startKey"] <= partition <= span["endKey"]:
+            return span["status"]
+    return "MISSING"
+
+
+def step_failures(url: str, run_id: str) -> dict[str, str]:
+    """{step key: failure description} of a run, as its run page shows them."""
+    logs = graphql(url, STEP_FAILURES, {"runId": run_id})["logsForRun"]
+    return {
+        e["stepKey"]: (e["failureMetadata"] or {}).get("description") or ""
+        for e in logs["events"]
+        if e.get("stepKey")
+    }

@@ -22,7 +22,12 @@ from naviance_pipeline.jobs import NIGHTLY_JOB, STAGES
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip
 from naviance_pipeline_tests.ui.dagster_dev import REPO, DagsterDev, dagster_dev
-from naviance_pipeline_tests.ui.graphql import launch_partition_run, wait_for_run
+from naviance_pipeline_tests.ui.graphql import (
+    launch_partition_run,
+    partition_status,
+    step_failures,
+    wait_for_run,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -118,8 +123,11 @@ def save_screenshot(
 
 def run_nightly_job(dev: DagsterDev) -> str:
     """Launch the nightly job for PARTITION as the Launchpad does; wait for its end status."""
-    run_id = launch_partition_run(dev.url, NIGHTLY_JOB, PARTITION)
-    return wait_for_run(dev.url, run_id, timeout=600)  # a hang guard: returns at the run's end
+    return wait_for_run(dev.url, launch_nightly_job(dev), timeout=600)  # a hang guard
+
+
+def launch_nightly_job(dev: DagsterDev, partition: str = PARTITION, **kwargs) -> str:
+    return launch_partition_run(dev.url, NIGHTLY_JOB, partition, **kwargs)
 
 
 def open_lineage(page: sync_api.Page, url: str) -> None:
@@ -175,8 +183,19 @@ def test_failed_user_rules_check_shows_the_rule_and_line(tmp_path, tiny_district
 
     with dagster_dev(tmp_path / "home", pupil) as dev:
         # The blocking check stops the run before the package: a failed run, nothing delivered.
-        assert run_nightly_job(dev) == "FAILURE", dev.log_tail()
+        run_id = launch_nightly_job(dev)
+        assert wait_for_run(dev.url, run_id) == "FAILURE", dev.log_tail()
         assert not (tmp_path / "home" / "outbox" / ZIP_NAME).exists()
+        # Red means blocked, for this date: users (which found the error) and everything
+        # downstream that did not happen show it failed; the snapshot was taken.
+        statuses = {asset: partition_status(dev.url, asset, PARTITION) for asset in LINEAGE}
+        assert statuses == {
+            asset: "MATERIALIZED" if asset == "sis_extract" else "FAILED" for asset in LINEAGE
+        }
+        # The run page's failure starts with what blocked it.
+        [(step, message)] = step_failures(dev.url, run_id).items()
+        assert step == "users"
+        assert message.startswith(f"USR-ROLE × 1 block the package for {PARTITION}"), message
 
         page = new_page(PAGE_VIEWPORT)
         with screenshot_on_failure(page, tmp_path / "failure-check.png"):
@@ -185,7 +204,9 @@ def test_failed_user_rules_check_shows_the_rule_and_line(tmp_path, tiny_district
             sync_api.expect(page.get_by_text("Succeeded", exact=True)).to_have_count(others)
             # "Failed" twice: user_rules in the list of checks, and its evaluation result.
             sync_api.expect(page.get_by_text("Failed", exact=True)).to_have_count(2)
-            sync_api.expect(page.get_by_text("Blocks the package: USR-ROLE × 1")).to_be_visible()
+            sync_api.expect(
+                page.get_by_text(f"{PARTITION}: Blocks the package: USR-ROLE × 1")
+            ).to_be_visible()
             page.wait_for_load_state("networkidle")
             save_screenshot(page, tmp_path / "failed-check.png", "failed-check.png")
 
