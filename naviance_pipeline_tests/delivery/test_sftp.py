@@ -167,13 +167,16 @@ def test_stale_partial_of_ours_removed_foreign_files_kept(sftp_server, remote_di
     (local_dir / f".{NAME}.old.part").write_bytes(b"left by an earlier run")
     (local_dir / "other.part").write_bytes(b"someone else's")
     (local_dir / ".Other.zip.old.part").write_bytes(b"another package's")
+    (local_dir / f".{NAME}.bak").write_bytes(b"someone's backup: our name, not our suffix")
     _payload(tmp_path / "pkg.zip", 10_000, b"stale")
 
     _target(sftp_server, remote, password=sftp_server.password).deliver(
         str(tmp_path / "pkg.zip"), name=NAME, token="run-3"
     )
 
-    assert sorted(os.listdir(local_dir)) == sorted([".Other.zip.old.part", NAME, "other.part"])
+    assert sorted(os.listdir(local_dir)) == sorted(
+        [".Other.zip.old.part", f".{NAME}.bak", NAME, "other.part"]
+    )
 
 
 @sftp
