@@ -63,14 +63,14 @@ def test_stale_partial_of_ours_removed_foreign_files_kept(tmp_path):
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     leftovers = (f".{NAME}.old-run.part", "other.part", ".Other.zip.x.part", f"{NAME}.part")
-    for leftover in (*leftovers, f".{NAME}.bak"):
+    for leftover in (*leftovers, f".{NAME}.2026-11-20.bak"):
         (outbox / leftover).write_bytes(b"leftover")
     _package(tmp_path / "pkg.zip", 1000, b"x")
 
     LocalFolderTarget(outbox).deliver(str(tmp_path / "pkg.zip"), name=NAME, token="run-3")
 
     assert sorted(os.listdir(outbox)) == sorted(
-        [".Other.zip.x.part", f".{NAME}.bak", NAME, f"{NAME}.part", "other.part"]
+        [".Other.zip.x.part", f".{NAME}.2026-11-20.bak", NAME, f"{NAME}.part", "other.part"]
     )
 
 

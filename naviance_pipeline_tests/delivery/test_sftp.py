@@ -167,7 +167,9 @@ def test_stale_partial_of_ours_removed_foreign_files_kept(sftp_server, remote_di
     (local_dir / f".{NAME}.old.part").write_bytes(b"left by an earlier run")
     (local_dir / "other.part").write_bytes(b"someone else's")
     (local_dir / ".Other.zip.old.part").write_bytes(b"another package's")
-    (local_dir / f".{NAME}.bak").write_bytes(b"someone's backup: our name, not our suffix")
+    (local_dir / f".{NAME}.2026-11-20.bak").write_bytes(
+        b"someone's backup: our name, not our suffix"
+    )
     _payload(tmp_path / "pkg.zip", 10_000, b"stale")
 
     _target(sftp_server, remote, password=sftp_server.password).deliver(
@@ -175,7 +177,7 @@ def test_stale_partial_of_ours_removed_foreign_files_kept(sftp_server, remote_di
     )
 
     assert sorted(os.listdir(local_dir)) == sorted(
-        [".Other.zip.old.part", f".{NAME}.bak", NAME, "other.part"]
+        [".Other.zip.old.part", f".{NAME}.2026-11-20.bak", NAME, "other.part"]
     )
 
 
