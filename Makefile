@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
+	umask 077 && mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
 run: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml

@@ -47,6 +47,8 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.home, "dagster_home"))
     home.mkdir(parents=True, exist_ok=True)
     make_tree_private(home)  # event logs and compute logs name the district's files
+    if Path(settings.home).is_dir():  # NAVIANCE_HOME: the data, outbox and sample below it
+        os.chmod(settings.home, 0o700)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(INSTANCE_YAML)
