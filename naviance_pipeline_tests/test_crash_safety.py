@@ -116,7 +116,12 @@ def _run_statuses(home: Path) -> list[str]:
 def night_one(tmp_path_factory, tiny_district) -> Path:
     """A home where D1 was run and delivered to the local outbox by the CLI."""
     home = tmp_path_factory.mktemp("night-one")
-    proc = _cli("run", "--date", D1, env=_env(home, tiny_district))
+    env = _env(home, tiny_district)
+    # As `make` leaves them under a 022 umask: the run must make them owner-only.
+    os.chmod(home, 0o755)
+    os.chmod(home / "dagster_home", 0o755)
+    os.chmod(home / "dagster_home" / "dagster.yaml", 0o644)
+    proc = _cli("run", "--date", D1, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return home
 
