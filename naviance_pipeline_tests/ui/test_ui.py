@@ -63,6 +63,7 @@ GROUPS = ("extract", "oneroster", "delivery")
 # checks, partitions) rather than bare names.
 GRAPH_VIEWPORT = {"width": 2400, "height": 1100}
 PAGE_VIEWPORT = {"width": 1400, "height": 1000}
+BACKFILL_VIEWPORT = {"width": 1400, "height": 420}
 SCALE = 1.5  # device pixels per CSS pixel: the graph's small print stays legible in the PNG
 # Each Playwright wait gives up after this long: only a guard against a page that never shows
 # what is waited for (the wait returns as soon as it does), generous for a loaded machine.
@@ -247,7 +248,7 @@ def delivery_target(request, tmp_path) -> tuple[dict[str, str], Path]:
 
 
 def test_backfill_of_past_dates_rebuilds_them_without_sending(
-    tmp_path, tiny_district, delivery_target
+    tmp_path, tiny_district, delivery_target, new_page
 ):
     """A past date is a rebuild, through the webserver as a user works: the newest date
     delivered, then a backfill of three older dates from the job's Partitions tab. Every run
@@ -267,6 +268,13 @@ def test_backfill_of_past_dates_rebuilds_them_without_sending(
         assert {date: status for date, (_, status) in runs.items()} == dict.fromkeys(
             PAST_DATES, "SUCCESS"
         ), dev.log_tail()
+        if not env:  # once (outbox): the backfill's page, as the README shows it
+            page = new_page(BACKFILL_VIEWPORT)
+            with screenshot_on_failure(page, tmp_path / "failure-backfill.png"):
+                page.goto(f"{dev.url}/runs/b/{backfill}")
+                sync_api.expect(page.get_by_text("Succeeded", exact=True)).to_be_visible()
+                page.wait_for_load_state("networkidle")
+            save_screenshot(page, tmp_path / "backfill.png", "backfill-past-dates.png")
 
         for date, (run_id, _) in runs.items():
             checks = check_results(dev.url, "naviance_package", run_id)
@@ -291,3 +299,50 @@ def test_backfill_of_past_dates_rebuilds_them_without_sending(
         assert [r["partition"] for r in receipts] == [PARTITION, forced]
         assert receipts[-1]["guard_overrides"] == ["GRD-STALE-PARTITION"]
         assert receipts[-1]["run_id"] == run_id
+
+
+def test_blocked_date_is_red_in_partitions_and_the_report_is_in_the_ui(
+    tmp_path, tiny_district, new_page
+):
+    """On one instance, a date that passed and a later one blocked by a student whose role is
+    ``pupil`` (the source file is replaced between the nights, as a SIS export is): the
+    ``users`` asset's Partitions view counts one failed date, and filtered to failed dates
+    lists the blocked one and not the one that passed. The package's report (``report_md``)
+    opens from its metadata and shows the delivered verdict."""
+    passed, blocked = PARTITION, "2026-11-25"
+    source = tmp_path / "source.zip"
+    shutil.copyfile(tiny_district, source)
+    with dagster_dev(tmp_path / "home", source) as dev:
+        assert run_nightly_job(dev) == "SUCCESS", dev.log_tail()
+        edit, _ = first_student_editor({"role": "pupil"})
+        rewrite_zip(tiny_district, source, "users.csv", edit)
+        assert wait_for_run(dev.url, launch_nightly_job(dev, blocked)) == "FAILURE"
+
+        page = new_page(PAGE_VIEWPORT)
+        with screenshot_on_failure(page, tmp_path / "failure-partitions.png"):
+            page.goto(f"{dev.url}/assets/users?view=partitions&partition={blocked}")
+            legend = {
+                status: page.get_by_text(re.compile(rf"^{status} \(\d+\)$"))
+                for status in ("Failed", "Materialized", "Missing")
+            }
+            sync_api.expect(legend["Failed"]).to_have_text("Failed (1)")
+            sync_api.expect(legend["Materialized"]).to_have_text("Materialized (1)")
+            page.wait_for_load_state("networkidle")
+            save_screenshot(page, tmp_path / "blocked-date.png", "blocked-date.png")
+            # Only the failed dates listed: the blocked date is there, the passing one is not.
+            legend["Materialized"].click()
+            legend["Missing"].click()
+            dates = page.get_by_text(re.compile(r"^\d{4}-\d{2}-\d{2}$"))
+            listed = dates.filter(has_text=blocked)
+            sync_api.expect(listed.first).to_be_visible()
+            sync_api.expect(dates.filter(has_text=passed)).to_have_count(0)
+
+        page = new_page(PAGE_VIEWPORT)
+        with screenshot_on_failure(page, tmp_path / "failure-report.png"):
+            page.goto(f"{dev.url}/assets/naviance_package?view=partitions&partition={passed}")
+            page.get_by_text("[Show Markdown]").first.click()
+            dialog = page.get_by_role("dialog")
+            sync_api.expect(dialog).to_contain_text(passed)
+            sync_api.expect(dialog).to_contain_text("delivered")
+            page.wait_for_load_state("networkidle")
+        save_screenshot(page, tmp_path / "report.png", "report.png")
