@@ -3,7 +3,8 @@ nightly job launched through the webserver's GraphQL API, then the lineage graph
 checks read in headless Chromium (Debian's ``chromium``, driven by Playwright).
 
 ``NAVIANCE_UPDATE_SCREENSHOTS=1`` also writes the README's screenshots into
-``docs/screenshots/`` (``lineage.png``, ``failed-check.png``).
+``docs/screenshots/`` (``lineage.png``, ``failed-check.png``, ``backfill-past-dates.png``,
+``past-date-not-sent.png``, ``blocked-date.png``, ``report.png``).
 """
 
 from __future__ import annotations
@@ -272,9 +273,16 @@ def test_backfill_of_past_dates_rebuilds_them_without_sending(
             page = new_page(BACKFILL_VIEWPORT)
             with screenshot_on_failure(page, tmp_path / "failure-backfill.png"):
                 page.goto(f"{dev.url}/runs/b/{backfill}")
-                sync_api.expect(page.get_by_text("Succeeded", exact=True)).to_be_visible()
+                sync_api.expect(page.get_by_text("100% completed")).to_be_visible()
                 page.wait_for_load_state("networkidle")
             save_screenshot(page, tmp_path / "backfill.png", "backfill-past-dates.png")
+            page = new_page(PAGE_VIEWPORT)
+            with screenshot_on_failure(page, tmp_path / "failure-not-sent.png"):
+                url = f"{dev.url}/assets/naviance_delivery?view=partitions&partition="
+                page.goto(url + PAST_DATES[-1])
+                sync_api.expect(page.get_by_text("not_sent_because", exact=True)).to_be_visible()
+                page.wait_for_load_state("networkidle")
+            save_screenshot(page, tmp_path / "not-sent.png", "past-date-not-sent.png")
 
         for date, (run_id, _) in runs.items():
             checks = check_results(dev.url, "naviance_package", run_id)
