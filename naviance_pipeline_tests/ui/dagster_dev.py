@@ -47,8 +47,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def dev_environment(home: Path, source: str | Path) -> dict[str, str]:
-    """The caller's environment without any NAVIANCE_/DAGSTER_ setting, plus ours."""
+def dev_environment(
+    home: Path, source: str | Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The caller's environment without any NAVIANCE_/DAGSTER_ setting, plus ours (and
+    ``extra``, e.g. an SFTP delivery target)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NAVIANCE_", "DAGSTER_"))}
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -59,6 +62,7 @@ def dev_environment(home: Path, source: str | Path) -> dict[str, str]:
         NAVIANCE_PARTITIONS_START=PARTITIONS_START,
         DAGSTER_HOME=str(dagster_home),
     )
+    env.update(extra or {})
     return env
 
 
@@ -111,7 +115,9 @@ def stop(process: subprocess.Popen, grace: float = 20) -> None:
 
 
 @contextmanager
-def dagster_dev(home: Path, source: str | Path, *, timeout: float = 300) -> Iterator[DagsterDev]:
+def dagster_dev(
+    home: Path, source: str | Path, *, timeout: float = 300, env: dict[str, str] | None = None
+) -> Iterator[DagsterDev]:
     """``dagster dev -w workspace.yaml`` on loopback, ready for a browser; stopped on exit."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -124,7 +130,7 @@ def dagster_dev(home: Path, source: str | Path, *, timeout: float = 300) -> Iter
         process = subprocess.Popen(
             command,
             cwd=home,  # nothing the services write lands in the work tree
-            env=dev_environment(home, source),
+            env=dev_environment(home, source, env),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() reaches every child

@@ -173,3 +173,141 @@ def step_failures(url: str, run_id: str) -> dict[str, str]:
         for e in logs["events"]
         if e.get("stepKey")
     }
+
+
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL = """
+query Backfill($backfillId: String!) {
+  partitionBackfillOrError(backfillId: $backfillId) {
+    __typename
+    ... on PartitionBackfill { status runs { runId status tags { key value } } }
+    ... on Error { message }
+  }
+}
+"""
+
+MATERIALIZATIONS = """
+query Materializations($assetKey: AssetKeyInput!, $partitions: [String!]) {
+  assetOrError(assetKey: $assetKey) {
+    __typename
+    ... on Asset {
+      assetMaterializations(partitions: $partitions) {
+        partition
+        runId
+        timestamp
+        metadataEntries {
+          label
+          ... on TextMetadataEntry { text }
+          ... on BoolMetadataEntry { boolValue }
+          ... on MarkdownMetadataEntry { mdStr }
+          ... on IntMetadataEntry { intValue }
+          ... on PathMetadataEntry { path }
+          ... on JsonMetadataEntry { jsonString }
+        }
+      }
+    }
+  }
+}
+"""
+
+CHECKS = """
+query Checks($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name } } } }
+  }
+}
+"""
+
+CHECK_EXECUTIONS = """
+query CheckExecutions($assetKey: AssetKeyInput!, $checkName: String!) {
+  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, limit: 100) {
+    runId status partition evaluation { success partition }
+  }
+}
+"""
+
+PARTITION_TAG = "dagster/partition"
+BACKFILL_PENDING = frozenset({"REQUESTED", "CANCELING"})
+
+
+def launch_backfill(url: str, job: str, partitions: list[str]) -> str:
+    """A partition backfill of ``job``, as the job's Partitions tab launches one; its id."""
+    params = {
+        "selector": {
+            "partitionSetName": f"{job}_partition_set",
+            "repositorySelector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+            },
+        },
+        "partitionNames": partitions,
+    }
+    result = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        raise GraphQLError(f"launchPartitionBackfill refused: {json.dumps(result)[:2000]}")
+    return result["backfillId"]
+
+
+def wait_for_backfill(
+    url: str, backfill_id: str, runs: int, timeout: float = 1200, poll: float = 1
+) -> dict[str, tuple[str, str]]:
+    """Until the daemon has submitted ``runs`` runs of the backfill and each has ended; return
+    {partition: (run id, run status)}. ``timeout`` only guards against a backfill that never
+    ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = graphql(url, BACKFILL, {"backfillId": backfill_id})["partitionBackfillOrError"]
+        if answer["__typename"] != "PartitionBackfill":
+            raise GraphQLError(f"backfill {backfill_id}: {json.dumps(answer)[:2000]}")
+        done = [r for r in answer["runs"] if r["status"] in FINISHED]
+        if answer["status"] not in BACKFILL_PENDING and len(done) == runs == len(answer["runs"]):
+            dates = [next(t["value"] for t in r["tags"] if t["key"] == PARTITION_TAG) for r in done]
+            return {date: (r["runId"], r["status"]) for date, r in zip(dates, done, strict=True)}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"backfill {backfill_id} not over after {timeout:.0f} s: {answer}")
+        time.sleep(poll)
+
+
+def materialization_metadata(url: str, asset: str, partition: str) -> list[dict]:
+    """The metadata of each materialization of one date of an asset, oldest first, as
+    {label: value} (text, bool, Markdown, int, path or JSON string)."""
+    variables = {"assetKey": {"path": [asset]}, "partitions": [partition]}
+    answer = graphql(url, MATERIALIZATIONS, variables)["assetOrError"]
+    if answer["__typename"] != "Asset":
+        raise GraphQLError(f"asset {asset}: {answer['__typename']}")
+    events = sorted(answer["assetMaterializations"], key=lambda e: float(e["timestamp"]))
+    out = []
+    for event in events:
+        values = {}
+        for entry in event["metadataEntries"]:
+            value = next((entry[k] for k in entry if k != "label"), None)
+            values[entry["label"]] = value
+        out.append(values)
+    return out
+
+
+def check_results(url: str, asset: str, run_id: str) -> dict[str, bool | None]:
+    """{check name: passed} for each of the asset's checks as evaluated by one run (None when
+    the run did not evaluate it). By run, not by date: Dagster 1.13 stores an in-asset check's
+    evaluation with no partition (the date is on the run, and on the check's own metadata) and
+    keeps a separate planned row, with the date, that reads SKIPPED."""
+    key = {"path": [asset]}
+    node = graphql(url, CHECKS, {"assetKey": key})["assetNodeOrError"]
+    names = [c["name"] for c in node["assetChecksOrError"]["checks"]]
+    results = {}
+    for name in names:
+        variables = {"assetKey": key, "checkName": name}
+        executions = graphql(url, CHECK_EXECUTIONS, variables)["assetCheckExecutions"]
+        evaluations = [e["evaluation"] for e in executions if e["runId"] == run_id]
+        evaluations = [e for e in evaluations if e]
+        results[name] = evaluations[0]["success"] if evaluations else None
+    return results
