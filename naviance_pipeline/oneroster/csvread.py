@@ -682,8 +682,8 @@ def _build_table(
             if pc.any(has_break).as_py():
                 message = f"a value in '{t}' holds a line break: remove it"
                 cells("CSV-NEWLINE-IN-VALUE", t, has_break, message)
-        _report_whitespace(t, raw[t], trimmed[t], lines, sids, report)
-        _report_controls(t, trimmed[t], cleaned[t], lines, sids, report)
+        _report_changed("CSV-WHITESPACE", t, raw[t], trimmed[t], lines, sids, report)
+        _report_changed("CSV-CONTROL-CHARS", t, trimmed[t], cleaned[t], lines, sids, report)
         # Bytes >= characters, so only values long in bytes need counting in characters.
         if pc.any(pc.greater(pc.binary_length(cleaned[t]), MAX_VALUE_LENGTH)).as_py():
             too_long = pc.greater(pc.utf8_length(cleaned[t]), MAX_VALUE_LENGTH)
@@ -776,51 +776,35 @@ def _non_blank_rows(trimmed: dict[str, pa.ChunkedArray], n: int) -> pa.ChunkedAr
     return None if blank is None or n == 0 else pc.invert(blank)
 
 
-def _report_controls(
+# What a changed value is reported as: (rule, what was wrong, what was done).
+_CHANGES = {
+    "CSV-WHITESPACE": ("had leading or trailing spaces", "trimmed"),
+    "CSV-CONTROL-CHARS": ("held control characters (such as NUL or tab)", "removed"),
+}
+
+
+def _report_changed(
+    rule: str,
     column: str,
-    trimmed: pa.ChunkedArray,
-    cleaned: pa.ChunkedArray,
+    before: pa.ChunkedArray,
+    after: pa.ChunkedArray,
     lines: np.ndarray,
     sids: pa.ChunkedArray | None,
     report: _Reporter,
 ) -> None:
-    """CSV-CONTROL-CHARS once per column: how many values held control characters, and the
-    first line. ``trimmed``: the values before the controls were removed."""
-    if cleaned is trimmed:
+    """One finding per column for the values a repair changed (``before`` → ``after``): how
+    many, and the first line."""
+    if after is before:
         return
-    changed = pc.not_equal(pc.binary_length(trimmed), pc.binary_length(cleaned))
+    changed = pc.not_equal(pc.binary_length(before), pc.binary_length(after))
     count = pc.sum(changed).as_py() or 0
     if not count:
         return
     first = int(pc.index(changed, True).as_py())
+    what, done = _CHANGES[rule]
     report.add(
-        "CSV-CONTROL-CHARS",
-        f"{count} value(s) in '{column}' held control characters (such as NUL or tab), which "
-        f"were removed (the first on line {int(lines[first])})",
-        line=int(lines[first]),
-        column=column,
-        sourced_id=sids[first].as_py() if sids is not None else None,
-    )
-
-
-def _report_whitespace(
-    column: str,
-    raw: pa.ChunkedArray,
-    trimmed: pa.ChunkedArray,
-    lines: np.ndarray,
-    sids: pa.ChunkedArray | None,
-    report: _Reporter,
-) -> None:
-    if trimmed is raw:
-        return
-    changed = pc.not_equal(pc.binary_length(raw), pc.binary_length(trimmed))
-    count = pc.sum(changed).as_py() or 0
-    if not count:
-        return
-    first = int(pc.index(changed, True).as_py())
-    report.add(
-        "CSV-WHITESPACE",
-        f"{count} value(s) in '{column}' had leading or trailing spaces, which were trimmed "
+        rule,
+        f"{count} value(s) in '{column}' {what}, which were {done} "
         f"(the first on line {int(lines[first])})",
         line=int(lines[first]),
         column=column,
