@@ -716,16 +716,23 @@ def _strip_controls(values: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.utf8_trim_whitespace(pc.replace_substring_regex(values, CONTROL_CHARS, ""))
 
 
-def _has_controls(values: pa.ChunkedArray) -> bool:
-    """Whether some value may hold a control character: a scan of the bytes, exact for the
-    C0 controls and DEL, and true for any U+0080..U+00BF (C1 controls among them)."""
+def _chunk_bytes(values: pa.ChunkedArray):
+    """Per non-empty chunk of a large_string column: its offsets, its data buffer and the bytes
+    its values span, as numpy views of the Arrow buffers (no copy)."""
     for chunk in values.chunks:
         _, offsets_buf, data_buf = chunk.buffers()
         if len(chunk) == 0 or data_buf is None or data_buf.size == 0:
             continue
         first = chunk.offset * 8  # large_string offsets are int64
         offsets = np.frombuffer(offsets_buf, np.int64, count=len(chunk) + 1, offset=first)
-        span = np.frombuffer(data_buf, np.uint8)[offsets[0] : offsets[-1]]
+        data = np.frombuffer(data_buf, np.uint8)
+        yield offsets, data, data[offsets[0] : offsets[-1]]
+
+
+def _has_controls(values: pa.ChunkedArray) -> bool:
+    """Whether some value may hold a control character: a scan of the bytes, exact for the
+    C0 controls and DEL, and true for any U+0080..U+00BF (C1 controls among them)."""
+    for _offsets, _data, span in _chunk_bytes(values):
         if span.size == 0:
             continue
         low, high = span.min(), span.max()
@@ -743,14 +750,7 @@ def _may_have_outer_space(values: pa.ChunkedArray) -> bool:
     twice as fast as trimming, and a clean column then needs no trimmed copy at all. Non-ASCII
     ends (é, or Unicode spaces) only send the column to the exact trim.
     """
-    for chunk in values.chunks:
-        _, offsets_buf, data_buf = chunk.buffers()
-        if len(chunk) == 0 or data_buf is None or data_buf.size == 0:
-            continue
-        first = chunk.offset * 8  # large_string offsets are int64
-        offsets = np.frombuffer(offsets_buf, np.int64, count=len(chunk) + 1, offset=first)
-        data = np.frombuffer(data_buf, np.uint8)
-        span = data[offsets[0] : offsets[-1]]
+    for offsets, data, span in _chunk_bytes(values):
         if span.size == 0 or (span.min() > ord(" ") and span.max() < 0x80):
             continue  # no such byte anywhere in the chunk (ids, e-mails: most columns)
         starts, ends = offsets[:-1], offsets[1:]

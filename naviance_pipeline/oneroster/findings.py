@@ -1,6 +1,6 @@
 """Findings: what validation reports, one record per problem, never a PII value.
 
-The rule codes and severities are ``shared/spec/rules.md`` as a table. Severity ``R`` (repair)
+Every rule code and its severity is declared in ``RULES`` below. Severity ``R`` (repair)
 is reported as a warning that says what was changed.
 
 A finding shows the offending ``value`` of a non-PII column only when it has the shape of that

@@ -1,8 +1,8 @@
 """The Naviance OneRoster v1.1 profile as data: the one table that drives everything.
 
 Headers, Pandera schemas, the lenient reader and the strict writer all read the column tables
-below; nothing else in the code spells a column list. Section numbers refer to
-``shared/spec/naviance-oneroster.md``.
+below; nothing else in the code spells a column list. Section numbers refer to the Naviance
+OneRoster v1.1 profile (README, "What ships").
 """
 
 from __future__ import annotations
