@@ -29,7 +29,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from naviance_pipeline.jobs import STAGES
+from naviance_pipeline.defs.jobs import STAGES
 from naviance_pipeline.oneroster.spec import PACKAGE_ENTRIES as NEEDED  # the four files
 
 DAY = "2026-11-24"
@@ -57,8 +57,8 @@ def bench_job():
     ``execute_in_process`` would keep every asset's value in memory for the whole run (its
     output capture), holding the users and demographics frames long after their stages."""
     from naviance_pipeline.definitions import build_definitions
-    from naviance_pipeline.jobs import NIGHTLY_JOB
-    from naviance_pipeline.settings import Settings
+    from naviance_pipeline.defs.jobs import NIGHTLY_JOB
+    from naviance_pipeline.operations.settings import Settings
 
     return build_definitions(Settings.from_env()).resolve_job_def(NIGHTLY_JOB)
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from upath import UPath
 
-from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.source import open_source
 from naviance_pipeline.oneroster.stages import build_demographics, build_orgs, build_users
+from naviance_pipeline.operations.frames import read_frame, write_frame
 
 CACHE = Path.home() / ".cache" / "naviance_pipeline" / "bench"
 OPTIONS = Options(as_of=date(2026, 11, 30))

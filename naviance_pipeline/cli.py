@@ -24,7 +24,7 @@ from naviance_pipeline.oneroster.findings import Finding, has_errors, sort_findi
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.settings import max_source_bytes_from_env, parse_month_day
+from naviance_pipeline.operations.settings import max_source_bytes_from_env, parse_month_day
 
 EXAMPLES_PER_RULE = 5
 
@@ -176,7 +176,7 @@ def _opened(args: argparse.Namespace, options: Options, step):
     export is opened as it is; a mapped SIS export or SQL source is converted first, and an
     sftp:// source copied first (its host key checked), in a private temporary folder removed
     afterwards (it holds student data)."""
-    from naviance_pipeline.sources import (
+    from naviance_pipeline.sources.snapshot import (
         KNOWN_HOSTS_ENV,
         KNOWN_HOSTS_PATH_ENV,
         PASSWORD_ENV,
@@ -318,7 +318,7 @@ def _progress_bar(label: str):
 
 def cmd_sample_district(args: argparse.Namespace) -> int:
     from naviance_pipeline.oneroster.sample import write_sample_district
-    from naviance_pipeline.sis.sample_export import write_demo_database, write_sample_export
+    from naviance_pipeline.sources.sis.sample_export import write_demo_database, write_sample_export
 
     size = {"students": args.students, "schools": args.schools, "seed": args.seed}
     if args.format == "sqlite":
@@ -343,7 +343,7 @@ def cmd_sample_district(args: argparse.Namespace) -> int:
 def cmd_mapping(args: argparse.Namespace) -> int:
     """``mapping show PRESET``: print a preset to start a district's own mapping from;
     ``mapping check FILE``: validate a mapping file alone (every problem, by key path)."""
-    from naviance_pipeline.sis.mapping import PRESETS, MappingError, load_mapping
+    from naviance_pipeline.sources.sis.mapping import PRESETS, MappingError, load_mapping
 
     if args.action == "show" and args.mapping not in PRESETS:
         return _usage_error(f"unknown preset {args.mapping!r}: one of {', '.join(PRESETS)}")
@@ -370,7 +370,7 @@ def cmd_mapping(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from naviance_pipeline.districts import DistrictChoiceError
+    from naviance_pipeline.operations.districts import DistrictChoiceError
     from naviance_pipeline.runner import NotAPartition, run_partition
 
     try:
@@ -380,7 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    from naviance_pipeline.districts import DistrictChoiceError
+    from naviance_pipeline.operations.districts import DistrictChoiceError
     from naviance_pipeline.runner import NotAPartition, redeliver
 
     try:
@@ -412,9 +412,13 @@ def cmd_sftp_host_key(args: argparse.Namespace) -> int:
 def _layout(district: str | None = None):
     """The data layout of one district: the configured one, or with a districts file
     (``NAVIANCE_DISTRICTS_FILE``) the one named by ``--district``."""
-    from naviance_pipeline.districts import DistrictChoiceError, chosen_district, load_districts
-    from naviance_pipeline.settings import Settings
-    from naviance_pipeline.storage import DataLayout
+    from naviance_pipeline.operations.districts import (
+        DistrictChoiceError,
+        chosen_district,
+        load_districts,
+    )
+    from naviance_pipeline.operations.settings import Settings
+    from naviance_pipeline.operations.storage import DataLayout
 
     settings = Settings.from_env()
     try:
@@ -444,8 +448,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from naviance_pipeline.operations.settings import Settings
     from naviance_pipeline.reporting.diff import diff_partitions, render_diff_text
-    from naviance_pipeline.settings import Settings
 
     name = Settings.from_env().delivery_name  # the guards' baseline: its last delivery
     try:
@@ -458,7 +462,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from naviance_pipeline.retention import purge
+    from naviance_pipeline.operations.retention import purge
 
     result = purge(
         _layout(args.district),

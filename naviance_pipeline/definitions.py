@@ -11,19 +11,18 @@ import os
 
 import dagster as dg
 
-from naviance_pipeline.assets.delivery import build_delivery_asset
-from naviance_pipeline.assets.extract import build_extract_asset
-from naviance_pipeline.assets.oneroster import build_oneroster_assets
-from naviance_pipeline.districts import DistrictsConfig, load_districts
-from naviance_pipeline.io_manager import ParquetIOManager
-from naviance_pipeline.jobs import (
+from naviance_pipeline.defs.assets.delivery import build_delivery_asset
+from naviance_pipeline.defs.assets.extract import build_extract_asset
+from naviance_pipeline.defs.assets.oneroster import build_oneroster_assets
+from naviance_pipeline.defs.io_manager import ParquetIOManager
+from naviance_pipeline.defs.jobs import (
     build_district_schedule,
     build_nightly_job,
     build_nightly_schedule,
     build_retention,
 )
-from naviance_pipeline.partitions import daily_partitions, district_partitions
-from naviance_pipeline.resources import (
+from naviance_pipeline.defs.partitions import daily_partitions, district_partitions
+from naviance_pipeline.defs.resources import (
     SECRET_ENV,
     SOURCE_KNOWN_HOSTS,
     SOURCE_SECRET,
@@ -32,8 +31,9 @@ from naviance_pipeline.resources import (
     secret,
     with_deployment_defaults,
 )
-from naviance_pipeline.sensors import build_sensors
-from naviance_pipeline.settings import Settings
+from naviance_pipeline.defs.sensors import build_sensors
+from naviance_pipeline.operations.districts import DistrictsConfig, load_districts
+from naviance_pipeline.operations.settings import Settings
 
 # The pipeline resource's district outside any partition (alerts) in many-district mode.
 ALL_DISTRICTS = "all-districts"

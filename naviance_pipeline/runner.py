@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from naviance_pipeline.crash import owner, owner_alive
+from naviance_pipeline.defs.resources import DeliveryResource
 from naviance_pipeline.delivery.guards import parse_overrides
 from naviance_pipeline.delivery.service import (
     DeliveryBlocked,
@@ -25,10 +25,15 @@ from naviance_pipeline.delivery.service import (
     sweep_delivery_copies,
 )
 from naviance_pipeline.delivery.target import DeliveryError
-from naviance_pipeline.districts import chosen_district
-from naviance_pipeline.resources import DeliveryResource
-from naviance_pipeline.settings import Settings
-from naviance_pipeline.storage import DataLayout, is_local, make_tree_private, sweep_leftovers
+from naviance_pipeline.operations.crash import owner, owner_alive
+from naviance_pipeline.operations.districts import chosen_district
+from naviance_pipeline.operations.settings import Settings
+from naviance_pipeline.operations.storage import (
+    DataLayout,
+    is_local,
+    make_tree_private,
+    sweep_leftovers,
+)
 
 # The process that runs a run of ``naviance-pipeline run`` (crash.owner()): how a later run
 # tells that it died.
@@ -96,7 +101,7 @@ def nightly_job() -> dg.JobDefinition:
     reconstruct it: ``execute_job`` runs it as a deployed run does, storing each stage's frame
     and letting it go (``execute_in_process`` would keep every frame for the whole run)."""
     from naviance_pipeline.definitions import build_definitions
-    from naviance_pipeline.jobs import NIGHTLY_JOB
+    from naviance_pipeline.defs.jobs import NIGHTLY_JOB
 
     return build_definitions(Settings.from_env()).resolve_job_def(NIGHTLY_JOB)
 
@@ -136,7 +141,7 @@ def resolve(settings: Settings, day: str | None, district: str | None) -> Target
     Raises DistrictChoiceError for a ``--district`` that does not fit, NotAPartition for a
     date that is not a partition."""
     from naviance_pipeline.definitions import build_resources
-    from naviance_pipeline.partitions import daily_partitions
+    from naviance_pipeline.defs.partitions import daily_partitions
 
     entry = chosen_district(settings.districts_file, settings.district, district)
     if entry is None:
@@ -153,14 +158,14 @@ def resolve(settings: Settings, day: str | None, district: str | None) -> Target
             {},
             resources["delivery"].model_copy(update=_secrets_from_env()),
         )
-    from naviance_pipeline.districts import load_districts
-    from naviance_pipeline.jobs import host_tags
-    from naviance_pipeline.partitions import (
+    from naviance_pipeline.defs.jobs import host_tags
+    from naviance_pipeline.defs.partitions import (
         DATE_DIM,
         DISTRICT_DIM,
         district_key,
         district_partitions,
     )
+    from naviance_pipeline.operations.districts import load_districts
 
     districts = load_districts(settings.districts_file)
     day = day or datetime.now(ZoneInfo(entry.timezone)).date().isoformat()
@@ -273,15 +278,15 @@ def redeliver(day: str, override: str, district: str | None = None) -> int:
 
 
 def _secrets_from_env() -> dict:
-    from naviance_pipeline.resources import SECRET_ENV
+    from naviance_pipeline.defs.resources import SECRET_ENV
 
     return {field: os.environ.get(name) or None for field, name in SECRET_ENV.items()}
 
 
 def _alert(target: Target, run_id: str) -> None:
     """No daemon runs the failure sensor here, so send its alert directly."""
-    from naviance_pipeline.alerts import notifiers_from_env, send_all
-    from naviance_pipeline.sensors import failure_alert
+    from naviance_pipeline.defs.sensors import failure_alert
+    from naviance_pipeline.operations.alerts import notifiers_from_env, send_all
 
     notifiers = notifiers_from_env()
     if notifiers:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from naviance_pipeline.oneroster.sample import write_sample_district
-from naviance_pipeline.settings import Settings
+from naviance_pipeline.operations.settings import Settings
 from naviance_pipeline_tests import skips
 from naviance_pipeline_tests.local_servers import smtp_server, webhook_server  # noqa: F401
 from naviance_pipeline_tests.sshd_server import sftp_server_fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from naviance_pipeline.definitions import build_definitions
-from naviance_pipeline.jobs import NIGHTLY_JOB, STAGES
-from naviance_pipeline.settings import Settings
+from naviance_pipeline.defs.jobs import NIGHTLY_JOB, STAGES
+from naviance_pipeline.operations.settings import Settings
 
 ALL_ASSETS = frozenset(STAGES)
 

@@ -11,7 +11,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from naviance_pipeline.alerts import (
+from naviance_pipeline.oneroster.findings import finding
+from naviance_pipeline.operations.alerts import (
     Alert,
     SmtpNotifier,
     WebhookNotifier,
@@ -19,7 +20,6 @@ from naviance_pipeline.alerts import (
     notifiers_from_env,
     send_all,
 )
-from naviance_pipeline.oneroster.findings import finding
 from naviance_pipeline_tests.local_servers import SmtpTestServer
 
 RUN_URL = "http://dagster.local:3000/runs/4f1c2b"

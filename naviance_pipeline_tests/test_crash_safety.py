@@ -23,10 +23,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from naviance_pipeline.crash import CRASH_ENV, is_temp_name
 from naviance_pipeline.delivery.receipts import list_receipts
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.crash import CRASH_ENV, is_temp_name
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import rewrite_zip, run_job
 

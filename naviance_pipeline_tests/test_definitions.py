@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from naviance_pipeline.definitions import build_definitions
-from naviance_pipeline.partitions import daily_partitions
-from naviance_pipeline.settings import Settings
+from naviance_pipeline.defs.partitions import daily_partitions
+from naviance_pipeline.operations.settings import Settings
 
 EXPECTED_ASSETS = [
     "demographics",

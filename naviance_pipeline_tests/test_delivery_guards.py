@@ -13,11 +13,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from naviance_pipeline.defs.resources import OVERRIDE_TAG
 from naviance_pipeline.delivery.guards import evaluate_guards, parse_overrides
 from naviance_pipeline.delivery.receipts import list_receipts
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.resources import OVERRIDE_TAG
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.conftest import TINY_STUDENTS, make_settings
 from naviance_pipeline_tests.pipeline_helpers import (
     failed_checks,

@@ -15,23 +15,23 @@ import pytest
 import yaml
 
 from naviance_pipeline.definitions import build_definitions
-from naviance_pipeline.districts import (
-    SECRET_ROLES,
-    DistrictsFileError,
-    load_districts,
-    parse_districts,
-)
-from naviance_pipeline.jobs import NIGHTLY_JOB, SFTP_HOST_TAG, schedule_name
-from naviance_pipeline.oneroster.sample import write_sample_district
-from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.partitions import district_key
-from naviance_pipeline.resources import (
+from naviance_pipeline.defs.jobs import NIGHTLY_JOB, SFTP_HOST_TAG, schedule_name
+from naviance_pipeline.defs.partitions import district_key
+from naviance_pipeline.defs.resources import (
     SECRET_ENV,
     SOURCE_SECRET_ENV,
     DeliveryResource,
     PipelineResource,
 )
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.oneroster.sample import write_sample_district
+from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline.operations.districts import (
+    SECRET_ROLES,
+    DistrictsFileError,
+    load_districts,
+    parse_districts,
+)
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import failed_checks, materialized
 

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from upath import UPath
 
-from naviance_pipeline import frames
-from naviance_pipeline.frames import frame_columns, frame_parts, read_frame, write_frame
 from naviance_pipeline.oneroster.spec import STRING
+from naviance_pipeline.operations import frames
+from naviance_pipeline.operations.frames import frame_columns, frame_parts, read_frame, write_frame
 
 
 def _frame(rows: int, tag: str = "s") -> pd.DataFrame:

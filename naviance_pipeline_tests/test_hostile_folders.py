@@ -18,9 +18,9 @@ from upath import UPath
 
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable
-from naviance_pipeline.settings import Settings, max_source_bytes_from_env
-from naviance_pipeline.sis.export import read_export
-from naviance_pipeline.storage import snapshot_source
+from naviance_pipeline.operations.settings import Settings, max_source_bytes_from_env
+from naviance_pipeline.operations.storage import snapshot_source
+from naviance_pipeline.sources.sis.export import read_export
 from naviance_pipeline_tests.sis.factories import export_files, load
 from naviance_pipeline_tests.sis.test_export import write_folder, write_zip
 
@@ -32,7 +32,7 @@ def _snapshot_in_a_child(source: Path, dest: Path) -> subprocess.CompletedProces
     """snapshot_source in a child process: the old code blocks on a FIFO and copies
     ``/dev/zero`` until the disk is full, so the test must be able to give up on it."""
     code = (
-        "import sys; from upath import UPath; from naviance_pipeline.storage import "
+        "import sys; from upath import UPath; from naviance_pipeline.operations.storage import "
         "snapshot_source; from naviance_pipeline.oneroster.source import SourceUnreadable\n"
         "try:\n    snapshot_source(sys.argv[1], UPath(sys.argv[2]))\n"
         "except SourceUnreadable as e:\n"

@@ -9,7 +9,7 @@ import weakref
 from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.spec import USERS
 from naviance_pipeline.oneroster.stages import build_users
-from naviance_pipeline.storage import release_memory
+from naviance_pipeline.operations.storage import release_memory
 from naviance_pipeline_tests.oneroster.factories import (
     OPTIONS,
     district_orgs,

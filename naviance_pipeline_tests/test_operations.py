@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from naviance_pipeline.definitions import build_definitions
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip, run_job
 
@@ -126,8 +126,8 @@ def test_a_failed_district_run_is_alerted_in_that_districts_name(
     tmp_path, tiny_district, monkeypatch, webhook_server
 ):
 
-    from naviance_pipeline.jobs import NIGHTLY_JOB
-    from naviance_pipeline.partitions import district_key
+    from naviance_pipeline.defs.jobs import NIGHTLY_JOB
+    from naviance_pipeline.defs.partitions import district_key
 
     _hook_env(monkeypatch, webhook_server)
     bad = rewrite_zip(
@@ -172,8 +172,8 @@ def _two_districts(tmp_path: Path, sources: dict[str, Path]):
 def test_a_missed_delivery_is_alerted_per_district(
     tmp_path, tiny_district, monkeypatch, webhook_server
 ):
-    from naviance_pipeline.jobs import NIGHTLY_JOB
-    from naviance_pipeline.partitions import district_key
+    from naviance_pipeline.defs.jobs import NIGHTLY_JOB
+    from naviance_pipeline.defs.partitions import district_key
 
     _hook_env(monkeypatch, webhook_server)
     monkeypatch.setenv("NAVIANCE_DELIVERY_MAX_AGE_HOURS", "0")  # any delivery is "too old"
@@ -202,7 +202,7 @@ def test_a_missed_delivery_is_alerted_per_district(
 
 
 def test_the_missed_delivery_cursor_of_one_district_carries_over():
-    from naviance_pipeline.sensors import _alerted
+    from naviance_pipeline.defs.sensors import _alerted
 
     assert _alerted("1732860000.5", "sample-district") == {"sample-district": "1732860000.5"}
     assert _alerted('{"east": "1.0"}', "all-districts") == {"east": "1.0"}

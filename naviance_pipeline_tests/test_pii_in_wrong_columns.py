@@ -23,7 +23,7 @@ from naviance_pipeline.oneroster.spec import (
     ORGS,
     USERS,
 )
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.oneroster.factories import clean_district, csv_bytes, file_bytes
 from naviance_pipeline_tests.pipeline_helpers import (

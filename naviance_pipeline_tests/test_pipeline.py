@@ -14,8 +14,8 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import open_source
 from naviance_pipeline.oneroster.spec import PACKAGE_ENTRIES, ZIP_NAME
 from naviance_pipeline.oneroster.stages import build_all
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline.reporting.report import report_paths
-from naviance_pipeline.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import (
     ALL_ASSETS,

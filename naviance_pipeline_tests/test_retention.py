@@ -9,8 +9,8 @@ import pytest
 
 from naviance_pipeline.delivery.receipts import record
 from naviance_pipeline.delivery.target import DeliveryResult
-from naviance_pipeline.retention import purge
-from naviance_pipeline.storage import DataLayout, write_private_bytes
+from naviance_pipeline.operations.retention import purge
+from naviance_pipeline.operations.storage import DataLayout, write_private_bytes
 
 TODAY = date(2026, 11, 30)
 KEEP_DAYS = 30  # cutoff 2026-10-31: that date stays, 2026-10-30 goes

@@ -17,7 +17,8 @@ from upath import UPath
 
 from naviance_pipeline.cli import main
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.sources import (
+from naviance_pipeline.operations.storage import DataLayout
+from naviance_pipeline.sources.snapshot import (
     KNOWN_HOSTS_ENV,
     KNOWN_HOSTS_PATH_ENV,
     PASSWORD_ENV,
@@ -26,7 +27,6 @@ from naviance_pipeline.sources import (
     SourceUnavailable,
     take_snapshot,
 )
-from naviance_pipeline.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import run_job
 from naviance_pipeline_tests.sshd_server import SSHDServer

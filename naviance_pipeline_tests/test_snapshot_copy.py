@@ -10,7 +10,7 @@ import fsspec
 import pytest
 from upath import UPath
 
-from naviance_pipeline.storage import snapshot_source
+from naviance_pipeline.operations.storage import snapshot_source
 
 PAYLOAD = bytes(range(256)) * 40_000 + b"tail"  # ~10 MB, not a multiple of the chunk size
 

@@ -18,9 +18,9 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import open_source
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.oneroster.stages import build_all
-from naviance_pipeline.sis.mapping import load_mapping
-from naviance_pipeline.sis.sample_export import write_demo_database, write_sample_export
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.storage import DataLayout
+from naviance_pipeline.sources.sis.mapping import load_mapping
+from naviance_pipeline.sources.sis.sample_export import write_demo_database, write_sample_export
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import (
     ALL_ASSETS,
@@ -220,7 +220,7 @@ def test_an_unreachable_database_is_retried_as_configured(tmp_path):
 def test_the_manifest_names_the_kind_of_system_when_none_is_configured(
     monkeypatch, kind, mapping, system
 ):
-    from naviance_pipeline.settings import Settings
+    from naviance_pipeline.operations.settings import Settings
 
     monkeypatch.delenv("NAVIANCE_SOURCE_SYSTEM", raising=False)
     monkeypatch.setenv("NAVIANCE_SOURCE_KIND", kind)

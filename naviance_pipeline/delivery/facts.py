@@ -20,10 +20,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from upath import UPath
 
-from naviance_pipeline.crash import temp_name
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.oneroster.spec import STRING
-from naviance_pipeline.storage import (
+from naviance_pipeline.operations.crash import temp_name
+from naviance_pipeline.operations.storage import (
     DataLayout,
     make_private,
     read_json,

@@ -12,7 +12,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.errors import DeliveryError
 from naviance_pipeline.delivery.target import (
     DeliveryResult,
@@ -22,6 +21,7 @@ from naviance_pipeline.delivery.target import (
     temp_name,
     utc_now,
 )
+from naviance_pipeline.operations.crash import crashpoint
 
 _CHUNK = 4 * 2**20
 _FILE_MODE = 0o600  # the package holds student PII

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from naviance_pipeline.delivery.errors import DeliveryError
-from naviance_pipeline.storage import DataLayout, is_local
+from naviance_pipeline.operations.storage import DataLayout, is_local
 
 POLL_SECONDS = 1.0
 

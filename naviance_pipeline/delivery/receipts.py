@@ -26,7 +26,7 @@ from upath import UPath
 
 from naviance_pipeline.delivery import facts
 from naviance_pipeline.delivery.target import DeliveryResult, utc_now
-from naviance_pipeline.storage import (
+from naviance_pipeline.operations.storage import (
     DataLayout,
     copy_file,
     ensure_private_dir,

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import pyarrow as pa
 from upath import UPath
 
-from naviance_pipeline.crash import crashpoint, is_dead_leftover, temp_name
 from naviance_pipeline.delivery import receipts
 from naviance_pipeline.delivery.errors import DeliveryError
 from naviance_pipeline.delivery.facts import package_facts
@@ -36,7 +35,8 @@ from naviance_pipeline.delivery.lock import delivery_lock, lock_path
 from naviance_pipeline.delivery.target import OnAttempt, Target
 from naviance_pipeline.oneroster.findings import ERROR, Finding, has_errors
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.storage import DataLayout, copy_file, is_local
+from naviance_pipeline.operations.crash import crashpoint, is_dead_leftover, temp_name
+from naviance_pipeline.operations.storage import DataLayout, copy_file, is_local
 
 DELIVERY_COPY = "naviance-delivery"
 IDENTITY_KEY = "identity"  # the identity guard's verdict, kept in the package's summary

@@ -39,7 +39,6 @@ from fsspec.asyn import sync
 from sshfs import SSHFileSystem
 from sshfs.utils import WRITE_BLOCK_SIZE
 
-from naviance_pipeline.crash import crashpoint
 from naviance_pipeline.delivery.errors import (
     AuthenticationFailed,
     DeliveryError,
@@ -64,6 +63,7 @@ from naviance_pipeline.delivery.target import (
     temp_name,
     utc_now,
 )
+from naviance_pipeline.operations.crash import crashpoint
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
-from naviance_pipeline.crash import crashpoint, temp_name
 from naviance_pipeline.oneroster.contract import check_frame
 from naviance_pipeline.oneroster.findings import WARNING, Finding, finding, has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
@@ -52,6 +51,7 @@ from naviance_pipeline.oneroster.spec import (
     user_output_header,
 )
 from naviance_pipeline.oneroster.writer import csv_header, iter_csv
+from naviance_pipeline.operations.crash import crashpoint, temp_name
 
 try:  # ISA-L deflate; zlib has the same interface, only slower (and other bytes)
     from isal import isal_zlib as _deflate

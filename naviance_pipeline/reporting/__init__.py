@@ -17,7 +17,6 @@ import pyarrow as pa
 from upath import UPath
 
 from naviance_pipeline.delivery.receipts import receipt_order
-from naviance_pipeline.frames import frame_columns, read_frame
 from naviance_pipeline.oneroster.rules_common import (
     arrow,
     blank,
@@ -26,7 +25,8 @@ from naviance_pipeline.oneroster.rules_common import (
     strings,
 )
 from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, PII_COLUMNS, STRING
-from naviance_pipeline.storage import FINDING_STAGES, DataLayout, read_json
+from naviance_pipeline.operations.frames import frame_columns, read_frame
+from naviance_pipeline.operations.storage import FINDING_STAGES, DataLayout, read_json
 
 PIPELINE_STAGES = FINDING_STAGES
 

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from naviance_pipeline.delivery.receipts import DEFAULT_NAME, last_receipt
 from naviance_pipeline.oneroster.rules_common import arrow
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline.reporting import (
     ORG_COLUMNS,
     STRING,
@@ -28,7 +29,6 @@ from naviance_pipeline.reporting import (
     school_names,
     text_table,
 )
-from naviance_pipeline.storage import DataLayout
 
 # Per student; "moved" is counted per school as moved_in (new school) and moved_out (old one).
 CATEGORIES = ("added", "removed", "deactivated", "reactivated", "moved", "grade_changed")

@@ -29,6 +29,14 @@ from naviance_pipeline.oneroster.spec import (
     STRING,
     USERS,
 )
+from naviance_pipeline.operations.storage import (
+    GUARDS_STAGE,
+    DataLayout,
+    read_json,
+    sha256_of,
+    write_private_bytes,
+    write_private_json,
+)
 from naviance_pipeline.reporting import (
     NO_SCHOOL,
     PIPELINE_STAGES,
@@ -42,14 +50,6 @@ from naviance_pipeline.reporting import (
     text_table,
 )
 from naviance_pipeline.reporting.html import render_html
-from naviance_pipeline.storage import (
-    GUARDS_STAGE,
-    DataLayout,
-    read_json,
-    sha256_of,
-    write_private_bytes,
-    write_private_json,
-)
 
 DELIVERED, BLOCKED, NOT_YET = "delivered", "blocked", "not delivered yet"
 NOT_SENT = "not sent"  # a past date rebuilt: a newer date is already on the target

@@ -16,11 +16,16 @@ import pyarrow as pa
 import pytest
 from upath import UPath
 
-from naviance_pipeline.crash import temp_name
 from naviance_pipeline.delivery.facts import facts_from_package, package_facts
 from naviance_pipeline.delivery.guards import GuardLimits, evaluate_guards
 from naviance_pipeline.delivery.lock import DeliveryLockTimeout, delivery_lock
-from naviance_pipeline.storage import DataLayout, sha256_of, sweep_leftovers, write_private_json
+from naviance_pipeline.operations.crash import temp_name
+from naviance_pipeline.operations.storage import (
+    DataLayout,
+    sha256_of,
+    sweep_leftovers,
+    write_private_json,
+)
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import run_job
 
@@ -205,7 +210,11 @@ def test_stored_figures_match_the_package_and_a_stale_summary_is_not_believed(
 def _dead_temp_name() -> str:
     """A temporary name (of ``x``) written by a process that really ran and has ended."""
     return subprocess.run(
-        [sys.executable, "-c", "from naviance_pipeline.crash import temp_name as t; print(t('x'))"],
+        [
+            sys.executable,
+            "-c",
+            "from naviance_pipeline.operations.crash import temp_name as t; print(t('x'))",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -264,7 +273,7 @@ def test_a_run_launched_by_dagster_sweeps_its_district_first(tmp_path, tiny_dist
 
 def test_receipts_kept_under_the_url_before_targets_had_names_are_taken_over(tmp_path):
     from naviance_pipeline.delivery.receipts import adopt_legacy_history, list_receipts
-    from naviance_pipeline.storage import slug
+    from naviance_pipeline.operations.storage import slug
 
     layout = DataLayout(str(tmp_path), "d1")
     url = "sftp://naviance@sftp.example:22/upload"

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from naviance_pipeline.jobs import NIGHTLY_JOB, SFTP_HOST_TAG
+from naviance_pipeline.defs.jobs import NIGHTLY_JOB, SFTP_HOST_TAG
+from naviance_pipeline.defs.partitions import district_key
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.partitions import district_key
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.integration.services import (
     PostgresServer,
     RedisServer,

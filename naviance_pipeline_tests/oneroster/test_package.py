@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.oneroster import package
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
@@ -35,6 +34,7 @@ from naviance_pipeline.oneroster.spec import (
     user_output_header,
 )
 from naviance_pipeline.oneroster.writer import write_csv
+from naviance_pipeline.operations.frames import read_frame, write_frame
 
 TEXT = pd.StringDtype("pyarrow")
 AS_OF = date(2026, 11, 30)

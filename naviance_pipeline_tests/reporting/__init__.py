@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from naviance_pipeline.frames import write_frame
 from naviance_pipeline.oneroster.spec import ORGS, user_output_header
+from naviance_pipeline.operations.frames import write_frame
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline.reporting import frame_path
-from naviance_pipeline.storage import DataLayout
 
 STRING = pd.StringDtype("pyarrow")
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
+from naviance_pipeline.operations.storage import DataLayout, write_private_json
 from naviance_pipeline.reporting.diff import (
     change_summary,
     diff_markdown,
     diff_partitions,
     render_diff_text,
 )
-from naviance_pipeline.storage import DataLayout, write_private_json
 from naviance_pipeline_tests.reporting import (
     PII_MARKERS,
     orgs_frame,

@@ -13,6 +13,7 @@ import pytest
 
 from naviance_pipeline.delivery.receipts import record
 from naviance_pipeline.delivery.target import DeliveryResult
+from naviance_pipeline.operations.storage import DataLayout, write_private_bytes, write_private_json
 from naviance_pipeline.reporting.html import render_html
 from naviance_pipeline.reporting.report import (
     BLOCKED,
@@ -26,7 +27,6 @@ from naviance_pipeline.reporting.report import (
     render_report_text,
     write_report,
 )
-from naviance_pipeline.storage import DataLayout, write_private_bytes, write_private_json
 from naviance_pipeline_tests.reporting import (
     PII_MARKERS,
     orgs_frame,

@@ -173,7 +173,7 @@ def powerschool_postgres(
     by ``sis_reader``."""
     import psycopg2
 
-    from naviance_pipeline.sis.sample_export import write_demo_database
+    from naviance_pipeline.sources.sis.sample_export import write_demo_database
 
     sis_postgres.execute("DROP DATABASE IF EXISTS powerschool_demo")
     sis_postgres.execute("CREATE DATABASE powerschool_demo")

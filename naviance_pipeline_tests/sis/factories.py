@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from naviance_pipeline.sis.mapping import SisMapping, parse_mapping
+from naviance_pipeline.sources.sis.mapping import SisMapping, parse_mapping
 
 BASE: dict[str, Any] = {
     "mapping_version": "1",

@@ -14,8 +14,8 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import open_source
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, MANIFEST_ROWS, ORGS, USERS
 from naviance_pipeline.oneroster.stages import build_all
-from naviance_pipeline.sis.convert import Conversion, convert
-from naviance_pipeline.sis.mapping import MappingError
+from naviance_pipeline.sources.sis.convert import Conversion, convert
+from naviance_pipeline.sources.sis.mapping import MappingError
 from naviance_pipeline_tests.sis.factories import (
     PII_VALUES,
     SCHOOLS,

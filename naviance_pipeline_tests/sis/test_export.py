@@ -12,8 +12,8 @@ import pytest
 
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable
-from naviance_pipeline.sis.export import MAX_HEADER_BYTES, read_export, read_header
-from naviance_pipeline.sis.mapping import MappingError
+from naviance_pipeline.sources.sis.export import MAX_HEADER_BYTES, read_export, read_header
+from naviance_pipeline.sources.sis.mapping import MappingError
 from naviance_pipeline_tests.sis.factories import (
     STUDENTS_HEADER,
     csv_bytes,

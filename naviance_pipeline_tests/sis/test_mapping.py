@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from naviance_pipeline.oneroster.spec import USERS
-from naviance_pipeline.sis.mapping import (
+from naviance_pipeline.sources.sis.mapping import (
     PRESETS,
     MappingError,
     coded,

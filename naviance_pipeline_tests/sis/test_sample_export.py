@@ -17,16 +17,16 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.oneroster.source import open_source
 from naviance_pipeline.oneroster.stages import build_all
-from naviance_pipeline.sis.convert import Conversion, convert
-from naviance_pipeline.sis.export import read_export
-from naviance_pipeline.sis.mapping import load_mapping
-from naviance_pipeline.sis.sample_export import (
+from naviance_pipeline.sources.sis.convert import Conversion, convert
+from naviance_pipeline.sources.sis.export import read_export
+from naviance_pipeline.sources.sis.mapping import load_mapping
+from naviance_pipeline.sources.sis.sample_export import (
     SHAPES,
     export_tables,
     write_demo_database,
     write_sample_export,
 )
-from naviance_pipeline.sis.sql import RESULT_ENCODING, QuerySpec, snapshot_queries
+from naviance_pipeline.sources.sis.sql import RESULT_ENCODING, QuerySpec, snapshot_queries
 
 STUDENTS, SCHOOLS, SEED = 300, 5, 7
 SIZE = {"students": STUDENTS, "schools": SCHOOLS, "seed": SEED}

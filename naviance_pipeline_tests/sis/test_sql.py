@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from naviance_pipeline.sis import sql
-from naviance_pipeline.sis.sql import (
+from naviance_pipeline.sources.sis import sql
+from naviance_pipeline.sources.sis.sql import (
     QueryFailed,
     QuerySpec,
     SourceUnreachable,

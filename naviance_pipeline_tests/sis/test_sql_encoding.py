@@ -13,7 +13,7 @@ import pytest
 
 from naviance_pipeline.cli import main
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.sources import PASSWORD_ENV
+from naviance_pipeline.sources.snapshot import PASSWORD_ENV
 from naviance_pipeline_tests.sis.conftest import SisDatabase
 
 MAPPING = """\

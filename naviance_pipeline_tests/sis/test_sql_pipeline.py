@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
 from naviance_pipeline_tests.pipeline_helpers import failed_checks, run_job, zip_entries
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from naviance_pipeline.checks import ASSET_FAMILIES, CHECK_NAMES
+from naviance_pipeline.defs.checks import ASSET_FAMILIES, CHECK_NAMES
+from naviance_pipeline.defs.jobs import NIGHTLY_JOB, STAGES
+from naviance_pipeline.defs.resources import OVERRIDE_TAG
 from naviance_pipeline.delivery.receipts import list_receipts
-from naviance_pipeline.jobs import NIGHTLY_JOB, STAGES
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.resources import OVERRIDE_TAG
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip
 from naviance_pipeline_tests.ui.dagster_dev import REPO, DagsterDev, dagster_dev
 from naviance_pipeline_tests.ui.graphql import (

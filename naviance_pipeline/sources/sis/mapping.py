@@ -108,7 +108,7 @@ GRADE_RULE = "USR-GRADE"
 DATE_RULE = "XLS-DATE-FORMAT"
 IMPOSSIBLE_DATE_RULE = "DEM-BIRTHDATE"
 
-_PRESETS_DIR = resources.files("naviance_pipeline.sis") / "presets"
+_PRESETS_DIR = resources.files("naviance_pipeline.sources.sis") / "presets"
 PRESETS: tuple[str, ...] = tuple(
     sorted(p.name.removesuffix(".yaml") for p in _PRESETS_DIR.iterdir() if p.name.endswith(".yaml"))
 )
@@ -270,7 +270,7 @@ def parse_mapping(text: str, *, ref: str = "", label: str = "mapping.yaml") -> S
         raise MappingError([f"{label}: {where}not valid YAML: {e.problem or e}"]) from None
     except yaml.YAMLError as e:
         raise MappingError([f"{label}: not valid YAML: {e}"]) from None
-    from naviance_pipeline.sis.mapping_checks import MappingCheck
+    from naviance_pipeline.sources.sis.mapping_checks import MappingCheck
 
     check = MappingCheck(label)
     mapping = check.document(document, ref or label, text)

@@ -17,11 +17,16 @@ from naviance_pipeline.delivery.guards import GuardLimits, parse_overrides
 from naviance_pipeline.delivery.receipts import DEFAULT_NAME, check_name
 from naviance_pipeline.delivery.service import DeliveryPlan
 from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
-from naviance_pipeline.districts import District, load_districts
 from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES, Options
-from naviance_pipeline.settings import parse_month_day
-from naviance_pipeline.sources import KNOWN_HOSTS_ENV, PASSWORD_ENV, SourceConfig, ensure_sample
-from naviance_pipeline.storage import DataLayout
+from naviance_pipeline.operations.districts import District, load_districts
+from naviance_pipeline.operations.settings import parse_month_day
+from naviance_pipeline.operations.storage import DataLayout
+from naviance_pipeline.sources.snapshot import (
+    KNOWN_HOSTS_ENV,
+    PASSWORD_ENV,
+    SourceConfig,
+    ensure_sample,
+)
 
 R = TypeVar("R", bound=dg.ConfigurableResource)
 

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from naviance_pipeline.assets.common import partition_of, refresh_report
-from naviance_pipeline.crash import crashpoint
+from naviance_pipeline.defs.assets.common import partition_of, refresh_report
+from naviance_pipeline.defs.resources import DeliveryResource, PipelineResource
 from naviance_pipeline.delivery.service import DeliveryBlocked, NotSent, deliver_partition
 from naviance_pipeline.delivery.target import DeliveryError
-from naviance_pipeline.resources import DeliveryResource, PipelineResource
+from naviance_pipeline.operations.crash import crashpoint
 
 
 def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -31,12 +31,12 @@ from urllib.parse import urlsplit
 
 from upath import UPath
 
-from naviance_pipeline.crash import temp_name
 from naviance_pipeline.oneroster.findings import Finding
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import redact_url
-from naviance_pipeline.settings import SAMPLE_SCHOOLS, SAMPLE_SEED, SAMPLE_STUDENTS
-from naviance_pipeline.storage import (
+from naviance_pipeline.operations.crash import temp_name
+from naviance_pipeline.operations.settings import SAMPLE_SCHOOLS, SAMPLE_SEED, SAMPLE_STUDENTS
+from naviance_pipeline.operations.storage import (
     SnapshotFile,
     ensure_private_dir,
     replace_folder,
@@ -141,9 +141,9 @@ def _mapped_snapshot(
     say: Callable[[str], None],
     remote: dict,
 ) -> Snapshot:
-    from naviance_pipeline.sis.convert import convert
-    from naviance_pipeline.sis.mapping import MappingError, load_mapping
-    from naviance_pipeline.sis.sql import RESULT_ENCODING
+    from naviance_pipeline.sources.sis.convert import convert
+    from naviance_pipeline.sources.sis.mapping import MappingError, load_mapping
+    from naviance_pipeline.sources.sis.sql import RESULT_ENCODING
 
     try:
         mapping = load_mapping(config.mapping_ref)
@@ -173,8 +173,8 @@ def _mapped_snapshot(
 
 
 def _export_tables(mapping, url: str, dest: UPath, options: Options, remote: dict):
-    from naviance_pipeline.sis.export import read_export
-    from naviance_pipeline.sis.mapping import MappingError
+    from naviance_pipeline.sources.sis.export import read_export
+    from naviance_pipeline.sources.sis.mapping import MappingError
 
     open_path, files = snapshot_source(url, dest, remote)
     files = [SnapshotFile(f"{EXPORT}/{f.path}", f.size, f.sha256) for f in files]
@@ -189,7 +189,7 @@ def _export_tables(mapping, url: str, dest: UPath, options: Options, remote: dic
 
 
 def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath, say: Callable[[str], None]):
-    from naviance_pipeline.sis.sql import (
+    from naviance_pipeline.sources.sis.sql import (
         QueryFailed,
         QuerySpec,
         SourceUnreachable,
@@ -314,7 +314,7 @@ def ensure_sample(config: SourceConfig, sample_zip: str) -> str:
     """The bundled synthetic district in the shape ``config`` reads (generated on first use
     with a fixed seed, beside the OneRoster sample ZIP): the URL to read it from."""
     from naviance_pipeline.oneroster.sample import write_sample_district
-    from naviance_pipeline.sis.sample_export import (
+    from naviance_pipeline.sources.sis.sample_export import (
         SHAPES,
         write_demo_database,
         write_sample_export,

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
-from naviance_pipeline.assets.common import (
+from naviance_pipeline.defs.assets.common import (
     findings_metadata,
     load_snapshot,
     partition_of,
@@ -14,8 +14,8 @@ from naviance_pipeline.assets.common import (
     store_findings,
     stored_error_counts,
 )
-from naviance_pipeline.checks import blocked, check_results, check_specs, column_schema
-from naviance_pipeline.crash import crashpoint
+from naviance_pipeline.defs.checks import blocked, check_results, check_specs, column_schema
+from naviance_pipeline.defs.resources import DeliveryResource, PipelineResource
 from naviance_pipeline.delivery.facts import (
     remove_facts,
     student_table,
@@ -23,7 +23,6 @@ from naviance_pipeline.delivery.facts import (
 )
 from naviance_pipeline.delivery.guards import summarize_package
 from naviance_pipeline.delivery.service import IDENTITY_KEY, check_guards
-from naviance_pipeline.frames import read_frame, write_frame
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
@@ -36,10 +35,11 @@ from naviance_pipeline.oneroster.stages import (
     build_orgs,
     build_users,
 )
+from naviance_pipeline.operations.crash import crashpoint
+from naviance_pipeline.operations.frames import read_frame, write_frame
+from naviance_pipeline.operations.storage import GUARDS_STAGE, DataLayout, release_memory
 from naviance_pipeline.reporting import load_frame
 from naviance_pipeline.reporting.diff import diff_markdown, diff_partitions
-from naviance_pipeline.resources import DeliveryResource, PipelineResource
-from naviance_pipeline.storage import GUARDS_STAGE, DataLayout, release_memory
 
 GROUP = "oneroster"
 USERS_READ_BY_DEMOGRAPHICS = ["sourcedId", "role"]  # build_demographics needs no other

@@ -2,25 +2,29 @@
 
 import dagster as dg
 
-from naviance_pipeline.assets.common import (
+from naviance_pipeline.defs.assets.common import (
     SNAPSHOT_INDEX,
     findings_metadata,
     partition_of,
     store_findings,
 )
-from naviance_pipeline.checks import blocked, check_results, check_specs
-from naviance_pipeline.crash import crashpoint
+from naviance_pipeline.defs.checks import blocked, check_results, check_specs
+from naviance_pipeline.defs.resources import PipelineResource
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
-from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.sources import (
+from naviance_pipeline.operations.crash import crashpoint
+from naviance_pipeline.operations.storage import (
+    ensure_private_dir,
+    sweep_leftovers,
+    write_private_json,
+)
+from naviance_pipeline.sources.snapshot import (
     Snapshot,
     SourceConfig,
     SourceConfigError,
     SourceUnavailable,
     take_snapshot,
 )
-from naviance_pipeline.storage import ensure_private_dir, sweep_leftovers, write_private_json
 
 
 def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -25,7 +25,7 @@ from naviance_pipeline.oneroster.source import (
     open_entries,
     redact_url,
 )
-from naviance_pipeline.sis.mapping import MappingError, SisMapping, TableSource
+from naviance_pipeline.sources.sis.mapping import MappingError, SisMapping, TableSource
 
 _CHUNK = 8 * 1024  # a header row is short: read little past it
 _BREAK = re.compile(r"[\r\n]")

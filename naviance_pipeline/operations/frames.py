@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from naviance_pipeline.crash import crashpoint, temp_name
 from naviance_pipeline.oneroster.spec import STRING
-from naviance_pipeline.storage import ensure_private_dir, make_private, replace_folder
+from naviance_pipeline.operations.crash import crashpoint, temp_name
+from naviance_pipeline.operations.storage import ensure_private_dir, make_private, replace_folder
 
 PART_ROWS = 500_000
 _PART = re.compile(r"part-(\d+)\.parquet")

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from naviance_pipeline.districts import DistrictsConfig
-from naviance_pipeline.settings import Settings
+from naviance_pipeline.operations.districts import DistrictsConfig
+from naviance_pipeline.operations.settings import Settings
 
 DATE_DIM = "date"
 DISTRICT_DIM = "district"

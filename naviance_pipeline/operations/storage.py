@@ -35,7 +35,6 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 from upath import UPath
 
-from naviance_pipeline.crash import is_dead_leftover, temp_name
 from naviance_pipeline.oneroster.source import (
     SourceUnreadable,
     folder_files,
@@ -43,6 +42,7 @@ from naviance_pipeline.oneroster.source import (
     redact_url,
 )
 from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline.operations.crash import is_dead_leftover, temp_name
 
 CHUNK = 4 * 1024 * 1024
 SENDFILE_BLOCK = 1 << 30

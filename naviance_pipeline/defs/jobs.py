@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from naviance_pipeline.districts import District, DistrictsConfig, load_districts
-from naviance_pipeline.partitions import district_key, split_key
-from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.retention import purge
-from naviance_pipeline.settings import Settings, parse_clock, retention_days
+from naviance_pipeline.defs.partitions import district_key, split_key
+from naviance_pipeline.defs.resources import PipelineResource
+from naviance_pipeline.operations.districts import District, DistrictsConfig, load_districts
+from naviance_pipeline.operations.retention import purge
+from naviance_pipeline.operations.settings import Settings, parse_clock, retention_days
 
 if TYPE_CHECKING:  # private Dagster types, for annotations only
     from dagster._core.definitions.partitions.partitioned_schedule import (

@@ -7,13 +7,13 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 import pandas as pd
 
-from naviance_pipeline.crash import crashpoint
+from naviance_pipeline.defs.partitions import split_key
+from naviance_pipeline.defs.resources import DeliveryResource, PipelineResource
 from naviance_pipeline.oneroster.findings import Finding, summarize
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import Source, SourceUnreadable, open_source
-from naviance_pipeline.partitions import split_key
-from naviance_pipeline.resources import DeliveryResource, PipelineResource
-from naviance_pipeline.storage import (
+from naviance_pipeline.operations.crash import crashpoint
+from naviance_pipeline.operations.storage import (
     FINDING_STAGES,
     read_json,
     release_memory,
@@ -86,7 +86,7 @@ def stored_error_counts(pipeline: PipelineResource, day: str) -> dict[str, int]:
 
 def findings_metadata(findings: list[Finding]) -> dict:
     """Counts with what blocks (errors) apart from warnings and repairs."""
-    from naviance_pipeline.checks import split_by_rule
+    from naviance_pipeline.defs.checks import split_by_rule
 
     summary = summarize(findings)
     blocking, warnings = split_by_rule(findings)

@@ -45,8 +45,8 @@ from naviance_pipeline.oneroster.spec import (
     FileSpec,
 )
 from naviance_pipeline.oneroster.writer import write_csv
-from naviance_pipeline.sis.export import HeaderUnreadable, read_header
-from naviance_pipeline.sis.mapping import (
+from naviance_pipeline.sources.sis.export import HeaderUnreadable, read_header
+from naviance_pipeline.sources.sis.mapping import (
     DATE_RULE,
     IMPOSSIBLE_DATE_RULE,
     METADATA,

@@ -21,7 +21,7 @@ from naviance_pipeline.oneroster.spec import (
     USERS,
     FileSpec,
 )
-from naviance_pipeline.sis.mapping import (
+from naviance_pipeline.sources.sis.mapping import (
     DEFAULT_SEPARATOR,
     MAPPING_VERSION,
     METADATA,

@@ -16,8 +16,8 @@ from datetime import date, timedelta
 
 from upath import UPath
 
+from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline.reporting import all_receipts, partition_date
-from naviance_pipeline.storage import DataLayout
 
 # Folders under the district base holding one sub-folder per partition date.
 DATED_FOLDERS = ("raw", "findings", "reports", "packages")

@@ -12,11 +12,11 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
-from naviance_pipeline.crash import crashpoint
-from naviance_pipeline.frames import read_frame, write_frame
-from naviance_pipeline.partitions import split_key
-from naviance_pipeline.resources import PipelineResource
-from naviance_pipeline.storage import DataLayout, release_memory
+from naviance_pipeline.defs.partitions import split_key
+from naviance_pipeline.defs.resources import PipelineResource
+from naviance_pipeline.operations.crash import crashpoint
+from naviance_pipeline.operations.frames import read_frame, write_frame
+from naviance_pipeline.operations.storage import DataLayout, release_memory
 
 
 class ParquetFrameIOManager(dg.UPathIOManager):

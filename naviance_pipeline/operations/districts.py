@@ -39,8 +39,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from naviance_pipeline.delivery.target import target_from_url
-from naviance_pipeline.settings import parse_clock, parse_month_day
-from naviance_pipeline.sources import SOURCE_KINDS, is_sftp
+from naviance_pipeline.operations.settings import parse_clock, parse_month_day
+from naviance_pipeline.sources.snapshot import SOURCE_KINDS, is_sftp
 
 # Secret roles a district may name a variable for (the DeliveryResource fields).
 SECRET_ROLES = (

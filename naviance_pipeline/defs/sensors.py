@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from naviance_pipeline.alerts import Alert, alert_from_findings, notifiers_from_env, send_all
-from naviance_pipeline.partitions import split_key
-from naviance_pipeline.storage import FINDING_STAGES, GUARDS_STAGE, DataLayout, read_json
+from naviance_pipeline.defs.partitions import split_key
+from naviance_pipeline.operations.alerts import (
+    Alert,
+    alert_from_findings,
+    notifiers_from_env,
+    send_all,
+)
+from naviance_pipeline.operations.storage import FINDING_STAGES, GUARDS_STAGE, DataLayout, read_json
 
 if TYPE_CHECKING:  # private Dagster types, for annotations only
     from dagster._core.definitions.unresolved_asset_job_definition import (
