@@ -25,6 +25,7 @@ from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.operations.settings import max_source_bytes_from_env, parse_month_day
+from naviance_pipeline.sources import kinds
 
 EXAMPLES_PER_RULE = 5
 
@@ -187,7 +188,8 @@ def _opened(args: argparse.Namespace, options: Options, step):
         take_snapshot,
     )
 
-    if args.kind == "oneroster" and not is_sftp(args.source):
+    kind = kinds.registry().get(args.kind)  # an unknown one (from the environment) is refused
+    if kind is not None and not kind.mapped and not is_sftp(args.source):  # below, one line
         yield open_source(args.source, options), []
         return
     from upath import UPath
@@ -479,23 +481,26 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
+    # The kinds, their help and which take a mapping: sources/kinds/ (one module per kind).
+    declared = kinds.registry()
     p.add_argument(
         "source",
-        help="a OneRoster v1.1 CSV folder or ZIP (path or fsspec URL); with --kind sis-csv the "
-        "SIS export folder or ZIP; with --kind sql a SQLAlchemy URL (password from "
-        "NAVIANCE_SOURCE_PASSWORD)",
+        help="; ".join(
+            k.source_help if name == kinds.DEFAULT_KIND else f"with --kind {name} {k.source_help}"
+            for name, k in sorted(declared.items(), key=lambda i: i[0] != kinds.DEFAULT_KIND)
+        ),
     )
     p.add_argument(
         "--kind",
-        choices=("oneroster", "sis-csv", "sql"),
-        default=os.environ.get("NAVIANCE_SOURCE_KIND", "oneroster"),
-        help="what the source is (default: oneroster, or NAVIANCE_SOURCE_KIND)",
+        choices=tuple(declared),
+        default=os.environ.get("NAVIANCE_SOURCE_KIND", kinds.DEFAULT_KIND),
+        help=f"what the source is (default: {kinds.DEFAULT_KIND}, or NAVIANCE_SOURCE_KIND)",
     )
     p.add_argument(
         "--mapping",
         default=os.environ.get("NAVIANCE_SOURCE_MAPPING", ""),
-        help="sis-csv/sql: a preset (powerschool, generic) or a mapping YAML file "
-        "(default: powerschool)",
+        help=f"{'/'.join(kinds.mapped_names())}: a preset (powerschool, generic) or a mapping "
+        "YAML file (default: powerschool)",
     )
     p.add_argument(
         "--as-of", type=iso_date, help="as-of date YYYY-MM-DD for class years (default: today)"

@@ -14,6 +14,7 @@ import dagster as dg
 
 from naviance_pipeline.defs.partitions import district_key, split_key
 from naviance_pipeline.defs.resources import PipelineResource
+from naviance_pipeline.delivery.target import target_from_url
 from naviance_pipeline.operations.districts import District, DistrictsConfig, load_districts
 from naviance_pipeline.operations.retention import purge
 from naviance_pipeline.operations.settings import Settings, parse_clock, retention_days
@@ -43,9 +44,10 @@ SFTP_HOST_TAG = "naviance/sftp-host"
 
 
 def host_tags(district: District) -> dict[str, str]:
-    """The run-queue key of a district's runs: its SFTP host (none for a local folder)."""
-    host = district.delivery_host
-    return {} if host == "local" else {SFTP_HOST_TAG: host}
+    """The run-queue key of a district's runs: the host its target serializes uploads to
+    (``upload_host``, delivery/targets/; none for a local folder)."""
+    host = target_from_url(district.delivery_target).upload_host
+    return {SFTP_HOST_TAG: host} if host else {}
 
 
 def build_nightly_job(

@@ -16,29 +16,22 @@ import dagster as dg
 from naviance_pipeline.delivery.guards import GuardLimits, parse_overrides
 from naviance_pipeline.delivery.receipts import DEFAULT_NAME, check_name
 from naviance_pipeline.delivery.service import DeliveryPlan
-from naviance_pipeline.delivery.target import RetryOptions, SftpCredentials, Target, target_from_url
+from naviance_pipeline.delivery.target import RetryOptions, Target, target_from_url
+from naviance_pipeline.delivery.targets import secret_env, target_kind
 from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES, Options
 from naviance_pipeline.operations.districts import District, load_districts
 from naviance_pipeline.operations.settings import parse_month_day
 from naviance_pipeline.operations.storage import DataLayout
-from naviance_pipeline.sources.snapshot import (
-    KNOWN_HOSTS_ENV,
-    PASSWORD_ENV,
-    SourceConfig,
-    ensure_sample,
-)
+from naviance_pipeline.sources.kinds import DEFAULT_KIND, SOURCE_SECRET_ENV
+from naviance_pipeline.sources.snapshot import SourceConfig, ensure_sample
 
 R = TypeVar("R", bound=dg.ConfigurableResource)
 
-SECRET_ENV = {
-    "sftp_password": "NAVIANCE_SFTP_PASSWORD",
-    "sftp_private_key": "NAVIANCE_SFTP_PRIVATE_KEY",
-    "sftp_private_key_passphrase": "NAVIANCE_SFTP_PRIVATE_KEY_PASSPHRASE",
-    "sftp_known_hosts": "NAVIANCE_SFTP_KNOWN_HOSTS",
-}
+# The targets' secrets (delivery/targets/: DeliveryResource fields) and the sources'
+# (sources/kinds/: PipelineResource fields), each -> its variable in one-district mode.
+SECRET_ENV = secret_env()
 SOURCE_SECRET = "source_password"  # the SQL or sftp:// source's password (PipelineResource)
 SOURCE_KNOWN_HOSTS = "source_sftp_known_hosts"  # an sftp:// source's pinned key line(s)
-SOURCE_SECRET_ENV = {SOURCE_SECRET: PASSWORD_ENV, SOURCE_KNOWN_HOSTS: KNOWN_HOSTS_ENV}
 
 
 def district_entry(districts_file: str, district_id: str) -> District:
@@ -73,7 +66,7 @@ class PipelineResource(dg.ConfigurableResource):
     """The source, the data root and what the package holds."""
 
     source_url: str = ""  # blank: the bundled sample district (in the kind's shape)
-    source_kind: str = "oneroster"  # oneroster | sis-csv | sql (sources.py)
+    source_kind: str = DEFAULT_KIND  # a kind of sources/kinds/: oneroster | sis-csv | sql
     source_mapping: str = ""  # sis-csv/sql: a preset name or a mapping YAML path
     source_password: str | None = None  # sql, sftp://: a dg.EnvVar, never a plain value
     # sftp://: the pinned known_hosts text (a dg.EnvVar), or the path of a file holding it.
@@ -146,6 +139,7 @@ class DeliveryResource(dg.ConfigurableResource):
     """Where the package goes, how hard to try, and the guards' limits."""
 
     target_url: str
+    # The targets' secrets (delivery/targets/ declares which target reads which): dg.EnvVars.
     sftp_password: str | None = None
     sftp_private_key: str | None = None
     sftp_private_key_passphrase: str | None = None
@@ -176,12 +170,8 @@ class DeliveryResource(dg.ConfigurableResource):
         )
 
     def target(self) -> Target:
-        credentials = SftpCredentials(
-            password=self.sftp_password or None,
-            private_key=self.sftp_private_key or None,
-            passphrase=self.sftp_private_key_passphrase or None,
-            known_hosts=self.sftp_known_hosts or None,
-        )
+        kind, _ = target_kind(self.target_url)
+        credentials = kind.credentials({role: getattr(self, role) for role in kind.secrets})
         retry = RetryOptions(attempts=self.attempts, backoff_base=self.backoff_seconds)
         return target_from_url(self.target_url, credentials, retry)
 

@@ -31,9 +31,12 @@ _FOLDER_MODE = 0o700
 class LocalFolderTarget:
     """A local outbox folder, created owner-only when missing."""
 
+    upload_host = None  # a folder here: its own lock is enough
+
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         # abspath, not resolve(): keep a configured symlinked outbox as configured
         self.folder = Path(os.path.abspath(folder))
+        self.history_key = self.folder.as_uri()  # fixed spelling (target.Target)
 
     def describe(self) -> str:
         return self.folder.as_uri()
@@ -63,7 +66,7 @@ class LocalFolderTarget:
         if on_attempt is not None:
             on_attempt(1, None)
         return DeliveryResult(
-            target=self.describe(),
+            target=self.history_key,
             remote_path=str(self.folder / name),
             bytes=size,
             sha256=sha256,

@@ -2,7 +2,9 @@
 
 The history belongs to the target, not to the spelling of its URL: it lives in
 ``receipts/<name>/``, where ``name`` is the target's stable name (``naviance`` unless
-configured), and each receipt records the URL it was sent to. Writing ``localhost`` for
+configured), and each receipt records the target it was sent to as its ``history_key``
+(``target.Target``: the secret-free URL in a fixed spelling, never ``describe()``, which is
+for people). Writing ``localhost`` for
 ``127.0.0.1`` or moving the remote folder keeps the history (the change is logged and recorded
 in the receipt as ``target_changed_from``).
 
@@ -88,10 +90,12 @@ def newest_delivered_partition(layout: DataLayout, name: str) -> str | None:
 
 
 def adopt_legacy_history(
-    layout: DataLayout, name: str, url: str, log: Callable[[str], None]
+    layout: DataLayout, name: str, history_key: str, log: Callable[[str], None]
 ) -> None:
-    """Receipts written before targets had names live in a folder named after the URL: the
-    first delivery under a name takes that folder over, so the history goes on."""
+    """Receipts written before targets had names live in a folder named after the target's
+    ``history_key`` (its URL): the first delivery under a name takes that folder over, so the
+    history goes on."""
+    url = history_key
     folder, legacy = layout.receipts_dir(name), layout.base / "receipts" / slug(url)
     if legacy.exists() and not list_receipts(layout, name):
         ensure_private_dir(folder)

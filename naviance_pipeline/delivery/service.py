@@ -167,8 +167,8 @@ def deliver_partition(
     package = layout.package_path(partition)
     if not package.exists():
         raise FileNotFoundError(f"no package was built for {partition} (expected {package})")
-    url, name = target.describe(), plan.name
-    what = f"target {name!r} ({url})"
+    url, name = target.history_key, plan.name
+    what = f"target {name!r} ({target.describe()})"
     with delivery_lock(
         lock_path(layout, name), run_id=run_id, timeout=plan.lock_timeout, log=log, what=what
     ):

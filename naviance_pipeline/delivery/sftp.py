@@ -133,10 +133,15 @@ class SftpTarget:
         self.remote_dir = posixpath.normpath("/" + remote_dir.lstrip("/"))
         self.credentials = credentials or SftpCredentials()
         self.retry = retry or RetryOptions()
+        self.upload_host = host  # uploads to one server are serialized (target.Target)
+        bracketed = f"[{host}]" if ":" in host else host
+        # Fixed spelling (target.Target): receipts record it, old receipts are found by it.
+        self.history_key = (
+            f"sftp://{quote(user, safe='')}@{bracketed}:{port}{quote(self.remote_dir)}"
+        )
 
     def describe(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"sftp://{quote(self.user, safe='')}@{host}:{self.port}{quote(self.remote_dir)}"
+        return self.history_key
 
     def deliver(
         self,
@@ -183,7 +188,7 @@ class SftpTarget:
             if on_attempt is not None:
                 on_attempt(attempt, None)
             return DeliveryResult(
-                target=self.describe(),
+                target=self.history_key,
                 remote_path=upload.final,
                 bytes=size,
                 sha256=sha256,

@@ -3,8 +3,9 @@
 A ``Target`` puts one local file under a final name in a folder, atomically: it writes
 ``.{name}.{token}.part`` in the same folder, checks its size, then renames it over the final
 name, so readers (the vendor's importer) only ever see the old complete file or the new one.
-``target_from_url`` builds a target from a secret-free URL; passwords and keys come only from
-``SftpCredentials`` (filled from the environment).
+``target_from_url`` builds a target from a secret-free URL through the registry of targets
+(``targets/``: one module per target); passwords and keys come only from its credentials
+(``SftpCredentials``, filled from the environment).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
 
 from naviance_pipeline.delivery.errors import (
     AuthenticationFailed,
@@ -90,7 +90,7 @@ class RetryOptions:
 class DeliveryResult:
     """The receipt of one delivery."""
 
-    target: str  # secret-free URL, e.g. sftp://user@host:22/remote/dir or file:///abs/outbox
+    target: str  # the target's history_key, e.g. sftp://user@host:22/remote/dir, file:///outbox
     remote_path: str  # final path of the delivered file on the target
     bytes: int
     sha256: str  # of the local file delivered
@@ -106,8 +106,16 @@ OnAttempt = Callable[[int, BaseException | None], None]
 
 @runtime_checkable
 class Target(Protocol):
+    # The target's stable key: its secret-free URL in a fixed spelling, recorded in each
+    # receipt (a change is logged) and the folder name of receipts written before targets had
+    # names (receipts.adopt_legacy_history). The history itself is kept under the delivery's
+    # name (NAVIANCE_DELIVERY_NAME). Never respell it: old receipts are found by it.
+    history_key: str
+    # The host uploads go to, serialized across runs (a run tag); None for a local folder.
+    upload_host: str | None
+
     def describe(self) -> str:
-        """The target as a URL without any secret."""
+        """The target for people (logs, messages), without any secret; not a key."""
         ...
 
     def deliver(
@@ -127,55 +135,16 @@ class Target(Protocol):
 
 
 def target_from_url(
-    url: str, credentials: SftpCredentials | None = None, retry: RetryOptions | None = None
+    url: str, credentials: object = None, retry: RetryOptions | None = None
 ) -> Target:
-    """`sftp://user@host[:port]/remote/dir` → SftpTarget; a plain path or `file://` URL →
-    LocalFolderTarget. Raises ValueError for other schemes or a password inside the URL
-    (secrets only from the environment)."""
-    # Late imports: the targets import this module, and only SFTP needs asyncssh and sshfs.
-    from naviance_pipeline.delivery.local import LocalFolderTarget
+    """The target the URL's scheme selects (``targets/``: `sftp://user@host[:port]/remote/dir`
+    → SftpTarget with ``credentials`` (SftpCredentials); a plain path or `file://` URL →
+    LocalFolderTarget). Raises ValueError for other schemes or a URL the target cannot use,
+    a password inside it among them (secrets only from the environment)."""
+    from naviance_pipeline.delivery.targets import target_kind
 
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "sftp":
-        # Checked before anything else so that no later message can echo the password.
-        if parts.password is not None:
-            raise ValueError(
-                "the SFTP URL must not contain a password: give it in NAVIANCE_SFTP_PASSWORD"
-            )
-        if parts.query or parts.fragment:
-            raise ValueError("the SFTP URL must not have a query or fragment")
-        if not parts.username or not parts.hostname:
-            raise ValueError("the SFTP URL needs a user and a host: sftp://user@host/folder")
-        try:
-            port = 22 if parts.port is None else parts.port
-        except ValueError as exc:
-            raise ValueError(f"the SFTP URL has an invalid port: {exc}") from None
-        if not parts.path:
-            raise ValueError(
-                "the SFTP URL needs the remote folder as an absolute path, "
-                "e.g. sftp://user@host/upload (or sftp://user@host/ for the server's root)"
-            )
-        from naviance_pipeline.delivery.sftp import SftpTarget
-
-        return SftpTarget(
-            parts.hostname,
-            port=port,
-            user=unquote(parts.username),
-            remote_dir=unquote(parts.path),
-            credentials=credentials,
-            retry=retry,
-        )
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ValueError("a file:// target must be on this machine (file:///folder)")
-        return LocalFolderTarget(unquote(parts.path))
-    if scheme == "":
-        return LocalFolderTarget(url)
-    raise ValueError(
-        f"unsupported delivery target scheme {scheme!r}: use sftp://user@host[:port]/folder, "
-        "file:///folder or a folder path"
-    )
+    kind, parts = target_kind(url)
+    return kind.build(parts, url, credentials, retry)
 
 
 # --- helpers shared by the targets -----------------------------------------------------------

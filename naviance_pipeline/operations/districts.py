@@ -39,18 +39,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from naviance_pipeline.delivery.target import target_from_url
+from naviance_pipeline.delivery.targets import secret_env, target_kind
 from naviance_pipeline.operations.settings import parse_clock, parse_month_day
-from naviance_pipeline.sources.snapshot import SOURCE_KINDS, is_sftp
+from naviance_pipeline.sources import kinds
+from naviance_pipeline.sources.snapshot import is_sftp
 
-# Secret roles a district may name a variable for (the DeliveryResource fields).
-SECRET_ROLES = (
-    "sftp_password",
-    "sftp_private_key",
-    "sftp_private_key_passphrase",
-    "sftp_known_hosts",
-    "source_password",  # a SQL or sftp:// source's password
-    "source_sftp_known_hosts",  # an sftp:// source's pinned host key line(s)
-)
+# Secret roles a district may name a variable for: the targets' (DeliveryResource fields,
+# delivery/targets/) and the sources' (PipelineResource fields, sources/kinds/).
+SECRET_ROLES = (*secret_env(), *kinds.SOURCE_SECRET_ENV)
 DISTRICT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REQUIRED_KEYS = ("id", "source_url", "timezone", "schedule_time", "delivery_target")
@@ -84,7 +80,7 @@ class District:
     include_staff: bool = False
     rollover_day: str = "07-15"
     source_system_name: str = "ClassLink"
-    source_kind: str = "oneroster"
+    source_kind: str = kinds.DEFAULT_KIND
     source_mapping: str = ""
 
     def secret(self, role: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -95,8 +91,8 @@ class District:
 
     @property
     def delivery_host(self) -> str:
-        """The SFTP host uploads go to (``local`` for a folder): the upload-exclusion key."""
-        return getattr(target_from_url(self.delivery_target), "host", "local")
+        """The host uploads go to (``local`` for a folder): the upload-exclusion key."""
+        return target_from_url(self.delivery_target).upload_host or "local"
 
 
 @dataclass(frozen=True)
@@ -256,14 +252,15 @@ def _check_district(entry: dict, where: str) -> list[str]:
 
 
 def _check_source(entry: dict, where: str) -> list[str]:
-    kind = entry.get("source_kind", "oneroster")
-    if kind not in SOURCE_KINDS:
-        return [f"{where}: source_kind {kind!r} must be one of {', '.join(SOURCE_KINDS)}"]
+    kind = entry.get("source_kind", kinds.DEFAULT_KIND)
+    if kind not in kinds.names():
+        return [f"{where}: source_kind {kind!r} must be one of {', '.join(kinds.names())}"]
     mapping = entry.get("source_mapping", "")
     if not isinstance(mapping, str):
         return [f"{where}: source_mapping must be a preset name or a mapping file path"]
-    if kind == "oneroster" and mapping:
-        return [f"{where}: source_mapping is only for source_kind sis-csv or sql"]
+    if mapping and not kinds.source_kind(kind).mapped:
+        mapped = " or ".join(kinds.mapped_names())
+        return [f"{where}: source_mapping is only for source_kind {mapped}"]
     return []
 
 
@@ -282,17 +279,12 @@ def _check_secrets(secrets: Any, where: str, target: Any) -> list[str]:
                 f"{where}: secrets.{role} must be the NAME of an environment variable "
                 "(letters, digits, underscores), not the secret itself"
             )
-    if isinstance(target, str) and target.strip().lower().startswith("sftp://"):
-        if "sftp_known_hosts" not in secrets:
-            problems.append(
-                f"{where}: secrets.sftp_known_hosts is required for an SFTP delivery_target "
-                "(the pinned host key)"
-            )
-        if not {"sftp_password", "sftp_private_key"} & set(secrets):
-            problems.append(
-                f"{where}: secrets needs sftp_password or sftp_private_key for an SFTP "
-                "delivery_target"
-            )
+    if isinstance(target, str) and target.strip():
+        try:
+            requires = target_kind(target.strip())[0].district_requires
+        except ValueError:  # reported with the delivery_target
+            requires = ()
+        problems += [f"{where}: {why}" for roles, why in requires if not set(roles) & set(secrets)]
     return problems
 
 
@@ -320,7 +312,7 @@ def _district(entry: dict) -> District:
         include_staff=entry.get("include_staff", False),
         rollover_day=entry.get("rollover_day", "07-15"),
         source_system_name=entry.get("source_system_name", "ClassLink").strip(),
-        source_kind=entry.get("source_kind", "oneroster"),
+        source_kind=entry.get("source_kind", kinds.DEFAULT_KIND),
         source_mapping=entry.get("source_mapping", "").strip(),
     )
 

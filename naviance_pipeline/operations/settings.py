@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES
+from naviance_pipeline.sources.kinds import DEFAULT_KIND, registry
 
 SAMPLE_SEED = 20261130
 SAMPLE_STUDENTS = 1200
@@ -83,10 +84,10 @@ def parse_clock(text: str) -> time:
 
 
 def _default_system(kind: str, mapping: str) -> str:
-    """``source.systemName`` when none is set: what the bundled samples of the kind are."""
-    if kind == "oneroster":
-        return "ClassLink"
-    return "PowerSchool" if mapping in ("", "powerschool") else "SIS"
+    """``source.systemName`` when none is set, as the kind declares it (``sources/kinds/``);
+    an unknown kind is refused by the snapshot, naming the known ones."""
+    declared = registry().get(kind)
+    return declared.system_name(mapping) if declared else "SIS"
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,9 @@ class Settings:
     districts_file: str = ""
     # "in_process" (one machine) or "celery" (steps on Celery workers, DEPLOYMENT.md).
     executor: str = "in_process"
-    # What the source is (sources.py): oneroster, sis-csv or sql, and the mapping of the last
-    # two (a preset name or a YAML path; blank: the powerschool preset).
-    source_kind: str = "oneroster"
+    # What the source is (a kind of sources/kinds/: oneroster, sis-csv, sql), and the mapping
+    # of a mapped kind (a preset name or a YAML path; blank: the powerschool preset).
+    source_kind: str = DEFAULT_KIND
     source_mapping: str = ""
     # The delivery target's stable name (its history), and how long a delivery waits for
     # another delivery to the same target.
@@ -124,7 +125,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         home = str(Path(_env("NAVIANCE_HOME", ".naviance")).resolve())
-        kind = _env("NAVIANCE_SOURCE_KIND", "oneroster")
+        kind = _env("NAVIANCE_SOURCE_KIND", DEFAULT_KIND)
         mapping = _env("NAVIANCE_SOURCE_MAPPING", "")
         timezone = _env("NAVIANCE_TIMEZONE", "America/New_York")
         return cls(

@@ -1,13 +1,14 @@
-"""The three kinds of source ``sis_extract`` takes, and the date's snapshot of each.
+"""The date's snapshot of a source, whatever its kind (``kinds/``: one module per kind).
 
-- ``oneroster``: a OneRoster v1.1 CSV export (ClassLink and others), a folder or ZIP at any
-  fsspec URL, copied byte for byte.
-- ``sis-csv``: the SIS's own CSV exports (a folder or ZIP) and a mapping (``sis/mapping.py``):
-  the export bytes are copied as exported, then converted to a OneRoster folder.
-- ``sql``: a SQLAlchemy URL and a mapping whose tables carry one query each: the result sets
-  are stored as CSV with the query text and row counts, then converted the same way.
+- ``oneroster`` (``kinds/oneroster.py``): a OneRoster v1.1 CSV export, copied byte for byte.
+- ``sis-csv`` (``kinds/sis_csv.py``): the SIS's own CSV exports and a mapping
+  (``sis/mapping.py``): copied as exported, then converted to a OneRoster folder
+  (``mapped_snapshot``).
+- ``sql`` (``kinds/sql.py``): a SQLAlchemy URL and a mapping whose tables carry one query
+  each: the result sets are stored as CSV with the query text and row counts, then converted
+  the same way.
 
-A ``oneroster`` or ``sis-csv`` source at an ``sftp://`` URL is read only from a server whose host
+A source of files at an ``sftp://`` URL is read only from a server whose host
 key is pinned (``NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS``, or the file ``..._PATH`` names), as
 delivery pins Naviance's; its password is ``NAVIANCE_SOURCE_PASSWORD``. A wrong key or a refused
 login is a configuration error, a refused or lost connection an unavailable source: one line
@@ -40,22 +41,20 @@ from naviance_pipeline.operations.storage import (
     SnapshotFile,
     ensure_private_dir,
     replace_folder,
-    sha256_of,
-    snapshot_source,
     write_private_bytes,
 )
+from naviance_pipeline.sources.kinds import DEFAULT_KIND, SOURCE_SECRET_ENV, source_kind
 
-SOURCE_KINDS = ("oneroster", "sis-csv", "sql")
-PASSWORD_ENV = "NAVIANCE_SOURCE_PASSWORD"  # a SQL or sftp:// source's password
-KNOWN_HOSTS_ENV = "NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS"  # an sftp:// source's pinned key line(s)
+SAMPLE_SIZE = {"students": SAMPLE_STUDENTS, "schools": SAMPLE_SCHOOLS, "seed": SAMPLE_SEED}
+
+PASSWORD_ENV = SOURCE_SECRET_ENV["source_password"]  # a SQL or sftp:// source's password
+KNOWN_HOSTS_ENV = SOURCE_SECRET_ENV["source_sftp_known_hosts"]  # sftp://: pinned key line(s)
 KNOWN_HOSTS_PATH_ENV = "NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS_PATH"  # ... or the file holding them
 SFTP_SCHEMES = ("sftp", "ssh")  # the schemes fsspec reads with sshfs
 SFTP_CONNECT_TIMEOUT = 30.0  # seconds for TCP connect, handshake and login
 DEFAULT_MAPPING = "powerschool"
 MAPPING_FILE = "mapping.yaml"
 CONVERTED = "oneroster"  # the converted OneRoster folder inside a mapped snapshot
-EXPORT = "export"  # the export as exported (sis-csv)
-SQL = "sql"  # the result sets, queries.json (sql)
 
 
 class SourceConfigError(ValueError):
@@ -69,7 +68,7 @@ class SourceUnavailable(Exception):
 
 @dataclass(frozen=True)
 class SourceConfig:
-    kind: str = "oneroster"
+    kind: str = DEFAULT_KIND
     url: str = ""  # blank: the bundled sample of this kind
     mapping: str = ""  # preset name or YAML path; blank: DEFAULT_MAPPING (mapped kinds)
     password: str | None = field(default=None, repr=False)  # sql, sftp://; from PASSWORD_ENV
@@ -78,14 +77,14 @@ class SourceConfig:
     known_hosts_path: str = ""  # sftp://: or the file holding it
 
     def __post_init__(self) -> None:
-        if self.kind not in SOURCE_KINDS:
-            raise SourceConfigError(
-                f"the source kind must be one of {', '.join(SOURCE_KINDS)}, not {self.kind!r}"
-            )
+        try:
+            source_kind(self.kind)
+        except ValueError as exc:
+            raise SourceConfigError(str(exc)) from None
 
     @property
     def mapped(self) -> bool:
-        return self.kind != "oneroster"
+        return source_kind(self.kind).mapped
 
     @property
     def mapping_ref(self) -> str:
@@ -117,12 +116,8 @@ def take_snapshot(
     staging = dest.with_name(temp_name(dest.name))
     try:
         with sftp_errors(url):
-            if config.kind == "oneroster":
-                say("copying the OneRoster export")
-                open_path, files = snapshot_source(url, staging, remote)
-                snapshot = Snapshot(open_path, files)
-            else:
-                snapshot = _mapped_snapshot(config, url, staging, options, say, remote)
+            capture = source_kind(config.kind).capture
+            snapshot = capture(config, url, staging, options, say, remote)
         relative = snapshot.open_path.path[len(staging.path) :].lstrip("/")
         replace_folder(staging, dest)
     except BaseException:
@@ -133,17 +128,21 @@ def take_snapshot(
     return snapshot
 
 
-def _mapped_snapshot(
+def mapped_snapshot(
     config: SourceConfig,
-    url: str,
     staging: UPath,
     options: Options,
     say: Callable[[str], None],
-    remote: dict,
+    read: Callable[[object], tuple[dict[str, bytes], list[SnapshotFile], list[dict]]],
+    *,
+    file_names: Callable[[str], str] | None = None,
+    encoding: str | None = None,
 ) -> Snapshot:
+    """A mapped kind's snapshot: its mapping kept beside what ``read(mapping)`` captured
+    (tables' bytes, files, queries) and the OneRoster folder converted from it. Findings name
+    ``file_names(table)`` when given, read in ``encoding`` (else the mapping's)."""
     from naviance_pipeline.sources.sis.convert import convert
     from naviance_pipeline.sources.sis.mapping import MappingError, load_mapping
-    from naviance_pipeline.sources.sis.sql import RESULT_ENCODING
 
     try:
         mapping = load_mapping(config.mapping_ref)
@@ -151,85 +150,15 @@ def _mapped_snapshot(
         raise SourceConfigError(f"the mapping {config.mapping_ref!r} is invalid:\n{exc}") from exc
     ensure_private_dir(staging)
     write_private_bytes(staging / MAPPING_FILE, mapping.text.encode())
-    queries: list[dict] = []
-    if config.kind == "sis-csv":
-        say(f"copying the SIS export and checking it against the mapping {config.mapping_ref!r}")
-        tables, files = _export_tables(mapping, url, staging / EXPORT, options, remote)
-    else:
-        say(f"running the queries of the mapping {config.mapping_ref!r}")
-        tables, files, queries = _query_tables(config, mapping, url, staging / SQL, say)
+    tables, files, queries = read(mapping)
     say("converting to OneRoster")
-    # Findings of a SQL source name the result-set file of the snapshot (its lines are true),
-    # which is read in its own encoding: the mapping's encodings are the export files'.
-    sql = config.kind == "sql"
-    names = {t: f"{SQL}/{t}.csv" for t in tables} if sql else None
-    encoding = RESULT_ENCODING if sql else None
+    names = {t: file_names(t) for t in tables} if file_names else None
     conversion = convert(mapping, tables, options, file_names=names, encoding=encoding)
     del tables
     folder = staging / CONVERTED
     for name, data in conversion.files.items():
         write_private_bytes(folder / name, data)
     return Snapshot(folder, files, conversion.findings, queries, config.mapping_ref)
-
-
-def _export_tables(mapping, url: str, dest: UPath, options: Options, remote: dict):
-    from naviance_pipeline.sources.sis.export import read_export
-    from naviance_pipeline.sources.sis.mapping import MappingError
-
-    open_path, files = snapshot_source(url, dest, remote)
-    files = [SnapshotFile(f"{EXPORT}/{f.path}", f.size, f.sha256) for f in files]
-    try:
-        return read_export(str(open_path), mapping, options), files
-    except MappingError as exc:
-        # Named as configured, not as the snapshot copy being checked.
-        problems = str(exc).replace(str(open_path), redact_url(url))
-        raise SourceConfigError(
-            f"the export does not fit the mapping {mapping.ref!r}:\n{problems}"
-        ) from exc
-
-
-def _query_tables(config: SourceConfig, mapping, url: str, dest: UPath, say: Callable[[str], None]):
-    from naviance_pipeline.sources.sis.sql import (
-        QueryFailed,
-        QuerySpec,
-        SourceUnreachable,
-        snapshot_queries,
-    )
-
-    specs = []
-    for table in mapping.tables.values():
-        if not table.query:
-            raise SourceConfigError(
-                f"the mapping {mapping.ref!r} has no query for table {table.name!r} "
-                f"(tables.{table.name}.query): a SQL source needs one query per table"
-            )
-        specs.append(QuerySpec(table.name, table.query, tuple(mapping.columns_read(table.name))))
-    try:
-        records = snapshot_queries(
-            url,
-            specs,
-            Path(dest.path),
-            password=config.password,
-            query_timeout=config.query_timeout,
-            progress=lambda table, rows: say(f"query {table}: {rows:,} rows read"),
-        )
-    except SourceUnreachable as exc:
-        raise SourceUnavailable(str(exc)) from exc
-    except (QueryFailed, ValueError) as exc:
-        raise SourceConfigError(str(exc)) from exc
-    tables, files, queries = {}, [], []
-    for record in records:
-        path = dest / record.file
-        tables[record.table] = path.read_bytes()
-        files.append(SnapshotFile(f"{SQL}/{record.file}", len(tables[record.table]), record.sha256))
-        queries.append(
-            {"table": record.table, "query": record.query, "rows": record.rows}
-            | {"columns": list(record.columns)}
-        )
-    index = dest / "queries.json"
-    if index.exists():
-        files.append(SnapshotFile(f"{SQL}/queries.json", index.stat().st_size, sha256_of(index)))
-    return tables, files, queries
 
 
 def is_sftp(url: str) -> bool:
@@ -313,32 +242,18 @@ def sftp_errors(url: str) -> Iterator[None]:
 def ensure_sample(config: SourceConfig, sample_zip: str) -> str:
     """The bundled synthetic district in the shape ``config`` reads (generated on first use
     with a fixed seed, beside the OneRoster sample ZIP): the URL to read it from."""
-    from naviance_pipeline.oneroster.sample import write_sample_district
-    from naviance_pipeline.sources.sis.sample_export import (
-        SHAPES,
-        write_demo_database,
-        write_sample_export,
-    )
+    return source_kind(config.kind).sample(config.mapping_ref, Path(sample_zip))
 
-    size = {"students": SAMPLE_STUDENTS, "schools": SAMPLE_SCHOOLS, "seed": SAMPLE_SEED}
-    if config.kind == "oneroster":
-        return _generated(Path(sample_zip), lambda tmp: write_sample_district(tmp, **size))
-    shape = config.mapping_ref
-    folder = Path(sample_zip).parent
-    if config.kind == "sis-csv" and shape in SHAPES:
-        path = folder / f"sample-{shape}-export.zip"
-        return _generated(path, lambda tmp: write_sample_export(tmp, shape, **size))
-    if config.kind == "sql" and shape == DEFAULT_MAPPING:
-        path = folder / "sample-district.sqlite"
-        return "sqlite:///" + _generated(path, lambda tmp: write_demo_database(tmp, **size))
-    bundled = ", ".join(SHAPES) if config.kind == "sis-csv" else DEFAULT_MAPPING
-    raise SourceConfigError(
-        f"no source URL is set (NAVIANCE_SOURCE_URL) and there is no bundled {config.kind} "
-        f"sample for the mapping {shape!r}: the bundled samples are for {bundled}"
+
+def no_sample(config_kind: str, mapping: str, bundled: str) -> SourceConfigError:
+    return SourceConfigError(
+        f"no source URL is set (NAVIANCE_SOURCE_URL) and there is no bundled {config_kind} "
+        f"sample for the mapping {mapping!r}: the bundled samples are for {bundled}"
     )
 
 
-def _generated(path: Path, write: Callable[[str], object]) -> str:
+def generated(path: Path, write: Callable[[str], object]) -> str:
+    """``path``, written by ``write(temporary path)`` and moved into place if it is missing."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(temp_name(path.name))
