@@ -27,8 +27,7 @@ from naviance_pipeline.delivery.guards import GuardLimits
 from naviance_pipeline.delivery.local import LocalFolderTarget
 from naviance_pipeline.delivery.service import DeliveryPlan, deliver_partition
 from naviance_pipeline.delivery.target import target_from_url
-from naviance_pipeline.delivery.targets import TargetKind
-from naviance_pipeline.delivery.targets import missing_parts as target_missing_parts
+from naviance_pipeline.delivery.targets import TargetKind, target_kind
 from naviance_pipeline.delivery.targets import registry as targets
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import open_source
@@ -40,7 +39,6 @@ from naviance_pipeline.operations.districts import (
 from naviance_pipeline.operations.settings import Settings
 from naviance_pipeline.operations.storage import DataLayout, slug
 from naviance_pipeline.sources.kinds import SourceKind
-from naviance_pipeline.sources.kinds import missing_parts as kind_missing_parts
 from naviance_pipeline.sources.kinds import registry as kinds
 from naviance_pipeline.sources.snapshot import ensure_sample, take_snapshot
 from naviance_pipeline_tests.conftest import make_settings
@@ -73,9 +71,58 @@ def _districts_file_problems(document: dict) -> list[str]:
     return []
 
 
+def _kind_declaration_gaps(kind: SourceKind) -> list[str]:
+    """What a declaration lacks to be used everywhere a kind is named (empty: complete)."""
+    problems = []
+    if not kind.name or kind.name != kind.name.strip().lower() or " " in kind.name:
+        problems.append(f"name {kind.name!r} is not a lower-case word")
+    if not kind.source_help.strip():
+        problems.append("source_help is empty (the CLI's --help)")
+    unknown = sorted(set(kind.secrets) - set(SOURCE_SECRET_ENV))
+    if unknown:
+        problems.append(f"secrets {unknown} are not source secrets (sources/kinds/)")
+    for part in ("system_name", "capture", "sample"):
+        if not callable(getattr(kind, part, None)):
+            problems.append(f"{part} is not a function")
+    if callable(kind.system_name) and not kind.system_name(""):
+        problems.append("system_name gives no source.systemName")
+    return problems
+
+
+def _target_declaration_gaps(target: TargetKind) -> list[str]:
+    """What a declaration lacks to be used everywhere a target is named (empty: complete)."""
+    problems = []
+    if not target.schemes:
+        problems.append("no URL scheme selects it")
+    if not target.url_help.strip():
+        problems.append("url_help is empty")
+    for roles, _why in target.district_requires:
+        problems += [
+            f"district_requires names {role!r}, not one of its secrets"
+            for role in roles
+            if role not in target.secrets
+        ]
+    try:
+        kind, parts = target_kind(target.example)
+        if kind is not target:
+            problems.append(f"its example {target.example!r} selects {kind.name!r}")
+        built = target.build(parts, target.example, target.credentials({}), None)
+    except (ValueError, TypeError) as exc:
+        return [*problems, f"its example {target.example!r} cannot be built: {exc}"]
+    for part in ("describe", "deliver"):
+        if not callable(getattr(built, part, None)):
+            problems.append(f"the target it builds has no {part}()")
+    if not isinstance(getattr(built, "history_key", None), str) or not built.history_key:
+        problems.append("the target it builds has no history_key")
+    host = getattr(built, "upload_host", "missing")
+    if host is not None and (not isinstance(host, str) or host == "missing"):
+        problems.append("the target it builds has no upload_host (a host name, or None)")
+    return problems
+
+
 def kind_gaps(kind: SourceKind, home: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Where the kind is not (fully) known; empty when every consumer takes it."""
-    gaps = kind_missing_parts(kind)
+    gaps = _kind_declaration_gaps(kind)
     mapping = "powerschool" if kind.mapped else ""
     try:
         parser().parse_args(["validate", "source", "--kind", kind.name])
@@ -115,7 +162,7 @@ def kind_gaps(kind: SourceKind, home: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def target_gaps(target: TargetKind) -> list[str]:
     """Where the target is not (fully) known; empty when every consumer takes it."""
-    gaps = target_missing_parts(target)
+    gaps = _target_declaration_gaps(target)
     if gaps:
         return gaps
     for role in target.secrets:

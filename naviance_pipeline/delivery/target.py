@@ -39,7 +39,7 @@ __all__ = [
     "target_from_url",
 ]
 
-# Environment variables read by SftpCredentials.from_env (the names resources.py uses).
+# Environment variables read by SftpCredentials.from_env (targets/sftp.py: its secrets').
 CREDENTIAL_ENV = {
     "password": "NAVIANCE_SFTP_PASSWORD",
     "private_key": "NAVIANCE_SFTP_PRIVATE_KEY",

@@ -7,8 +7,8 @@ roles, and their variables in one-district mode) and which of them a district mu
 target it builds says where it is: ``describe()`` for people, ``history_key`` (recorded in
 every receipt, fixed spelling) and ``upload_host`` (uploads to one host are serialized: the
 ``naviance/sftp-host`` run tag). ``target_from_url``, the resources, the districts file and the
-jobs read these; ``missing_parts`` says what a declaration lacks, and a test runs it on every
-target. Adding a target is adding one module here (plus its implementation and test).
+jobs read these. Adding a target is adding one module here (plus its implementation and
+test); ``naviance_pipeline_tests/test_registries.py`` asks every consumer about every target.
 
 The modules are imported on first use, and import their implementation (asyncssh for SFTP)
 only when a target is built.
@@ -66,36 +66,3 @@ def target_kind(url: str) -> tuple[TargetKind, SplitResult]:
             return target, parts
     known = "; ".join(t.url_help for t in registry().values())
     raise ValueError(f"unsupported delivery target scheme {scheme!r}: use {known}")
-
-
-def missing_parts(target: Any) -> list[str]:
-    """What a declaration lacks to be used everywhere a target is named (empty: complete)."""
-    if not isinstance(target, TargetKind):
-        return [f"{target!r} is not a TargetKind"]
-    problems = []
-    if not target.schemes:
-        problems.append("no URL scheme selects it")
-    if not target.url_help.strip():
-        problems.append("url_help is empty")
-    for roles, _why in target.district_requires:
-        problems += [
-            f"district_requires names {role!r}, not one of its secrets"
-            for role in roles
-            if role not in target.secrets
-        ]
-    try:
-        kind, parts = target_kind(target.example)
-        if kind is not target:
-            problems.append(f"its example {target.example!r} selects {kind.name!r}")
-        built = target.build(parts, target.example, target.credentials({}), None)
-    except (ValueError, TypeError) as exc:
-        return [*problems, f"its example {target.example!r} cannot be built: {exc}"]
-    for part in ("describe", "deliver"):
-        if not callable(getattr(built, part, None)):
-            problems.append(f"the target it builds has no {part}()")
-    if not isinstance(getattr(built, "history_key", None), str) or not built.history_key:
-        problems.append("the target it builds has no history_key")
-    host = getattr(built, "upload_host", "missing")
-    if host is not None and (not isinstance(host, str) or host == "missing"):
-        problems.append("the target it builds has no upload_host (a host name, or None)")
-    return problems

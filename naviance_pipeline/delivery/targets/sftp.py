@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from naviance_pipeline.delivery.target import CREDENTIAL_ENV, SftpCredentials
 from naviance_pipeline.delivery.targets import TargetKind
+
+# Its secrets (DeliveryResource fields, districts-file roles) -> SftpCredentials fields.
+ROLES = {
+    "sftp_password": "password",
+    "sftp_private_key": "private_key",
+    "sftp_private_key_passphrase": "passphrase",
+    "sftp_known_hosts": "known_hosts",
+}
 
 
 def build(parts, _url: str, credentials=None, retry=None):
@@ -40,15 +49,8 @@ def build(parts, _url: str, credentials=None, retry=None):
     )
 
 
-def credentials(secrets):
-    from naviance_pipeline.delivery.target import SftpCredentials
-
-    return SftpCredentials(
-        password=secrets.get("sftp_password") or None,
-        private_key=secrets.get("sftp_private_key") or None,
-        passphrase=secrets.get("sftp_private_key_passphrase") or None,
-        known_hosts=secrets.get("sftp_known_hosts") or None,
-    )
+def credentials(secrets) -> SftpCredentials:
+    return SftpCredentials(**{field: secrets.get(role) or None for role, field in ROLES.items()})
 
 
 TARGET = TargetKind(
@@ -57,12 +59,7 @@ TARGET = TargetKind(
     url_help="sftp://user@host[:port]/folder",
     build=build,
     example="sftp://naviance@sftp.example.org:22/upload",
-    secrets={
-        "sftp_password": "NAVIANCE_SFTP_PASSWORD",
-        "sftp_private_key": "NAVIANCE_SFTP_PRIVATE_KEY",
-        "sftp_private_key_passphrase": "NAVIANCE_SFTP_PRIVATE_KEY_PASSPHRASE",
-        "sftp_known_hosts": "NAVIANCE_SFTP_KNOWN_HOSTS",
-    },
+    secrets={role: CREDENTIAL_ENV[field] for role, field in ROLES.items()},
     credentials=credentials,
     district_requires=(
         (

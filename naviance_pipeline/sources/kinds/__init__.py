@@ -5,7 +5,7 @@ A kind is what ``NAVIANCE_SOURCE_KIND``, the districts file's ``source_kind`` an
 choices and help, the settings' default ``source.systemName``, the districts file's checks,
 the secrets the pipeline resource reads, the snapshot ``sis_extract`` takes and the bundled
 sample used when no source URL is set. Adding a kind is adding one module here (and its
-test); ``missing_parts`` says what a declaration lacks, and a test runs it on every kind.
+test); ``naviance_pipeline_tests/test_registries.py`` asks every consumer about every kind.
 
 The modules are imported on first use, not with this package: they import the snapshot code,
 which imports this package.
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from naviance_pipeline.sources.snapshot import Snapshot
@@ -75,25 +75,3 @@ def source_kind(name: str) -> SourceKind:
 
 def mapped_names() -> tuple[str, ...]:
     return tuple(name for name, kind in registry().items() if kind.mapped)
-
-
-def missing_parts(kind: Any) -> list[str]:
-    """What a declaration lacks to be used everywhere a kind is named (empty: complete)."""
-    problems = []
-    if not isinstance(kind, SourceKind):
-        return [f"{kind!r} is not a SourceKind"]
-    if not kind.name or kind.name != kind.name.strip().lower() or " " in kind.name:
-        problems.append(f"name {kind.name!r} is not a lower-case word")
-    if not kind.source_help.strip():
-        problems.append("source_help is empty (the CLI's --help)")
-    unknown = sorted(set(kind.secrets) - set(SOURCE_SECRET_ENV))
-    if unknown:
-        problems.append(
-            f"secrets {unknown} are not source secrets ({', '.join(SOURCE_SECRET_ENV)})"
-        )
-    for part in ("system_name", "capture", "sample"):
-        if not callable(getattr(kind, part, None)):
-            problems.append(f"{part} is not a function")
-    if callable(kind.system_name) and not kind.system_name(""):
-        problems.append("system_name gives no source.systemName")
-    return problems
