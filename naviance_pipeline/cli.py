@@ -188,8 +188,9 @@ def _opened(args: argparse.Namespace, options: Options, step):
         take_snapshot,
     )
 
-    kind = kinds.registry().get(args.kind)  # an unknown one (from the environment) is refused
-    if kind is not None and not kind.mapped and not is_sftp(args.source):  # below, one line
+    # An unknown kind (from NAVIANCE_SOURCE_KIND) is refused by SourceConfig below, in one line.
+    kind = kinds.registry().get(args.kind)
+    if kind is not None and not kind.mapped and not is_sftp(args.source):
         yield open_source(args.source, options), []
         return
     from upath import UPath

@@ -27,8 +27,8 @@ from naviance_pipeline.sources.snapshot import SourceConfig, ensure_sample
 
 R = TypeVar("R", bound=dg.ConfigurableResource)
 
-# The targets' secrets (delivery/targets/: DeliveryResource fields) and the sources'
-# (sources/kinds/: PipelineResource fields), each -> its variable in one-district mode.
+# The targets' secrets (delivery/targets/: DeliveryResource fields) -> their variables in
+# one-district mode; the sources' are SOURCE_SECRET_ENV (sources/kinds/: PipelineResource).
 SECRET_ENV = secret_env()
 SOURCE_SECRET = "source_password"  # the SQL or sftp:// source's password (PipelineResource)
 SOURCE_KNOWN_HOSTS = "source_sftp_known_hosts"  # an sftp:// source's pinned key line(s)

@@ -1,18 +1,12 @@
-"""The date's snapshot of a source, whatever its kind (``kinds/``: one module per kind).
+"""The date's snapshot of a source, whatever its kind (``kinds/``: one module per kind, e.g.
+``oneroster`` copied byte for byte; ``sis-csv`` and ``sql`` converted through a mapping by
+``mapped_snapshot``).
 
-- ``oneroster`` (``kinds/oneroster.py``): a OneRoster v1.1 CSV export, copied byte for byte.
-- ``sis-csv`` (``kinds/sis_csv.py``): the SIS's own CSV exports and a mapping
-  (``sis/mapping.py``): copied as exported, then converted to a OneRoster folder
-  (``mapped_snapshot``).
-- ``sql`` (``kinds/sql.py``): a SQLAlchemy URL and a mapping whose tables carry one query
-  each: the result sets are stored as CSV with the query text and row counts, then converted
-  the same way.
-
-A source of files at an ``sftp://`` URL is read only from a server whose host
-key is pinned (``NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS``, or the file ``..._PATH`` names), as
-delivery pins Naviance's; its password is ``NAVIANCE_SOURCE_PASSWORD``. A wrong key or a refused
-login is a configuration error, a refused or lost connection an unavailable source: one line
-each, never a traceback.
+A source of files at an ``sftp://`` URL is read only from a server whose host key is pinned
+(``NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS``, or the file ``..._PATH`` names), as delivery pins
+Naviance's; its password is ``NAVIANCE_SOURCE_PASSWORD``. A wrong key or a refused login is a
+configuration error, a refused or lost connection an unavailable source: one line each, never
+a traceback.
 
 Every later stage opens ``Snapshot.open_path`` exactly as it opens a ClassLink export, so the
 rules, line numbers and reports after ``sis_extract`` do not depend on the kind. A snapshot is
@@ -81,10 +75,6 @@ class SourceConfig:
             source_kind(self.kind)
         except ValueError as exc:
             raise SourceConfigError(str(exc)) from None
-
-    @property
-    def mapped(self) -> bool:
-        return source_kind(self.kind).mapped
 
     @property
     def mapping_ref(self) -> str:

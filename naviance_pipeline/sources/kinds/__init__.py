@@ -37,7 +37,9 @@ SOURCE_SECRET_ENV = {
 class SourceKind:
     name: str  # as configured: NAVIANCE_SOURCE_KIND, source_kind, --kind
     source_help: str  # what the source (URL or path) of this kind is, for --help
-    mapped: bool  # converted to OneRoster through a mapping (source_mapping, --mapping)
+    # converted to OneRoster through a mapping (source_mapping, --mapping); False: a OneRoster
+    # export, which the CLI opens as it is (unless at an sftp:// URL)
+    mapped: bool
     secrets: tuple[str, ...]  # the SOURCE_SECRET_ENV roles it may read
     # source.systemName when none is configured, given the mapping reference ("" if none)
     system_name: Callable[[str], str]
