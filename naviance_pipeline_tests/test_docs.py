@@ -4,6 +4,7 @@ exists, and nothing of the product points outside the repository."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 import sys
@@ -20,7 +21,15 @@ PAGES = sorted([*ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md")])
 PRODUCT = ("naviance_pipeline", "docs", "deploy", "benchmarks")
 PRODUCT_FILES = ("README.md", "DEPLOYMENT.md", "BENCHMARKS.md", "pyproject.toml", "Makefile")
 # Places that exist only on the machine the product was written on, never in a clone.
-OUTSIDE = ("../shared", "/work/", "DESIGN.md", "naviance-oneroster.md", "sftp-delivery.md")
+OUTSIDE = (
+    "../shared",
+    "/work/",
+    "DESIGN.md",
+    "naviance-oneroster.md",
+    "notes/",
+    "notes, section",
+    "spec/rules.md",
+)
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
@@ -109,8 +118,8 @@ def _links(page: Path) -> list[str]:
     return _LINK.findall(text)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_relative_link_leads_to_a_file_that_exists(page):
+def _broken_links(page: Path) -> list[str]:
+    """The relative links of ``page`` that lead to no file, or to no heading of a page."""
     broken = []
     for link in _links(page):
         if re.match(r"[a-z][a-z0-9+.-]*:", link):  # https:, mailto:
@@ -120,15 +129,62 @@ def test_every_relative_link_leads_to_a_file_that_exists(page):
         missing_anchor = anchor and target.suffix == ".md" and anchor not in _anchors(target)
         if not target.exists() or missing_anchor:
             broken.append(link)
+    return broken
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_leads_to_a_file_that_exists(page):
+    broken = _broken_links(page)
     assert not broken, f"{page.relative_to(ROOT)}: links to nothing: {broken}"
 
 
-def test_the_link_check_sees_links():
-    """A mutation check for the test above: the pages do link to each other and to headings."""
+def test_the_link_check_sees_links_and_finds_broken_ones(tmp_path):
+    """A mutation check for the test above: the pages do link to each other and to headings,
+    and a link to a missing file or heading is found."""
     links = {link for page in PAGES for link in _links(page)}
     assert {"docs/contract.md", "docs/architecture.md", "#sources"} <= links
-    assert _slug("## 8. Class year".lstrip("# ")) == "8-class-year"
+    assert _slug("8. Class year") == "8-class-year"
     assert _slug("Delivery, guards and receipts") == "delivery-guards-and-receipts"
+    (tmp_path / "there.md").write_text("# A `heading`, here\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "[ok](there.md) [ok](there.md#a-heading-here) [ok](https://dagster.io) [ok](#top)\n"
+        "# Top\n![gone](missing.png) [gone](there.md#elsewhere) [gone](#nowhere)\n"
+        "```\n[in code](not-a-link.md)\n```\n",
+        encoding="utf-8",
+    )
+    assert _broken_links(page) == ["missing.png", "there.md#elsewhere", "#nowhere"]
+
+
+# Code files (``rules_*.py``) and the product's folders (``defs/assets/``), not the data
+# root's (``packages/``).
+_FILE_NAME = re.compile(
+    r"`((?:[\w*-]+/)*[\w*-]+\.py|(?:naviance_pipeline|defs|oneroster|sources|delivery"
+    r"|reporting|operations|docs|deploy|benchmarks)/(?:[\w-]+/)*)`"
+)
+
+
+def _named_file_exists(name: str) -> bool:
+    """A file or folder the docs name in backticks: from the repository's root, from the
+    package's, or the end of a path inside the package (``rules_*.py``, ``sis/``)."""
+    if (ROOT / name).exists() or (ROOT / "naviance_pipeline" / name).exists():
+        return True
+    tail = name.rstrip("/")
+    return any(
+        fnmatch.fnmatch(p.relative_to(ROOT).as_posix(), f"*{tail}")
+        for p in (ROOT / "naviance_pipeline").rglob("*")
+    )
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", *(ROOT / "docs").glob("*.md")], ids=lambda p: p.name
+)
+def test_every_code_file_the_docs_name_exists(page):
+    """The module table and the "how to add" steps name files a newcomer will open."""
+    names = set(_FILE_NAME.findall(page.read_text(encoding="utf-8")))
+    assert "naviance_pipeline/oneroster/findings.py" in names or page.name != "architecture.md"
+    missing = sorted(n for n in names if not _named_file_exists(n))
+    assert not missing, f"{page.name} names files that do not exist: {missing}"
 
 
 def _product_files() -> list[Path]:
