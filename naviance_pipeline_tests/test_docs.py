@@ -171,7 +171,7 @@ def _named_file_exists(name: str) -> bool:
         return True
     tail = name.rstrip("/")
     return any(
-        fnmatch.fnmatch(p.relative_to(ROOT).as_posix(), f"*{tail}")
+        fnmatch.fnmatch(p.relative_to(ROOT).as_posix(), f"*/{tail}")
         for p in (ROOT / "naviance_pipeline").rglob("*")
     )
 
