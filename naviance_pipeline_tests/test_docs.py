@@ -171,7 +171,8 @@ def _named_file_exists(name: str) -> bool:
     tail = name.rstrip("/")
     return any(
         fnmatch.fnmatch(p.relative_to(ROOT).as_posix(), f"*/{tail}")
-        for p in (ROOT / "naviance_pipeline").rglob("*")
+        for folder in ("naviance_pipeline", "naviance_pipeline_tests")
+        for p in (ROOT / folder).rglob("*")
     )
 
 
