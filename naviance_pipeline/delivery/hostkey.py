@@ -2,7 +2,7 @@
 fingerprints the way ``ssh-keygen -lf`` prints them, and read the pinned known_hosts text.
 
 The SFTP target always checks the server against the pinned keys; there is no switch to turn
-that off (sshfs would otherwise accept any key, notes/sftp-delivery.md TL;DR 1).
+that off (sshfs would otherwise accept any key: docs/architecture.md, Delivery by SFTP).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ check that the remote folder exists (never created: a wrong folder is a configur
 folder → remote size == local size → rename over ``name`` with ``posix-rename@openssh.com``
 (atomic replace), or, on servers without it, remove + rename → final size check. On failure
 the partial file is removed when the connection still allows it; otherwise the next run's
-stale-file sweep does it. See notes/sftp-delivery.md for the measurements behind each step.
+stale-file sweep does it. docs/architecture.md (Delivery by SFTP) says why each step is there.
 
 sshfs provides the connection, its channel pool and the fsspec event loop; the file operations
 go straight to asyncssh's ``SFTPClient`` on a pooled channel, because sshfs's ``mv`` falls back
@@ -67,7 +67,7 @@ from naviance_pipeline.operations.crash import crashpoint
 
 log = logging.getLogger(__name__)
 
-# AES-GCM first: about twice chacha20's throughput with AES-NI (notes, section C); the rest
+# AES-GCM first: about twice chacha20's throughput with AES-NI (measured on loopback); the rest
 # are fallbacks for older vendor servers.
 CIPHERS = [
     "aes128-gcm@openssh.com",
@@ -399,7 +399,7 @@ async def _replace(sftp: asyncssh.SFTPClient, partial: str, final: str) -> str:
 
 
 def _close(fs: SSHFileSystem) -> None:
-    """Close the channels and the connection now, not at garbage collection (notes A.2)."""
+    """Close the channels and the connection now, not at garbage collection."""
 
     async def close() -> None:
         await fs._pool.close()

@@ -1,7 +1,7 @@
 """The output contract, checked on every frame just before its entry is written (PKG-CONTRACT).
 
 The stages' rules make the frames right; this is the last look, so that a rule missed upstream
-cannot ship. Every value of the package is held to ``naviance-oneroster.md`` sections 3-8:
+cannot ship. Every value of the package is held to ``docs/contract.md`` sections 3-8:
 
 - no control character anywhere (C0, DEL, C1; CR and LF included);
 - required columns non-blank; columns the package always leaves blank, blank;

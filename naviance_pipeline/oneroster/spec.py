@@ -1,8 +1,8 @@
 """The Naviance OneRoster v1.1 profile as data: the one table that drives everything.
 
 Headers, Pandera schemas, the lenient reader and the strict writer all read the column tables
-below; nothing else in the code spells a column list. Section numbers refer to the Naviance
-OneRoster v1.1 profile (README, "What ships").
+below; nothing else in the code spells a column list. Section numbers refer to the package
+contract, docs/contract.md, whose column tables are generated from this module.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Deployment settings read from the environment, with the embedded defaults.
 
 With nothing set, the pipeline runs on the bundled synthetic district, stores under
-``./.naviance/data`` and delivers to ``./.naviance/outbox`` (DESIGN.md, Embedded defaults).
+``./.naviance/data`` and delivers to ``./.naviance/outbox`` (docs/architecture.md, Decisions).
 The README's configuration table documents every variable here. Secrets are not settings: they
 are read from their own environment variables at delivery time (see ``resources.py``).
 """

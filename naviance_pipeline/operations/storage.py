@@ -11,8 +11,8 @@ One root (any fsspec URL; default a local folder) holds, per district and date::
     <root>/districts/<district>/receipts/<target name>/<date>__<run>.json  one per delivery
 
 The district is a path component from the start so a second partition dimension (date ×
-district) needs no new layout (DESIGN.md, Scale). The data is student PII: local files are
-created 0600 in 0700 folders.
+district) needs no new layout (docs/architecture.md, Decisions). The data is student PII: local
+files are created 0600 in 0700 folders.
 """
 
 from __future__ import annotations
