@@ -60,8 +60,9 @@ def output_frame(
     taken = ((frame.pop(c) if consume else frame[c]) for c in present)
     threaded = len(positions) >= PARALLEL_ROWS
     columns = dict(zip(present, bounded_map(gathered, taken, threaded=threaded), strict=True))
+    # The gathered columns are new and held nowhere else: the frame takes them as they are.
     return pd.DataFrame(
-        {c: columns[c] if c in columns else blank(index) for c in header}, index=index
+        {c: columns[c] if c in columns else blank(index) for c in header}, index=index, copy=False
     )
 
 
