@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.findings import WARNING, Finding, as_warning, finding
-from naviance_pipeline.oneroster.rules_common import arrow, split_list
+from naviance_pipeline.oneroster.kernels.arrays import arrow
+from naviance_pipeline.oneroster.kernels.lists import split_list
 
 GUARD_RULES = (
     "GRD-STUDENT-DROP",

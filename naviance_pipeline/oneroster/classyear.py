@@ -27,8 +27,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from naviance_pipeline.oneroster.kernels.arrays import arrow, choose, strings
+from naviance_pipeline.oneroster.kernels.lists import split_distinct
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.rules_common import arrow, choose, split_distinct, strings
 from naviance_pipeline.oneroster.spec import CEDS_GRADES, CLASS_YEAR_COLUMN, NUMERIC_GRADES
 
 NO_GRADE = -1

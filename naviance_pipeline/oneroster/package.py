@@ -38,6 +38,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from naviance_pipeline.oneroster.contract import check_frame
 from naviance_pipeline.oneroster.findings import WARNING, Finding, finding, has_errors
+from naviance_pipeline.oneroster.kernels.parallel import bounded_map
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.spec import (
@@ -238,15 +239,14 @@ def write_zip(
     offset = 0
     central: list[bytes] = []
     summaries: list[EntryInfo] = []
-    with ThreadPoolExecutor(1) as worker:
-        for name, chunks in entries:
-            packer = _EntryPacker()
-            _overlapped(worker, chunks, packer.add)
-            start = offset
-            offset = _write_entry(out, name, packer.finish(), dos_date, offset, central)
-            if on_entry is not None:
-                on_entry(start)
-            summaries.append(packer.digest.summary(name))
+    for name, chunks in entries:
+        packer = _EntryPacker()
+        _overlapped(chunks, packer.add)
+        start = offset
+        offset = _write_entry(out, name, packer.finish(), dos_date, offset, central)
+        if on_entry is not None:
+            on_entry(start)
+        summaries.append(packer.digest.summary(name))
     directory = b"".join(central)
     out.write(directory)
     out.write(
@@ -258,17 +258,11 @@ def write_zip(
     return summaries
 
 
-def _overlapped(
-    worker: ThreadPoolExecutor, chunks: Iterable[bytes], consume: Callable[[bytes], None]
-) -> None:
-    """``consume`` every chunk in order on ``worker`` while the next chunk is produced here."""
-    pending: Future | None = None
-    for chunk in chunks:
-        if pending is not None:
-            pending.result()  # in order, and at most one chunk waiting
-        pending = worker.submit(consume, chunk)
-    if pending is not None:
-        pending.result()
+def _overlapped(chunks: Iterable[bytes], consume: Callable[[bytes], None]) -> None:
+    """``consume`` every chunk in order on a second thread while the next chunk is produced
+    here (at most one chunk waiting)."""
+    for _ in bounded_map(consume, chunks, width=1):
+        pass
 
 
 class _EntryPacker:
@@ -481,12 +475,11 @@ def _summary(fs: fsspec.AbstractFileSystem, path: str) -> list[EntryInfo]:
 def _summaries(zf: zipfile.ZipFile) -> list[EntryInfo]:
     summaries = []
     # Each chunk is digested in a second thread while zlib inflates the next (both free the GIL).
-    with ThreadPoolExecutor(1) as worker:
-        for info in zf.infolist():
-            digest = _EntryDigest()
-            with zf.open(info) as entry:  # reading to the end checks the CRC
-                _overlapped(worker, iter(partial(entry.read, _READ_CHUNK), b""), digest.update)
-            summaries.append(digest.summary(info.filename))
+    for info in zf.infolist():
+        digest = _EntryDigest()
+        with zf.open(info) as entry:  # reading to the end checks the CRC
+            _overlapped(iter(partial(entry.read, _READ_CHUNK), b""), digest.update)
+        summaries.append(digest.summary(info.filename))
     return summaries
 
 

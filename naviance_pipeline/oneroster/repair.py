@@ -24,15 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.findings import Finding
-from naviance_pipeline.oneroster.rules_common import (
-    PARALLEL_ROWS,
-    any_per_row,
-    choose,
-    is_in,
-    join_list,
-    split_list,
-    summary_finding,
-)
+from naviance_pipeline.oneroster.kernels.arrays import choose, is_in
+from naviance_pipeline.oneroster.kernels.lists import any_per_row, join_list, split_list
+from naviance_pipeline.oneroster.kernels.parallel import PARALLEL_ROWS
+from naviance_pipeline.oneroster.rules_common import summary_finding
 from naviance_pipeline.oneroster.spec import BOOLEANS, CEDS_GRADES, STRING, FileSpec
 
 # XLS-GRADE-PADDING: what a spreadsheet makes of the CEDS codes it takes for numbers / initials.

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from naviance_pipeline.oneroster.findings import Finding, finding
-from naviance_pipeline.oneroster.rules_common import SOURCED_ID, is_in, row_findings
+from naviance_pipeline.oneroster.kernels.arrays import is_in
+from naviance_pipeline.oneroster.rules_common import SOURCED_ID, row_findings
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS
 
 

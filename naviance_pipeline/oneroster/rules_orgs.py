@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.findings import Finding, finding
-from naviance_pipeline.oneroster.rules_common import SOURCED_ID, row_findings, split_list
+from naviance_pipeline.oneroster.kernels.lists import split_list
+from naviance_pipeline.oneroster.rules_common import SOURCED_ID, row_findings
 from naviance_pipeline.oneroster.spec import ORG_TYPES_NAVIANCE, ORG_TYPES_V11, ORGS
 
 NO_PARENT = -1

@@ -17,16 +17,14 @@ import pyarrow.compute as pc
 from naviance_pipeline.oneroster import classyear
 from naviance_pipeline.oneroster.classyear import ClassYears
 from naviance_pipeline.oneroster.findings import Finding, finding
+from naviance_pipeline.oneroster.kernels.arrays import arrow, is_in
+from naviance_pipeline.oneroster.kernels.columns import column_at
+from naviance_pipeline.oneroster.kernels.lists import Cells, split_distinct
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.rules_common import (
     SOURCED_ID,
-    Cells,
-    arrow,
-    column_at,
-    is_in,
     many_findings,
     row_findings,
-    split_distinct,
     summary_finding,
 )
 from naviance_pipeline.oneroster.spec import (

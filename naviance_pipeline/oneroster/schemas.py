@@ -32,6 +32,10 @@ from pandera.typing import Series
 from naviance_pipeline.oneroster import classyear
 from naviance_pipeline.oneroster import rules_common as rc
 from naviance_pipeline.oneroster.findings import RULES, Finding
+from naviance_pipeline.oneroster.kernels.bytescan import holds_any_char, real_dates
+from naviance_pipeline.oneroster.kernels.columns import column_at, detach_accessors
+from naviance_pipeline.oneroster.kernels.distinct import on_distinct
+from naviance_pipeline.oneroster.kernels.parallel import PARALLEL_ROWS
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.spec import (
     BOOLEANS,
@@ -205,7 +209,7 @@ def _column_rules(spec: FileSpec, col: Column, options: Options) -> list[tuple[s
 def _per_distinct(predicate: Predicate) -> Predicate:
     """``predicate`` worked out once per distinct value: for dates and class years, a few
     thousand distinct values in a million rows."""
-    return lambda s: rc.on_distinct(s, predicate)
+    return lambda s: on_distinct(s, predicate)
 
 
 def _one_of(allowed: tuple[str, ...], blank_ok: bool) -> Predicate:
@@ -215,7 +219,7 @@ def _one_of(allowed: tuple[str, ...], blank_ok: bool) -> Predicate:
 
 def _none_of(chars: str) -> Predicate:
     """The value holds none of ``chars``."""
-    return lambda s: pd.Series(~rc.holds_any_char(s, chars), index=s.index)
+    return lambda s: pd.Series(~holds_any_char(s, chars), index=s.index)
 
 
 def _matches(pattern: str) -> Predicate:
@@ -232,7 +236,7 @@ def _real_date(as_of: str) -> Predicate:
         ok = np.ones(len(s), dtype=bool)
         if shaped.any():
             dates = s[shaped]
-            ok[shaped] = rc.real_dates(dates) & (dates <= as_of).to_numpy(bool)
+            ok[shaped] = real_dates(dates) & (dates <= as_of).to_numpy(bool)
         return pd.Series(ok, index=s.index)
 
     return check
@@ -333,7 +337,7 @@ def validate(
     # A large frame's checks run on two threads ahead of Pandera, which then collects their
     # results in order: most are Arrow kernels, which release the GIL.
     with ThreadPoolExecutor(2) as pool:  # threads start only if a check is submitted
-        large = len(frame) >= rc.PARALLEL_ROWS
+        large = len(frame) >= PARALLEL_ROWS
         _AHEAD.futures = _ahead(pool, frame, spec, options) if large else {}
         try:
             model.validate(frame, lazy=True, inplace=True)
@@ -341,7 +345,7 @@ def validate(
             return _to_findings(err.failure_cases, frame, spec, options, skip_columns)
         finally:
             _AHEAD.futures = {}
-            rc.detach_accessors(frame)
+            detach_accessors(frame)
     return []
 
 
@@ -385,7 +389,7 @@ def _to_findings(
             file=spec.name,
             column=column,
             lines=frame.index[positions].tolist(),
-            ids=rc.column_at(frame, rc.SOURCED_ID, positions),
-            values=rc.column_at(frame, column, positions),
+            ids=column_at(frame, rc.SOURCED_ID, positions),
+            values=column_at(frame, column, positions),
         )
     return findings

@@ -28,19 +28,12 @@ from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.classyear import class_years
 from naviance_pipeline.oneroster.csvread import read_table
 from naviance_pipeline.oneroster.findings import Finding, sort_findings
+from naviance_pipeline.oneroster.kernels.arrays import blank, choose, is_in
+from naviance_pipeline.oneroster.kernels.columns import detach_accessors, output_frame
+from naviance_pipeline.oneroster.kernels.parallel import PARALLEL_ROWS
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.repair import repair
-from naviance_pipeline.oneroster.rules_common import (
-    PARALLEL_ROWS,
-    SOURCED_ID,
-    at_most_warnings,
-    blank,
-    bulk_status,
-    choose,
-    detach_accessors,
-    is_in,
-    output_frame,
-)
+from naviance_pipeline.oneroster.rules_common import SOURCED_ID, at_most_warnings, bulk_status
 from naviance_pipeline.oneroster.source import Source
 from naviance_pipeline.oneroster.spec import (
     ALWAYS_BLANK,

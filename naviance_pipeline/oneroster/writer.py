@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from naviance_pipeline.oneroster.rules_common import value_bytes
+from naviance_pipeline.oneroster.kernels.bytescan import holds_any_byte, value_bytes
 
 DEFAULT_CHUNK_ROWS = 65_536  # bounds the temporary arrays: a few MB of users.csv per chunk
 
@@ -109,7 +109,7 @@ def _encode_records(columns: list[pa.Array], header: list[str], first_row: int |
     lines = pc.binary_join_element_wise(*fields, _COMMA)
     # Joining (line, "") on CRLF appends the record terminator in the same single pass.
     lines = pc.binary_join_element_wise(lines, _EMPTY, _CRLF)
-    return _value_bytes(lines).tobytes()
+    return value_bytes(lines)[0].tobytes()
 
 
 def _write_unquoted(columns: list[pa.Array]) -> bytes:
@@ -128,14 +128,14 @@ def _encode_field(
 
     A byte scan of the whole column comes first: most columns hold no comma, quote, newline or
     edge space, and then the per-value regex (the slow part) is skipped."""
-    data = _value_bytes(column)
+    data, _ = value_bytes(column)
     # CR, LF, space, double quote and comma are all bytes up to ",": most columns (ids, e-mail
     # addresses) hold none of those bytes at all, and one comparison tells.
     if not quote_empty and not (data <= _COMMA_BYTE).any():
         return column
-    if _holds_any(data, _NEWLINE_BYTES):
+    if holds_any_byte(data, _NEWLINE_BYTES):
         _raise_newline(column, name, first_row)
-    if not (quote_empty or _holds_any(data, _QUOTE_BYTES) or _has_edge_space(column, data)):
+    if not (quote_empty or holds_any_byte(data, _QUOTE_BYTES) or _has_edge_space(column, data)):
         return column
     needs_quotes = pc.match_substring_regex(
         column, _NEEDS_QUOTES_OR_EMPTY if quote_empty else _NEEDS_QUOTES
@@ -164,12 +164,3 @@ def _has_edge_space(column: pa.Array, data: np.ndarray) -> bool:
     return bool(
         pc.any(pc.starts_with(column, " ")).as_py() or pc.any(pc.ends_with(column, " ")).as_py()
     )
-
-
-def _holds_any(data: np.ndarray, chars: bytes) -> bool:
-    return any((data == byte).any() for byte in chars)
-
-
-def _value_bytes(array: pa.Array) -> np.ndarray:
-    """The UTF-8 bytes of all values of a large_string array back to back, without copying."""
-    return value_bytes(array)[0]

@@ -17,13 +17,8 @@ import pyarrow as pa
 from upath import UPath
 
 from naviance_pipeline.delivery.receipts import receipt_order
-from naviance_pipeline.oneroster.rules_common import (
-    arrow,
-    blank,
-    is_in,
-    split_distinct,
-    strings,
-)
+from naviance_pipeline.oneroster.kernels.arrays import arrow, blank, is_in, strings
+from naviance_pipeline.oneroster.kernels.lists import split_distinct
 from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, PII_COLUMNS, STRING
 from naviance_pipeline.operations.frames import frame_columns, read_frame
 from naviance_pipeline.operations.storage import FINDING_STAGES, DataLayout, read_json

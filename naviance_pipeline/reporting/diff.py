@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.delivery.receipts import DEFAULT_NAME, last_receipt
-from naviance_pipeline.oneroster.rules_common import arrow
+from naviance_pipeline.oneroster.kernels.arrays import arrow
 from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline.reporting import (
     ORG_COLUMNS,

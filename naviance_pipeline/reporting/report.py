@@ -20,7 +20,7 @@ from upath import UPath
 
 from naviance_pipeline.delivery.receipts import is_delivered
 from naviance_pipeline.oneroster.findings import ERROR, FAMILIES, RULES, WARNING, family
-from naviance_pipeline.oneroster.rules_common import arrow, blank, is_in, strings
+from naviance_pipeline.oneroster.kernels.arrays import arrow, blank, is_in, strings
 from naviance_pipeline.oneroster.spec import (
     CLASS_YEAR_COLUMN,
     DEMOGRAPHICS,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -517,10 +516,3 @@ def test_reading_only_some_columns_skips_cell_checks_and_blanks_the_rest():
     assert list(part.frame["orgSourcedIds"]) == ["s1", "s2"]
     assert set(part.frame["familyName"]) == {""}
     assert list(part.frame.columns) == list(full.frame.columns)
-
-
-@pytest.mark.parametrize("slice_bytes", [1, 2, 3, 1 << 23])
-def test_line_breaks_are_counted_across_slices_lf_crlf_and_a_lone_cr(monkeypatch, slice_bytes):
-    monkeypatch.setattr(csvread, "_COUNT_SLICE", slice_bytes)
-    data = np.frombuffer(b"a\r\nb\nc\rd\r\n\r\re\r", dtype=np.uint8)
-    assert csvread._line_breaks(data) == 7  # CRLF, LF, CR, CRLF, CR, CR, final CR

@@ -222,7 +222,7 @@ def test_checks_computed_ahead_report_what_pandera_alone_reports(monkeypatch):
     ]
     alone = [validate(frame.copy(), spec, OPTIONS) for frame, spec in frames]
     submitted = []  # how many checks each validation computed ahead
-    monkeypatch.setattr(schemas.rc, "PARALLEL_ROWS", 0)  # as if these frames were large
+    monkeypatch.setattr(schemas, "PARALLEL_ROWS", 0)  # as if these frames were large
     real_ahead = schemas._ahead
 
     def ahead_of_pandera(*args):

@@ -10,6 +10,7 @@ import pytest
 
 from naviance_pipeline.oneroster import stages
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
+from naviance_pipeline.oneroster.kernels import columns
 from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
     ORGS,
@@ -251,7 +252,8 @@ def test_a_large_file_validated_beside_its_other_rules_gives_what_one_thread_giv
     alone = build_all(district, STAFF_OPTIONS)
 
     monkeypatch.setattr(stages, "PARALLEL_ROWS", 0)
-    monkeypatch.setattr(stages.schemas.rc, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(stages.schemas, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(columns, "PARALLEL_ROWS", 0)
     beside = build_all(district, STAFF_OPTIONS)
 
     assert {"USR-EMAIL", "USR-USERNAME-DUPLICATE", "USR-ORG-REF", "DEM-DUPLICATE"} <= {

@@ -31,9 +31,10 @@ import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.csvread import read_table
 from naviance_pipeline.oneroster.findings import Finding, finding, shown_id, sort_findings
+from naviance_pipeline.oneroster.kernels.arrays import arrow
+from naviance_pipeline.oneroster.kernels.lists import join_list
 from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
-from naviance_pipeline.oneroster.rules_common import arrow, join_list
 from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
     MANIFEST_HEADER,
