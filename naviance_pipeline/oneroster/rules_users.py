@@ -18,6 +18,7 @@ from naviance_pipeline.oneroster import classyear
 from naviance_pipeline.oneroster.classyear import ClassYears
 from naviance_pipeline.oneroster.findings import Finding, finding
 from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.rules import BY_CODE
 from naviance_pipeline.oneroster.rules_common import (
     SOURCED_ID,
     Cells,
@@ -144,7 +145,7 @@ def org_reference_findings(
         "USR-STUDENT-SCHOOL",
         USERS,
         "orgSourcedIds",
-        "this student belongs to no org of type school; add the student's school",
+        BY_CODE["USR-STUDENT-SCHOOL"].message,
     )
     return findings
 
@@ -188,7 +189,7 @@ def agent_findings(frame: pd.DataFrame, written: np.ndarray) -> list[Finding]:
         known,
         "USR-AGENT-REF",
         "agentSourcedIds",
-        "agentSourcedIds names users that are not in users.csv; the column is written blank",
+        BY_CODE["USR-AGENT-REF"].message,
     )
 
 

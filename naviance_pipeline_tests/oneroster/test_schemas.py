@@ -9,7 +9,8 @@ import pytest
 
 from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.findings import ERROR, RULES, WARNING
-from naviance_pipeline.oneroster.schemas import model_for, rule_checks, validate
+from naviance_pipeline.oneroster.rules import column_rules, frame_rules
+from naviance_pipeline.oneroster.schemas import model_for, validate
 from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
     FILES,
@@ -41,9 +42,8 @@ STRING = pd.StringDtype("pyarrow")
 @pytest.mark.parametrize("name", list(FILES))
 def test_model_columns_are_the_output_header_strict_and_ordered(name, options):
     spec = FILES[name]
-    model = model_for(spec, options)
-    schema = model.to_schema()
-    assert issubclass(model, pa.DataFrameModel)
+    schema = model_for(spec, options)
+    assert isinstance(schema, pa.DataFrameSchema)
     assert list(schema.columns) == output_header(spec, options.include_staff)
     assert schema.strict is True and schema.ordered is True
     assert {str(c.dtype) for c in schema.columns.values()} == {"string[pyarrow]"}
@@ -52,11 +52,13 @@ def test_model_columns_are_the_output_header_strict_and_ordered(name, options):
 @pytest.mark.parametrize("name", list(FILES))
 def test_every_check_is_named_by_a_rule_code(name):
     spec = FILES[name]
-    schema = model_for(spec, OPTIONS).to_schema()
+    schema = model_for(spec, OPTIONS)
     names = [c.name for col in schema.columns.values() for c in col.checks]
     names += [c.name for c in schema.checks]
     assert names and set(names) <= set(RULES)
-    assert sorted(names) == sorted(c.rule for c in rule_checks(spec, OPTIONS))
+    declared = [r.code for c in spec.columns for r in column_rules(name, c)]
+    declared += ["USR-CLASSYEAR-RANGE"] if spec is USERS else []  # on the extension column
+    assert sorted(names) == sorted(declared + [r.code for r in frame_rules(name)])
 
 
 def test_models_are_cached_per_file_and_options():
@@ -206,10 +208,10 @@ def test_staff_rows_validate_with_the_staff_model():
     assert result.findings == []
 
 
-# ---- checks computed ahead on two threads (large frames) ---------------------------------------
+# ---- large frames: the validation beside the stage's other rules --------------------------------
 
 
-def test_checks_computed_ahead_report_what_pandera_alone_reports(monkeypatch):
+def test_large_frames_report_what_small_frames_report(monkeypatch):
     users = [
         {**student("u1", username="Ann", email="not-an-email"), "metadata.classYear": "2030"},
         {**student("u2", username="ann"), "metadata.classYear": "2030"},
@@ -221,18 +223,8 @@ def test_checks_computed_ahead_report_what_pandera_alone_reports(monkeypatch):
         (output_like(DEMOGRAPHICS, demographics, [5]), DEMOGRAPHICS),
     ]
     alone = [validate(frame.copy(), spec, OPTIONS) for frame, spec in frames]
-    submitted = []  # how many checks each validation computed ahead
     monkeypatch.setattr(schemas.rc, "PARALLEL_ROWS", 0)  # as if these frames were large
-    real_ahead = schemas._ahead
-
-    def ahead_of_pandera(*args):
-        futures = real_ahead(*args)
-        submitted.append(len(futures))
-        return futures
-
-    monkeypatch.setattr(schemas, "_ahead", ahead_of_pandera)
     ahead = [validate(frame.copy(), spec, OPTIONS) for frame, spec in frames]
-    assert len(submitted) == 2 and all(submitted)
     assert ahead == alone
     rules = {(f.rule, f.line) for f in ahead[0] + ahead[1]}
     assert {

@@ -1,0 +1,808 @@
+"""Every rule, declared once: its code, severity, family, what it checks, what its findings say
+and where it applies.
+
+Everything else is derived from ``REGISTRY``: the severities (``RULES``), the Pandera checks of
+the three output files (``schemas``: one check per column a rule's ``On`` selects, named by the
+rule code, running the predicate its ``check`` names in ``predicates``), the Dagster check each
+family reports under (``defs/checks.py``), the report's family names and the rule catalogue
+``docs/rules.md`` (``python -m naviance_pipeline.oneroster.rules --markdown``).
+
+Severity ``E`` blocks delivery, ``W`` is reported and delivery goes on, ``R`` means the value was
+repaired (a warning that says what was changed). Codes are stable: reports and users' alert
+rules depend on them.
+
+A rule that checks the values of one output file alone is a Pandera check: give it ``on`` (the
+columns) and ``check`` (a predicate of ``predicates``, True for acceptable values); its finding
+says ``"<column>: <message>"``. Any other rule names in ``by`` the function (or module) that
+reports it, with findings worded there; its ``message`` then says what those findings tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from naviance_pipeline.oneroster.spec import (
+    CLASS_YEAR_COLUMN,
+    DEMOGRAPHICS,
+    ORGS,
+    TWO_OR_MORE,
+    USERS,
+    Column,
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of rules (the code's prefix) and the Dagster asset check that reports it."""
+
+    title: str
+    check: str
+
+
+FAMILIES: dict[str, Family] = {
+    "SRC": Family("source package", "source_package"),
+    "CSV": Family("CSV syntax", "csv_syntax"),
+    "XLS": Family("spreadsheet damage", "spreadsheet_damage"),
+    "BULK": Family("bulk semantics", "bulk_semantics"),
+    "ID": Family("identifiers", "identifiers"),
+    "ORG": Family("orgs", "org_rules"),
+    "USR": Family("users", "user_rules"),
+    "DEM": Family("demographics", "demographic_rules"),
+    "PKG": Family("package", "package_integrity"),
+    "GRD": Family("guards", "delivery_guards"),
+}
+
+
+@dataclass(frozen=True)
+class On:
+    """The output columns a single-file rule checks: those of the given ``kinds`` (``spec.py``)
+    or ``columns`` (names), of the given ``files`` (every file when empty), only required ones
+    when ``required``. ``frame``: a check of whole rows, reported on that column."""
+
+    kinds: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    required: bool = False
+    frame: str | None = None
+
+    def selects(self, file: str, column: Column) -> bool:
+        return (
+            self.frame is None
+            and (not self.files or file in self.files)
+            and (column.kind in self.kinds or column.name in self.columns)
+            and (column.required or not self.required)
+        )
+
+    def describe(self) -> str:
+        what = [f"`{c}`" for c in self.columns] + [f"{k} columns" for k in self.kinds]
+        where = " and ".join(f"`{f}`" for f in self.files) or "every file"
+        if self.frame:
+            return f"{where}: each row (reported on `{self.frame}`)"
+        required = "required " if self.required else ""
+        return f"{where}: {required}{', '.join(what)}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule code. ``summary``: what the rule checks. ``message``: what its findings say (a
+    check's finding is ``"<column>: <message>"``; ``{low}``, ``{high}`` and ``{as_of}`` name
+    the class-year range and the as-of date). A single-file rule has ``on`` and ``check`` (the
+    name of its predicate in ``predicates``); any other rule names in ``by`` the function or
+    module (``module.function``, within ``naviance_pipeline``) that reports it."""
+
+    code: str
+    severity: str
+    summary: str
+    message: str
+    on: On | None = None
+    check: str | None = None
+    by: str | None = None
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[family(self.code)]
+
+    def where(self) -> str:
+        return self.on.describe() if self.on else f"`{self.by}`"
+
+
+def family(code: str) -> str:
+    """The family prefix of a rule code: ``USR-ROLE`` -> ``USR``."""
+    return code.split("-", 1)[0]
+
+
+_OWN_ID = On(kinds=("id",), required=True)  # each row's own sourcedId
+_BLANK_IN_BULK = "must be blank in a bulk file"
+_SOURCE = "oneroster.source"
+_CSVREAD = "oneroster.csvread"
+_GUARDS = "delivery.guards"
+
+REGISTRY: tuple[Rule, ...] = (
+    # ---- Source package: opening, listing and reading the manifest of the source
+    Rule(
+        "SRC-UNREADABLE",
+        "E",
+        "the source cannot be opened or listed (missing path, permission, not a ZIP, corrupt ZIP)",
+        "the source cannot be opened; says why (never a file's content)",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-UNSAFE-ENTRY",
+        "E",
+        "an archive entry has an absolute path, `..`, or is a link (or a folder source holds a "
+        "link out of it, a FIFO, a device); nothing is extracted",
+        "names the entry that is refused",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-TOO-LARGE",
+        "E",
+        "an archive expands past the configured limit (default 20 GB) or ratio (zip bomb)",
+        "names the limit that was passed",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-NESTED",
+        "W",
+        "the CSV files sit inside one folder of the archive, not at its root",
+        "names the folder the files were read from",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-MISSING-FILE",
+        "E",
+        "`orgs.csv` or `users.csv` is absent (`demographics.csv` absent is DEM-MISSING)",
+        "names the missing file",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-DUPLICATE-FILE",
+        "E",
+        "a needed file is found twice (`users.csv` and `export/users.csv`, or one name twice in "
+        "a ZIP): which one is the export cannot be told",
+        "names the file found twice",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-EXTRA-FILE",
+        "W",
+        "files other than the OneRoster v1.1 set are present; they are ignored",
+        "names the files ignored",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-MANIFEST-MISSING",
+        "E",
+        "no `manifest.csv` in a OneRoster source",
+        "manifest.csv is missing",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-VERSION",
+        "E",
+        "`oneroster.version` is not `1.1` or `1.2`, or the headers are those of another version "
+        "than the manifest says (1.0 headers always); a 1.2 bulk export is read and converted "
+        "to the 1.1 package",
+        "names the version found",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-DELTA",
+        "E",
+        "the manifest marks orgs, users or demographics as `delta`",
+        "names the file marked delta",
+        by=_SOURCE,
+    ),
+    Rule(
+        "SRC-MANIFEST-MISMATCH",
+        "W",
+        "the source manifest says `bulk` for a missing file, `absent` for a present one, or has "
+        "unknown/duplicate properties",
+        "names the manifest property",
+        by=_SOURCE,
+    ),
+    # ---- CSV syntax: reading each file leniently
+    Rule(
+        "CSV-ENCODING",
+        "E",
+        "not valid UTF-8 (the line is reported, and whether it looks like Windows-1252)",
+        "names the line and the likely encoding",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-BOM",
+        "R",
+        "a UTF-8 byte-order mark was present and dropped",
+        "the byte-order mark was dropped",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-PARSE",
+        "E",
+        "broken quoting, or a record with a different number of fields than the header",
+        "names the line and what is wrong with it",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-NEWLINE-IN-VALUE",
+        "E",
+        "a value contains a carriage return or line feed",
+        "names the row and column",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-HEADER-MISSING",
+        "E",
+        "a required column is absent (orgs: sourcedId, name, type; users: sourcedId, "
+        "enabledUser, orgSourcedIds, role, username, givenName, familyName; demographics: "
+        "sourcedId)",
+        "names the missing column",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-HEADER-INCOMPLETE",
+        "W",
+        "an optional spec column is absent; it is written blank",
+        "names the absent columns",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-HEADER-ALIAS",
+        "R",
+        "a known misspelling (`sourceID`, `parentSourceId`, `agentSourceIds`, "
+        "`demogrphicRaceTwoOrMoreRaces`) was read as the spec name",
+        "names the misspelling and the spec name",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-HEADER-CASE",
+        "E",
+        "a column matches a spec name only when case is ignored",
+        "names the column and the spec name",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-HEADER-ORDER",
+        "W",
+        "the spec columns are present in another order",
+        "the columns are read by name",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-HEADER-DUPLICATE",
+        "E",
+        "a column name appears twice",
+        "names the column",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-HEADER-UNKNOWN",
+        "W",
+        "a column that is neither a spec column nor `metadata.*`; it is dropped",
+        "names the column dropped",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-EMPTY",
+        "E",
+        "a file has a header and no data rows (for demographics: see DEM-MISSING)",
+        "names the file",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-WHITESPACE",
+        "R",
+        "leading or trailing spaces (or tabs) around a value were trimmed",
+        "once per column: the count and the first line",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-TOO-LONG",
+        "W",
+        "a value longer than 255 characters",
+        "names the row and column",
+        by=_CSVREAD,
+    ),
+    Rule(
+        "CSV-CONTROL-CHARS",
+        "R",
+        "control characters (NUL, a tab inside a value, the other C0 and C1 controls, DEL) were "
+        "removed",
+        "once per column: the count and the first line",
+        by=_CSVREAD,
+    ),
+    # ---- Spreadsheet damage
+    Rule(
+        "XLS-BOOLEAN-CASE",
+        "R",
+        "`TRUE`/`FALSE`/`True`/`False` turned into `true`/`false`",
+        "values in <column> changed to the spec's exact case",
+        by="oneroster.repair.repair",
+    ),
+    Rule(
+        "XLS-GRADE-PADDING",
+        "R",
+        "grade `1`…`9` turned into `01`…`09`, `K` into `KG`",
+        "values in <column> zero-padded as CEDS grades (1 → 01, K → KG)",
+        by="oneroster.repair.repair",
+    ),
+    Rule(
+        "XLS-ENUM-CASE",
+        "R",
+        "an enumerated value in the wrong case (`Male`, `Student`, `School`, `kg`) turned into "
+        "the spec's token",
+        "values in <column> changed to the spec's (or the CEDS code's) exact case",
+        by="oneroster.repair.repair",
+    ),
+    Rule(
+        "XLS-SCIENTIFIC-ID",
+        "E",
+        "an identifier looks like spreadsheet scientific notation (`1.23457E+11`)",
+        "identifier in spreadsheet scientific notation (like 1.23457E+11): its digits are lost; "
+        "re-export without opening the file in a spreadsheet",
+        on=On(kinds=("id", "ids")),
+        check="not_scientific",
+    ),
+    Rule(
+        "XLS-DATE-FORMAT",
+        "E",
+        "a date is not in the `YYYY-MM-DD` form (for example `3/4/2010`, `2010-03-04 00:00:00`);"
+        " a well-formed but impossible date is DEM-BIRTHDATE",
+        "not in YYYY-MM-DD form (like 3/4/2010 or 2010-03-04 00:00:00): export dates as text",
+        on=On(kinds=("date",)),
+        check="date_shaped",
+    ),
+    Rule(
+        "XLS-LEADING-ZERO",
+        "W",
+        "identifiers of one file mix widths in a way that suggests stripped leading zeros",
+        "all-digit id shorter than this file's zero-padded ids: a spreadsheet may have stripped "
+        "its leading zeros",
+        on=_OWN_ID,
+        check="no_stripped_zeros",
+    ),
+    # ---- Bulk semantics
+    Rule(
+        "BULK-STATUS",
+        "W",
+        "a source row has a status; `tobedeleted`/`inactive` rows are left out and counted, "
+        "others are blanked",
+        _BLANK_IN_BULK,
+        on=On(columns=("status",)),
+        check="blank",
+    ),
+    Rule(
+        "BULK-DATE",
+        "R",
+        "a source row has a dateLastModified; it is blanked",
+        _BLANK_IN_BULK,
+        on=On(columns=("dateLastModified",)),
+        check="blank",
+    ),
+    # ---- Identifiers
+    Rule(
+        "ID-REQUIRED",
+        "E",
+        "a blank sourcedId",
+        "blank; every row needs a unique sourcedId",
+        on=_OWN_ID,
+        check="not_blank",
+    ),
+    Rule(
+        "ID-DUPLICATE",
+        "E",
+        "a sourcedId appears more than once in a file (every occurrence is reported)",
+        "the same sourcedId appears more than once in the file; each must be unique",
+        on=On(kinds=("id",), required=True, files=(ORGS.name, USERS.name)),
+        check="unique",
+    ),
+    Rule(
+        "ID-CHARSET",
+        "W",
+        "a sourcedId uses characters outside `A-Z a-z 0-9 . - _ / @` or is 256+ characters",
+        "uses characters outside A-Z a-z 0-9 . - _ / @, or is 256+ characters long",
+        on=_OWN_ID,
+        check="id_charset",
+    ),
+    Rule(
+        "ID-CASE-COLLISION",
+        "W",
+        "two sourcedIds differ only by letter case",
+        "differs from another sourcedId only by letter case",
+        on=_OWN_ID,
+        check="no_case_collision",
+    ),
+    # ---- Orgs
+    Rule(
+        "ORG-NAME",
+        "E",
+        "blank name",
+        "blank; every org needs a name",
+        on=On(kinds=("text",), required=True, files=(ORGS.name,)),
+        check="not_blank",
+    ),
+    Rule(
+        "ORG-TYPE",
+        "E",
+        "type not in the OneRoster v1.1 list",
+        "not a OneRoster v1.1 org type (school, district, department, local, state, national)",
+        on=On(columns=("type",), files=(ORGS.name,)),
+        check="allowed",
+    ),
+    Rule(
+        "ORG-TYPE-NAVIANCE",
+        "E",
+        "an org that output users belong to is not `school` or `district`",
+        "users in the package belong to this org, but Naviance takes only school and district orgs",
+        by="oneroster.rules_orgs.org_findings",
+    ),
+    Rule(
+        "ORG-PARENT",
+        "E",
+        "parentSourcedId names an org that does not exist",
+        "parentSourcedId names an org that is not in orgs.csv (or is left out as deleted)",
+        by="oneroster.rules_orgs.org_findings",
+    ),
+    Rule(
+        "ORG-CYCLE",
+        "E",
+        "an org is its own ancestor",
+        "this org is its own ancestor through parentSourcedId; break the cycle",
+        by="oneroster.rules_orgs.org_findings",
+    ),
+    Rule(
+        "ORG-NO-SCHOOL",
+        "E",
+        "no school remains in the package",
+        "no org of type school remains in the package: students must belong to a school",
+        by="oneroster.rules_orgs.org_findings",
+    ),
+    # ---- Users
+    Rule(
+        "USR-ENABLED",
+        "E",
+        "enabledUser not `true`/`false` (after repair)",
+        "must be true or false",
+        on=On(kinds=("bool",), files=(USERS.name,)),
+        check="boolean",
+    ),
+    Rule(
+        "USR-ROLE",
+        "E",
+        "role not in the OneRoster v1.1 list",
+        "not a OneRoster v1.1 role, so the user cannot be written",
+        on=On(columns=("role",), files=(USERS.name,)),
+        check="allowed",
+    ),
+    Rule(
+        "USR-ROLE-NAVIANCE",
+        "W",
+        "a user with a role Naviance does not take (aide, guardian, parent, proctor, relative) "
+        "— left out",
+        "once per role: users with role <role> left out: Naviance does not take this role",
+        by="oneroster.rules_users.role_findings",
+    ),
+    Rule(
+        "USR-REQUIRED",
+        "E",
+        "blank username, givenName or familyName",
+        "blank; username, givenName and familyName are required",
+        on=On(kinds=("text",), required=True, files=(USERS.name,)),
+        check="not_blank",
+    ),
+    Rule(
+        "USR-ORG-REF",
+        "E",
+        "orgSourcedIds blank, or names an org not in orgs.csv",
+        "orgSourcedIds is blank, or names orgs that are not in orgs.csv (or are left out as "
+        "deleted)",
+        by="oneroster.rules_users.org_reference_findings",
+    ),
+    Rule(
+        "USR-STUDENT-SCHOOL",
+        "E",
+        "a student belongs to no `school` org",
+        "this student belongs to no org of type school; add the student's school",
+        by="oneroster.rules_users.org_reference_findings",
+    ),
+    Rule(
+        "USR-AGENT-REF",
+        "W",
+        "agentSourcedIds names users not in the file; the column is blanked on output",
+        "agentSourcedIds names users that are not in users.csv; the column is written blank",
+        by="oneroster.rules_users.agent_findings",
+    ),
+    Rule(
+        "USR-USERIDS",
+        "E",
+        "userIds not a list of `{Type:Id}`",
+        "must be a comma-separated list of {Type:Id}",
+        on=On(kinds=("userids",)),
+        check="userids",
+    ),
+    Rule(
+        "USR-EMAIL",
+        "W",
+        "email not a plausible address",
+        "does not look like an e-mail address",
+        on=On(kinds=("email",)),
+        check="email",
+    ),
+    Rule(
+        "USR-USERNAME-DUPLICATE",
+        "W",
+        "two users share a username (case ignored)",
+        "shared with another user (letter case ignored)",
+        on=On(columns=("username",), files=(USERS.name,)),
+        check="unique_ignoring_case",
+    ),
+    Rule(
+        "USR-GRADE",
+        "E",
+        "a grade code outside the CEDS list (after repair)",
+        "holds a code outside the CEDS list (IT PR PK TK KG 01-12 13 PS UG Other)",
+        on=On(kinds=("grade",)),
+        check="grades",
+    ),
+    Rule(
+        "USR-GRADE-MULTI",
+        "W",
+        "a student has more than one grade; the highest is written (the package holds one grade "
+        "per student) and used for class year",
+        "names the grade written",
+        by="oneroster.rules_users.class_year_findings",
+    ),
+    Rule(
+        "USR-CLASSYEAR",
+        "E",
+        "an active student has no class year (no supplied year, and no numeric grade)",
+        "this active student has no class year: give a numeric grade (KG, 01-12) or the "
+        "supplied class-year column",
+        by="oneroster.rules_users.class_year_findings",
+    ),
+    Rule(
+        "USR-CLASSYEAR-RANGE",
+        "E",
+        "a class year outside `E − 1` … `E + 13` (`E` the school year's end) or not four digits",
+        "not a four-digit year from {low} to {high}",
+        on=On(columns=(CLASS_YEAR_COLUMN,), files=(USERS.name,)),
+        check="class_year_in_range",
+    ),
+    Rule(
+        "USR-STAFF-TITLE",
+        "E",
+        "staff are included but a teacher/administrator has no title",
+        "staff are included but this teacher/administrator has no title (or the source has no "
+        "title column)",
+        by="oneroster.rules_users.title_findings",
+    ),
+    Rule(
+        "USR-NAME-CHARS",
+        "W",
+        "a name holds quotes, commas, periods, parentheses or brackets (Naviance warns these "
+        "break National Student Clearinghouse transfers)",
+        "holds quotes, commas, periods, parentheses or brackets, which break National Student "
+        "Clearinghouse transfers",
+        on=On(columns=("givenName", "familyName", "middleName"), files=(USERS.name,)),
+        check="no_name_punctuation",
+    ),
+    Rule(
+        "USR-PASSWORD",
+        "W",
+        "the source holds passwords; they are never written",
+        "must be blank: passwords are never sent",
+        on=On(columns=("password",), files=(USERS.name,)),
+        check="blank",
+    ),
+    # ---- Demographics
+    Rule(
+        "DEM-MISSING",
+        "W",
+        "a student has no demographics row (or the file is absent/empty); a sourcedId-only row "
+        "is written",
+        "this student has no demographics row; a row holding only the sourcedId is written",
+        by="oneroster.rules_demographics.missing_findings",
+    ),
+    Rule(
+        "DEM-USER-REF",
+        "W",
+        "a demographics row for a user who is not in the package; it is left out",
+        "no student with this sourcedId is in the package (or the user is staff); the row is "
+        "left out",
+        by="oneroster.rules_demographics.user_ref_findings",
+    ),
+    Rule(
+        "DEM-DUPLICATE",
+        "E",
+        "two demographics rows for one user",
+        "more than one demographics row for this user; keep exactly one",
+        on=On(kinds=("id",), required=True, files=(DEMOGRAPHICS.name,)),
+        check="unique",
+    ),
+    Rule(
+        "DEM-BIRTHDATE",
+        "E",
+        "birthDate in `YYYY-MM-DD` form but not a real date (2010-02-30), or after the as-of date",
+        "not a real calendar date, or after the as-of date {as_of}",
+        on=On(kinds=("date",)),
+        check="real_date",
+    ),
+    Rule(
+        "DEM-SEX",
+        "E",
+        "sex not `male`/`female` (after repair of case)",
+        "must be male or female",
+        on=On(columns=("sex",), files=(DEMOGRAPHICS.name,)),
+        check="allowed",
+    ),
+    Rule(
+        "DEM-FLAG",
+        "E",
+        "a race/ethnicity flag not `true`/`false`/blank (after repair)",
+        "must be true, false or blank",
+        on=On(kinds=("bool",), files=(DEMOGRAPHICS.name,)),
+        check="boolean",
+    ),
+    Rule(
+        "DEM-RACE-CONSISTENCY",
+        "W",
+        "two-or-more-races flag disagrees with the number of race flags set",
+        "disagrees with the number of race flags set to true",
+        on=On(files=(DEMOGRAPHICS.name,), frame=TWO_OR_MORE),
+        check="races_agree",
+    ),
+    # ---- Package
+    Rule(
+        "PKG-SIZE",
+        "E",
+        "the ZIP is over 1,000,000,000 bytes (a warning over 800,000,000)",
+        "names the size and the limit",
+        by="oneroster.package",
+    ),
+    Rule(
+        "PKG-VERIFY",
+        "E",
+        "re-reading the built ZIP does not give back the same four files, headers, row counts "
+        "and checksums",
+        "names what differs",
+        by="oneroster.package",
+    ),
+    Rule(
+        "PKG-CONTRACT",
+        "E",
+        "just before a file of the package is written, a value breaks the profile (a control "
+        "character, a blank required value, an unsorted or repeated sourcedId, a code outside "
+        "Naviance's, an impossible date); nothing is written",
+        "<file> column <column>: <n> row(s) <what is wrong>, which the package must never hold",
+        by="oneroster.contract.check_frame",
+    ),
+    # ---- Guards against mass change, compared with the last delivered package
+    Rule(
+        "GRD-STUDENT-DROP",
+        "E",
+        "active students fell by more than the configured share (default 10%)",
+        "names both counts",
+        by=_GUARDS,
+    ),
+    Rule(
+        "GRD-SCHOOL-VANISHED",
+        "E",
+        "a school that had active students has none now",
+        "names the school's sourcedId",
+        by=_GUARDS,
+    ),
+    Rule(
+        "GRD-DISABLED-JUMP",
+        "W",
+        "the share of `enabledUser=false` students rose by more than 5 points",
+        "names both shares",
+        by=_GUARDS,
+    ),
+    Rule(
+        "GRD-EMPTY",
+        "E",
+        "the package would hold no active students",
+        "no active student",
+        by=_GUARDS,
+    ),
+    Rule(
+        "GRD-ID-CHURN",
+        "E",
+        "more than the configured share (default 10%) of the last delivery's active students "
+        "are absent by sourcedId, whatever the count (a re-keyed export or SIS migration would "
+        "deactivate and re-create them)",
+        "names the share absent",
+        by=_GUARDS,
+    ),
+    Rule(
+        "GRD-STALE-PARTITION",
+        "E",
+        "the partition is older than the newest one already delivered to the same target "
+        "(re-delivering it would replace newer data)",
+        "names both dates",
+        by="delivery.service",
+    ),
+)
+
+BY_CODE: dict[str, Rule] = {r.code: r for r in REGISTRY}
+# code -> severity letter (E error, W warning, R repair reported as a warning)
+RULES: dict[str, str] = {r.code: r.severity for r in REGISTRY}
+
+
+def column_rules(file: str, column: Column) -> list[Rule]:
+    """The single-file rules checking ``column`` of ``file``, in registry order."""
+    return [r for r in REGISTRY if r.on is not None and r.on.selects(file, column)]
+
+
+def frame_rules(file: str) -> list[Rule]:
+    """The single-file rules checking whole rows of ``file``."""
+    return [
+        r
+        for r in REGISTRY
+        if r.on is not None and r.on.frame and (not r.on.files or file in r.on.files)
+    ]
+
+
+# ---- the catalogue (docs/rules.md) -------------------------------------------------------------
+
+CATALOGUE_INTRO = """\
+# Validation rules
+
+<!-- Generated from naviance_pipeline/oneroster/rules.py; do not edit by hand. Regenerate with
+     python -m naviance_pipeline.oneroster.rules --markdown > docs/rules.md -->
+
+Every finding the pipeline reports carries one of these codes. Severity **E** (error) blocks
+delivery; **W** (warning) is reported and delivery goes on; **R** (repair) means the value was
+repaired, reported as a warning that says what was changed. Codes are stable: reports, alert
+rules and tests depend on them.
+
+A finding names the file, the line (the physical record in the source file, header = 1; blank
+for a finding about a whole file), the column and the row's sourcedId, with a message that says
+what to fix. The value is shown only for columns that are not personal data, and only when it
+has the shape of a code; a finding about a row the package leaves out anyway is a warning at
+most. Each family of rules reports under one Dagster asset check (named under its heading).
+
+Rules checked on the values of one file alone are checks of that file's Pandera model
+(`naviance-pipeline schema users|orgs|demographics` prints them); their finding says
+"`<column>`: message". The others are reported by the function named under "Where".
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown() -> str:
+    """The rule catalogue, ``docs/rules.md``, generated from ``REGISTRY``."""
+    out = [CATALOGUE_INTRO]
+    for prefix, fam in FAMILIES.items():
+        out += [
+            f"\n## {fam.title[0].upper()}{fam.title[1:]} ({prefix}) — check `{fam.check}`\n",
+            "| Code | Sev | Rule | Where | Message |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r.code} | {r.severity} | {_cell(r.summary)} | {_cell(r.where())} | "
+            f"{_cell(r.message)} |"
+            for r in REGISTRY
+            if family(r.code) == prefix
+        ]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The rule registry.")
+    parser.add_argument("--markdown", action="store_true", help="print docs/rules.md")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown())
+    else:
+        for r in REGISTRY:
+            print(f"{r.code:24} {r.severity}  {r.family.check:20} {r.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
