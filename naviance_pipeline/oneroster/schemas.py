@@ -36,14 +36,19 @@ from naviance_pipeline.oneroster.spec import FILES, Column, FileSpec, output_hea
 SCHEMA_CHECKS = r"column_in_schema|column_in_dataframe|column_ordered|dtype\("
 
 
-def message(rule: str, column: str, options: Options) -> str:
-    """The message of a failed check of ``rule`` on ``column``: "<column>: <the rule's
-    message>", the class-year range and as-of date filled in. Never a value: it may be PII."""
+def says(rule: str, options: Options) -> str:
+    """What a failed check of ``rule`` says, the class-year range and as-of date filled in.
+    Never a value: it may be PII."""
     end = options.school_year_end()
     text = BY_CODE[rule].message
-    for field, value in (("{low}", end - 1), ("{high}", end + 13)):
+    for field, value in (("{low}", end - 1), ("{high}", end + 13), ("{as_of}", options.as_of)):
         text = text.replace(field, str(value))
-    return f"{column}: {text.replace('{as_of}', options.as_of.isoformat())}"
+    return text
+
+
+def message(rule: str, column: str, options: Options) -> str:
+    """The message of a failed check of ``rule`` on ``column``: "<column>: <what it says>"."""
+    return f"{column}: {says(rule, options)}"
 
 
 # ---- the models --------------------------------------------------------------------------------
@@ -72,7 +77,7 @@ def _check(rule: Rule, column: Column | None, options: Options) -> pa.Check:
         PREDICATES[rule.check](column, options),
         name=rule.code,
         title=rule.severity,
-        description=rule.message,
+        description=says(rule.code, options),
     )
 
 
@@ -108,7 +113,7 @@ def model_for(spec: FileSpec, options: Options) -> pa.DataFrameSchema:
 def describe(model: pa.DataFrameSchema) -> str:
     """A model as text: each column in order with its type, kind, whether it is required and
     its checks (rule code, severity, message); then the checks of whole rows."""
-    out = [f"{model.name}: {len(model.columns)} columns, all required in this order (strict)"]
+    out = [f"{model.name}: {len(model.columns)} columns, in this order and no other (strict)"]
     for i, (name, column) in enumerate(model.columns.items(), 1):
         required = "value required" if column.metadata["required"] else "may be blank"
         out.append(f"{i:>3} {name}: {column.dtype}, {column.description}, {required}")

@@ -3,10 +3,15 @@ and the identifier rules (ID-*, XLS-SCIENTIFIC-ID, XLS-LEADING-ZERO) through the
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from datetime import date
+
 import pandas as pd
 import pandera.pandas as pa
 import pytest
 
+from naviance_pipeline.cli import main
 from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.findings import ERROR, RULES, WARNING
 from naviance_pipeline.oneroster.rules import column_rules, frame_rules
@@ -237,3 +242,49 @@ def test_large_frames_report_what_small_frames_report(monkeypatch):
         ("USR-CLASSYEAR-RANGE", 4),
         ("DEM-RACE-CONSISTENCY", 5),
     } <= rules
+
+
+# ---- the models as a reader sees them ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("file", ["users", "orgs", "demographics"])
+def test_schema_command_prints_columns_in_order_with_checks_rule_codes_and_severities(file, capsys):
+    assert main(["schema", file, "--as-of", "2026-11-30", "--include-staff"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    spec = FILES[f"{file}.csv"]
+    model = model_for(spec, dataclasses.replace(STAFF_OPTIONS, as_of=date(2026, 11, 30)))
+    header = output_header(spec, include_staff=True)
+    columns = [line.split()[1].rstrip(":") for line in out if re.match(r" *[0-9]+ ", line)]
+    assert columns == header == list(model.columns)
+    for name, column in model.columns.items():
+        row = next(line for line in out if re.match(rf" *[0-9]+ {re.escape(name)}:", line))
+        required = spec.column(name).required if name in spec.header else False
+        assert ("value required" if required else "may be blank") in row
+        assert "string[pyarrow]" in row
+        at = out.index(row) + 1
+        assert out[at : at + len(column.checks)] == [
+            f"      {c.name} ({RULES[c.name]}): {c.description}" for c in column.checks
+        ]
+    checks = [line.split()[0] for line in out if line.startswith("      ")]
+    names = [c.name for col in model.columns.values() for c in col.checks]
+    assert checks == names + [c.name for c in model.checks]
+    assert not any("{" in line and "{Type:Id}" not in line for line in out)  # dates filled in
+
+
+def test_schema_command_shows_the_model_validate_uses():
+    model = model_for(USERS, OPTIONS)
+    text = schemas.describe(model)
+    assert text.splitlines()[1].startswith("  1 sourcedId: string[pyarrow], id, value required")
+    assert "ID-DUPLICATE (E): the same sourcedId appears more than once" in text
+    assert "USR-NAME-CHARS (W)" in text and "BULK-DATE (R)" in text
+
+
+@pytest.mark.parametrize(
+    "argv", [["schema", "user"], ["schema"], ["schema", "users", "--as-of", "30/11/2026"]]
+)
+def test_schema_command_refuses_a_bad_argument_in_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "error" in err
