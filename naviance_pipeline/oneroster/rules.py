@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from naviance_pipeline.oneroster.spec import (
     CLASS_YEAR_COLUMN,
     DEMOGRAPHICS,
+    FILES,
     ORGS,
     TWO_OR_MORE,
     USERS,
     Column,
+    output_header,
 )
 
 
@@ -76,12 +78,21 @@ class On:
         )
 
     def describe(self) -> str:
-        what = [f"`{c}`" for c in self.columns] + [f"{k} columns" for k in self.kinds]
-        where = " and ".join(f"`{f}`" for f in self.files) or "every file"
+        """The columns selected, file by file (files with the same columns together)."""
+        files = [f for f in FILES if not self.files or f in self.files]
         if self.frame:
-            return f"{where}: each row (reported on `{self.frame}`)"
-        required = "required " if self.required else ""
-        return f"{where}: {required}{', '.join(what)}"
+            return f"{', '.join(files)}: each row (reported on `{self.frame}`)"
+        selected: dict[str, list[str]] = {}
+        for file in files:
+            spec = FILES[file]
+            known = {c.name: c for c in spec.columns}
+            names = [
+                name
+                for name in output_header(spec, include_staff=True)
+                if self.selects(file, known.get(name, Column(name)))
+            ]
+            selected.setdefault(", ".join(f"`{n}`" for n in names), []).append(file)
+        return "; ".join(f"{', '.join(fs)}: {cols}" for cols, fs in selected.items() if cols)
 
 
 @dataclass(frozen=True)
@@ -766,7 +777,10 @@ most. Each family of rules reports under one Dagster asset check (named under it
 
 Rules checked on the values of one file alone are checks of that file's Pandera model
 (`naviance-pipeline schema users|orgs|demographics` prints them); their finding says
-"`<column>`: message". The others are reported by the function named under "Where".
+"`<column>`: " and the text under "The finding says" (`{low}` and `{high}` stand for the
+school year's end − 1 and + 13, `{as_of}` for the as-of date of the run). The other rules are
+reported by the function (or module) named under "Where", and their findings say what is
+described there.
 """
 
 
@@ -776,11 +790,11 @@ def _cell(text: str) -> str:
 
 def markdown() -> str:
     """The rule catalogue, ``docs/rules.md``, generated from ``REGISTRY``."""
-    out = [CATALOGUE_INTRO]
+    out = [CATALOGUE_INTRO.rstrip("\n")]
     for prefix, fam in FAMILIES.items():
         out += [
             f"\n## {fam.title[0].upper()}{fam.title[1:]} ({prefix}) — check `{fam.check}`\n",
-            "| Code | Sev | Rule | Where | Message |",
+            "| Code | Sev | Rule | Where | The finding says |",
             "|---|---|---|---|---|",
         ]
         out += [
