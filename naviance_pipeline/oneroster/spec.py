@@ -221,7 +221,7 @@ MANIFEST_ROWS: tuple[tuple[str, str | None], ...] = (
 )
 PACKAGE_ENTRIES = ("manifest.csv", "orgs.csv", "users.csv", "demographics.csv")
 
-# Columns whose values are never printed in a finding (rules.md), across all files.
+# Columns whose values are never printed in a finding, across all files.
 PII_COLUMNS = frozenset().union(*(s.pii for s in FILES.values()))
 
 

@@ -244,6 +244,31 @@ def test_large_frames_report_what_small_frames_report(monkeypatch):
     } <= rules
 
 
+@pytest.mark.parametrize("name", list(FILES))
+def test_the_parts_a_large_frame_is_validated_by_hold_the_models_checks_once(name):
+    model = model_for(FILES[name], OPTIONS)
+    parts = schemas._parts(name, OPTIONS)
+
+    def checks(schema):
+        columns = [(n, c.name) for n, col in schema.columns.items() for c in col.checks]
+        return columns + [("", c.name) for c in schema.checks]
+
+    assert sorted(c for part in parts for c in checks(part)) == sorted(checks(model))
+    structure = parts[0]
+    assert structure.strict and structure.ordered and list(structure.columns) == list(model.columns)
+    assert all(len(part.columns) == 1 for part in parts[1:])
+
+
+def test_a_large_frame_without_the_model_columns_is_a_programming_error_too(monkeypatch):
+    monkeypatch.setattr(schemas.rc, "PARALLEL_ROWS", 0)
+    frame = output_like(ORGS, [{"sourcedId": "o1", "name": "Secret Name", "type": "school"}], [2])
+    with pytest.raises(ValueError) as raised:
+        validate(frame.drop(columns=["identifier"]), ORGS, OPTIONS)
+    assert "Secret Name" not in str(raised.value)
+    with pytest.raises(ValueError):
+        validate(frame.astype(object), ORGS, OPTIONS)
+
+
 # ---- the models as a reader sees them ----------------------------------------------------------
 
 
