@@ -15,6 +15,11 @@ A rule that checks the values of one output file alone is a Pandera check: give 
 columns) and ``check`` (a predicate of ``predicates``, True for acceptable values); its finding
 says ``"<column>: <message>"``. Any other rule names in ``by`` the function (or module) that
 reports it, with findings worded there; its ``message`` then says what those findings tell.
+
+Adding a rule: one entry below (a single-file rule is then checked, reported under its family's
+Dagster check and listed by ``naviance-pipeline schema`` with nothing else to change; give it a
+predicate in ``predicates`` if none there fits), its test, and ``docs/rules.md`` regenerated.
+``test_rule_registry`` fails on a rule half registered.
 """
 
 from __future__ import annotations
