@@ -1,5 +1,6 @@
 """``naviance-pipeline``: validate, package, generate a sample district, run the pipeline,
-re-deliver a package and fetch an SFTP host key from the command line.
+re-deliver a package, fetch an SFTP host key, and show the rules and the Pandera model of an
+output file from the command line.
 
 Exit codes: 0 success (warnings allowed), 1 error findings or a failed run, 2 bad arguments
 or a source that cannot be opened at all (SRC-UNREADABLE). A bad argument is one line on stderr,
@@ -372,6 +373,25 @@ def cmd_mapping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """``schema users|orgs|demographics``: the Pandera model of an output file: columns in
+    order, type, whether a value is required, and each check with its rule code and severity."""
+    from naviance_pipeline.oneroster.schemas import describe, model_for
+    from naviance_pipeline.oneroster.spec import FILES
+
+    options = Options(as_of=_as_of(args.as_of), include_staff=args.include_staff)
+    print(describe(model_for(FILES[f"{args.file}.csv"], options)))
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """``rules``: every rule code with its severity and check; ``--markdown``: the catalogue
+    (docs/rules.md)."""
+    from naviance_pipeline.oneroster import rules
+
+    return rules.main(["--markdown"] if args.markdown else [])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from naviance_pipeline.operations.districts import DistrictChoiceError
     from naviance_pipeline.runner import NotAPartition, run_partition
@@ -594,6 +614,18 @@ def parser() -> argparse.ArgumentParser:
     pg.add_argument("--dry-run", action="store_true")
     pg.add_argument("--district", help="with a districts file: which district")
     pg.set_defaults(func=cmd_purge)
+
+    sc = sub.add_parser("schema", help="print the Pandera model of an output file")
+    sc.add_argument("file", choices=("users", "orgs", "demographics"))
+    sc.add_argument(
+        "--as-of", type=iso_date, help="as-of date YYYY-MM-DD of the date rules (default: today)"
+    )
+    sc.add_argument("--include-staff", action="store_true", help="the model with staff titles")
+    sc.set_defaults(func=cmd_schema)
+
+    ru = sub.add_parser("rules", help="list every rule code (--markdown: the rule catalogue)")
+    ru.add_argument("--markdown", action="store_true", help="print docs/rules.md")
+    ru.set_defaults(func=cmd_rules)
 
     h = sub.add_parser("sftp-host-key", help="print an SFTP server's host key to pin")
     h.add_argument("host", type=host_port, help="HOST[:PORT] (port 22 by default)")

@@ -19,21 +19,12 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from naviance_pipeline.oneroster.findings import ERROR, FAMILIES, Finding, family, summarize
+from naviance_pipeline.oneroster.findings import ERROR, Finding, summarize
+from naviance_pipeline.oneroster.rules import FAMILIES, family
 from naviance_pipeline.oneroster.spec import FileSpec
 
-CHECK_NAMES = {
-    "SRC": "source_package",
-    "CSV": "csv_syntax",
-    "XLS": "spreadsheet_damage",
-    "BULK": "bulk_semantics",
-    "ID": "identifiers",
-    "ORG": "org_rules",
-    "USR": "user_rules",
-    "DEM": "demographic_rules",
-    "PKG": "package_integrity",
-    "GRD": "delivery_guards",
-}
+# The asset check that reports each rule family (declared with the rules, in rules.py).
+CHECK_NAMES = {prefix: fam.check for prefix, fam in FAMILIES.items()}
 FILE_FAMILIES = ("CSV", "XLS", "BULK", "ID")
 ASSET_FAMILIES: dict[str, tuple[str, ...]] = {
     "sis_extract": ("SRC",),
@@ -51,7 +42,8 @@ def check_specs(asset: str) -> list[dg.AssetCheckSpec]:
             CHECK_NAMES[fam],
             asset=asset,
             blocking=True,
-            description=f"Rules {fam}-* ({FAMILIES[fam]}); an error finding blocks the package.",
+            description=f"Rules {fam}-* ({FAMILIES[fam].title}); an error finding blocks the "
+            "package.",
         )
         for fam in ASSET_FAMILIES[asset]
     ]

@@ -34,7 +34,6 @@ from naviance_pipeline.oneroster.findings import Finding, finding
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.rules_common import SOURCED_ID, list_all_in
 from naviance_pipeline.oneroster.spec import (
-    ALWAYS_BLANK,
     BOOLEANS,
     CEDS_GRADES,
     CLASS_YEAR_COLUMN,
@@ -69,7 +68,7 @@ def coded_columns(entry: str, include_staff: bool = False) -> list[str]:
         return []
     spec = FILES[entry]
     coded = [c.name for c in spec.columns if c.kind in ("enum", "bool", "grade", "date", "blank")]
-    coded += [c for c in ALWAYS_BLANK[entry] if c not in coded]
+    coded += [c for c in spec.written_blank if c not in coded]
     if spec is USERS:
         coded += [CLASS_YEAR_COLUMN, *([TITLE_COLUMN] if include_staff else [])]
     return coded
@@ -105,7 +104,7 @@ def _file(
     spec: FileSpec, frame: pd.DataFrame, columns: dict[str, _Column], options: Options
 ) -> list[tuple]:
     problems: list[tuple[str, str, int]] = []
-    always_blank = ALWAYS_BLANK[spec.name]
+    always_blank = spec.written_blank
     as_of = options.as_of.isoformat()
     for col in spec.columns:
         values, name = columns[col.name], col.name

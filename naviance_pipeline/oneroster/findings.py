@@ -1,7 +1,8 @@
 """Findings: what validation reports, one record per problem, never a PII value.
 
-Every rule code and its severity is declared in ``RULES`` below. Severity ``R`` (repair)
-is reported as a warning that says what was changed.
+Every rule code is declared once, with its severity, in the registry (``rules.py``): a
+finding of any other code is a programming error. Severity ``R`` (repair) is reported as a
+warning that says what was changed.
 
 A finding shows the offending ``value`` of a non-PII column only when it has the shape of that
 column's codes (``shown``): a PII value typed into the wrong column (an e-mail address in
@@ -21,119 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from naviance_pipeline.oneroster.rules import RULES
 from naviance_pipeline.oneroster.spec import FILES, PII_COLUMNS
 
 ERROR = "error"
 WARNING = "warning"
-
-# code -> severity letter from rules.md (E error, W warning, R repair reported as a warning)
-RULES: dict[str, str] = {
-    # Source package
-    "SRC-UNREADABLE": "E",
-    "SRC-UNSAFE-ENTRY": "E",
-    "SRC-TOO-LARGE": "E",
-    "SRC-NESTED": "W",
-    "SRC-MISSING-FILE": "E",
-    "SRC-DUPLICATE-FILE": "E",
-    "SRC-EXTRA-FILE": "W",
-    "SRC-MANIFEST-MISSING": "E",
-    "SRC-VERSION": "E",
-    "SRC-DELTA": "E",
-    "SRC-MANIFEST-MISMATCH": "W",
-    # CSV syntax
-    "CSV-ENCODING": "E",
-    "CSV-BOM": "R",
-    "CSV-PARSE": "E",
-    "CSV-NEWLINE-IN-VALUE": "E",
-    "CSV-HEADER-MISSING": "E",
-    "CSV-HEADER-INCOMPLETE": "W",
-    "CSV-HEADER-ALIAS": "R",
-    "CSV-HEADER-CASE": "E",
-    "CSV-HEADER-ORDER": "W",
-    "CSV-HEADER-DUPLICATE": "E",
-    "CSV-HEADER-UNKNOWN": "W",
-    "CSV-EMPTY": "E",
-    "CSV-WHITESPACE": "R",
-    "CSV-TOO-LONG": "W",
-    "CSV-CONTROL-CHARS": "R",
-    # Spreadsheet damage
-    "XLS-BOOLEAN-CASE": "R",
-    "XLS-GRADE-PADDING": "R",
-    "XLS-ENUM-CASE": "R",
-    "XLS-SCIENTIFIC-ID": "E",
-    "XLS-DATE-FORMAT": "E",
-    "XLS-LEADING-ZERO": "W",
-    # Bulk semantics
-    "BULK-STATUS": "W",
-    "BULK-DATE": "R",
-    # Identifiers
-    "ID-REQUIRED": "E",
-    "ID-DUPLICATE": "E",
-    "ID-CHARSET": "W",
-    "ID-CASE-COLLISION": "W",
-    # Orgs
-    "ORG-NAME": "E",
-    "ORG-TYPE": "E",
-    "ORG-TYPE-NAVIANCE": "E",
-    "ORG-PARENT": "E",
-    "ORG-CYCLE": "E",
-    "ORG-NO-SCHOOL": "E",
-    # Users
-    "USR-ENABLED": "E",
-    "USR-ROLE": "E",
-    "USR-ROLE-NAVIANCE": "W",
-    "USR-REQUIRED": "E",
-    "USR-ORG-REF": "E",
-    "USR-STUDENT-SCHOOL": "E",
-    "USR-AGENT-REF": "W",
-    "USR-USERIDS": "E",
-    "USR-EMAIL": "W",
-    "USR-USERNAME-DUPLICATE": "W",
-    "USR-GRADE": "E",
-    "USR-GRADE-MULTI": "W",
-    "USR-CLASSYEAR": "E",
-    "USR-CLASSYEAR-RANGE": "E",
-    "USR-STAFF-TITLE": "E",
-    "USR-NAME-CHARS": "W",
-    "USR-PASSWORD": "W",
-    # Demographics
-    "DEM-MISSING": "W",
-    "DEM-USER-REF": "W",
-    "DEM-DUPLICATE": "E",
-    "DEM-BIRTHDATE": "E",
-    "DEM-SEX": "E",
-    "DEM-FLAG": "E",
-    "DEM-RACE-CONSISTENCY": "W",
-    # Package
-    "PKG-SIZE": "E",
-    "PKG-VERIFY": "E",
-    "PKG-CONTRACT": "E",
-    # Guards
-    "GRD-STUDENT-DROP": "E",
-    "GRD-SCHOOL-VANISHED": "E",
-    "GRD-DISABLED-JUMP": "W",
-    "GRD-EMPTY": "E",
-    "GRD-ID-CHURN": "E",
-    "GRD-STALE-PARTITION": "E",
-}
-
-FAMILIES = {
-    "SRC": "source package",
-    "CSV": "CSV syntax",
-    "XLS": "spreadsheet damage",
-    "BULK": "bulk semantics",
-    "ID": "identifiers",
-    "ORG": "orgs",
-    "USR": "users",
-    "DEM": "demographics",
-    "PKG": "package",
-    "GRD": "guards",
-}
-
-
-def family(rule: str) -> str:
-    """The family prefix of a rule code: ``USR-ROLE`` -> ``USR``."""
-    return rule.split("-", 1)[0]
 
 
 def default_severity(rule: str) -> str:
@@ -314,7 +207,7 @@ def finding(
     severity: str | None = None,
 ) -> Finding:
     """Build a finding; ``value`` and ``sourced_id`` as ``shown`` and ``shown_id`` allow
-    (never a value of a PII column, rules.md)."""
+    (never a value of a PII column)."""
     if rule not in RULES:
         raise KeyError(f"unknown rule code {rule}")
     return Finding(

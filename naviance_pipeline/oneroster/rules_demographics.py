@@ -12,6 +12,7 @@ import pandas as pd
 
 from naviance_pipeline.oneroster.findings import Finding, finding
 from naviance_pipeline.oneroster.kernels.arrays import is_in
+from naviance_pipeline.oneroster.rules import BY_CODE
 from naviance_pipeline.oneroster.rules_common import SOURCED_ID, row_findings
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS
 
@@ -77,7 +78,7 @@ def missing_findings(
     return missing, [
         finding(
             "DEM-MISSING",
-            "this student has no demographics row; a row holding only the sourcedId is written",
+            BY_CODE["DEM-MISSING"].message,
             file=DEMOGRAPHICS.name,
             column=SOURCED_ID,
             sourced_id=sid,

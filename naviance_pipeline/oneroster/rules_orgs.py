@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.findings import Finding, finding
 from naviance_pipeline.oneroster.kernels.lists import split_list
+from naviance_pipeline.oneroster.rules import BY_CODE
 from naviance_pipeline.oneroster.rules_common import SOURCED_ID, row_findings
 from naviance_pipeline.oneroster.spec import ORG_TYPES_NAVIANCE, ORG_TYPES_V11, ORGS
 
@@ -88,7 +89,7 @@ def org_findings(
         "ORG-PARENT",
         ORGS,
         "parentSourcedId",
-        "parentSourcedId names an org that is not in orgs.csv (or is left out as deleted)",
+        BY_CODE["ORG-PARENT"].message,
     )
     findings += row_findings(
         frame,
@@ -96,7 +97,7 @@ def org_findings(
         "ORG-CYCLE",
         ORGS,
         "parentSourcedId",
-        "this org is its own ancestor through parentSourcedId; break the cycle",
+        BY_CODE["ORG-CYCLE"].message,
     )
     odd_type = (org_type.isin(ORG_TYPES_V11) & ~org_type.isin(ORG_TYPES_NAVIANCE)).to_numpy(bool)
     findings += row_findings(
@@ -105,13 +106,13 @@ def org_findings(
         "ORG-TYPE-NAVIANCE",
         ORGS,
         "type",
-        "users in the package belong to this org, but Naviance takes only school and district orgs",
+        BY_CODE["ORG-TYPE-NAVIANCE"].message,
     )
     if not (written & (org_type == "school").to_numpy(bool)).any():
         findings.append(
             finding(
                 "ORG-NO-SCHOOL",
-                "no org of type school remains in the package: students must belong to a school",
+                BY_CODE["ORG-NO-SCHOOL"].message,
                 file=ORGS.name,
                 column="type",
             )

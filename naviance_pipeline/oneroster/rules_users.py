@@ -21,6 +21,7 @@ from naviance_pipeline.oneroster.kernels.arrays import arrow, is_in
 from naviance_pipeline.oneroster.kernels.columns import column_at
 from naviance_pipeline.oneroster.kernels.lists import Cells, split_distinct
 from naviance_pipeline.oneroster.options import Options
+from naviance_pipeline.oneroster.rules import BY_CODE
 from naviance_pipeline.oneroster.rules_common import (
     SOURCED_ID,
     many_findings,
@@ -142,7 +143,7 @@ def org_reference_findings(
         "USR-STUDENT-SCHOOL",
         USERS,
         "orgSourcedIds",
-        "this student belongs to no org of type school; add the student's school",
+        BY_CODE["USR-STUDENT-SCHOOL"].message,
     )
     return findings
 
@@ -186,7 +187,7 @@ def agent_findings(frame: pd.DataFrame, written: np.ndarray) -> list[Finding]:
         known,
         "USR-AGENT-REF",
         "agentSourcedIds",
-        "agentSourcedIds names users that are not in users.csv; the column is written blank",
+        BY_CODE["USR-AGENT-REF"].message,
     )
 
 

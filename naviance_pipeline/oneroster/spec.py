@@ -73,7 +73,9 @@ class Column:
 
     ``kind`` names the value family the rules apply: ``id`` (a sourcedId), ``ids`` (a list of
     sourcedIds), ``text``, ``enum`` (exact tokens in ``allowed``), ``bool``, ``date``,
-    ``grade``, ``userids``, ``email``, ``blank`` (always written blank).
+    ``grade``, ``userids``, ``email``, ``blank`` (a column that must be blank). ``output``
+    says what the package holds: the value (``"value"``), or ``"blank"``: always written
+    blank whatever the source holds (a column of kind ``blank`` always is).
     """
 
     name: str
@@ -81,6 +83,11 @@ class Column:
     pii: bool = False
     kind: str = "text"
     allowed: tuple[str, ...] = ()
+    output: str = "value"
+
+    @property
+    def written_blank(self) -> bool:
+        return self.kind == "blank" or self.output == "blank"
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,12 @@ class FileSpec:
     @property
     def pii(self) -> frozenset[str]:
         return frozenset(c.name for c in self.columns if c.pii)
+
+    @property
+    def written_blank(self) -> tuple[str, ...]:
+        """Columns written blank whatever the source holds (bulk status and dates; passwords
+        and guardians are never sent)."""
+        return tuple(c.name for c in self.columns if c.written_blank)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -146,7 +159,7 @@ USERS = FileSpec(
         Column("email", pii=True, kind="email"),
         Column("sms", pii=True),
         Column("phone", pii=True),
-        Column("agentSourcedIds", kind="ids"),
+        Column("agentSourcedIds", kind="ids", output="blank"),
         Column("grades", kind="grade"),
         Column("password", pii=True, kind="blank"),
     ),
@@ -181,13 +194,6 @@ DEMOGRAPHICS = FileSpec(
 
 FILES: dict[str, FileSpec] = {s.name: s for s in (ORGS, USERS, DEMOGRAPHICS)}
 
-# Written blank whatever the source holds (bulk files; passwords and guardians never sent).
-ALWAYS_BLANK = {
-    ORGS.name: ("status", "dateLastModified"),
-    USERS.name: ("status", "dateLastModified", "password", "agentSourcedIds"),
-    DEMOGRAPHICS.name: ("status", "dateLastModified"),
-}
-
 # Output extension columns (section 6), appended after the spec columns of users.csv.
 USER_EXTENSIONS = (CLASS_YEAR_COLUMN,)
 USER_EXTENSIONS_WITH_STAFF = (CLASS_YEAR_COLUMN, TITLE_COLUMN)
@@ -215,7 +221,7 @@ MANIFEST_ROWS: tuple[tuple[str, str | None], ...] = (
 )
 PACKAGE_ENTRIES = ("manifest.csv", "orgs.csv", "users.csv", "demographics.csv")
 
-# Columns whose values are never printed in a finding (rules.md), across all files.
+# Columns whose values are never printed in a finding, across all files.
 PII_COLUMNS = frozenset().union(*(s.pii for s in FILES.values()))
 
 

@@ -36,7 +36,6 @@ from naviance_pipeline.oneroster.repair import repair
 from naviance_pipeline.oneroster.rules_common import SOURCED_ID, at_most_warnings, bulk_status
 from naviance_pipeline.oneroster.source import Source
 from naviance_pipeline.oneroster.spec import (
-    ALWAYS_BLANK,
     CLASS_YEAR_COLUMN,
     DEMOGRAPHICS,
     ORGS,
@@ -108,7 +107,7 @@ def _validated_beside(
 def _candidates(frame: pd.DataFrame, header: list[str], spec: FileSpec) -> pd.DataFrame:
     """Every source row shaped as output (header columns, blanks applied), index = line."""
     empty = blank(frame.index)  # one column object shared by every blank column
-    always_blank = ALWAYS_BLANK[spec.name]
+    always_blank = spec.written_blank
     return pd.DataFrame(
         {c: empty if c in always_blank or c not in frame.columns else frame[c] for c in header},
         index=frame.index,

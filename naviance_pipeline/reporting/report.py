@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 from upath import UPath
 
 from naviance_pipeline.delivery.receipts import is_delivered
-from naviance_pipeline.oneroster.findings import ERROR, FAMILIES, RULES, WARNING, family
+from naviance_pipeline.oneroster.findings import ERROR, WARNING
 from naviance_pipeline.oneroster.kernels.arrays import arrow, blank, is_in, strings
+from naviance_pipeline.oneroster.rules import FAMILIES, RULES, family
 from naviance_pipeline.oneroster.spec import (
     CLASS_YEAR_COLUMN,
     DEMOGRAPHICS,
@@ -113,7 +114,7 @@ def _by_rule(frame: pd.DataFrame) -> list[dict]:
         {
             "rule": rule,
             "rule_severity": RULES.get(rule, "?"),
-            "family": FAMILIES.get(family(rule), ""),
+            "family": FAMILIES[family(rule)].title if family(rule) in FAMILIES else "",
             "errors": errors,
             "warnings": warnings,
             "count": errors + warnings,

@@ -3,13 +3,19 @@ and the identifier rules (ID-*, XLS-SCIENTIFIC-ID, XLS-LEADING-ZERO) through the
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from datetime import date
+
 import pandas as pd
 import pandera.pandas as pa
 import pytest
 
+from naviance_pipeline.cli import main
 from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.findings import ERROR, RULES, WARNING
-from naviance_pipeline.oneroster.schemas import model_for, rule_checks, validate
+from naviance_pipeline.oneroster.rules import column_rules, frame_rules
+from naviance_pipeline.oneroster.schemas import model_for, validate
 from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
     FILES,
@@ -41,9 +47,8 @@ STRING = pd.StringDtype("pyarrow")
 @pytest.mark.parametrize("name", list(FILES))
 def test_model_columns_are_the_output_header_strict_and_ordered(name, options):
     spec = FILES[name]
-    model = model_for(spec, options)
-    schema = model.to_schema()
-    assert issubclass(model, pa.DataFrameModel)
+    schema = model_for(spec, options)
+    assert isinstance(schema, pa.DataFrameSchema)
     assert list(schema.columns) == output_header(spec, options.include_staff)
     assert schema.strict is True and schema.ordered is True
     assert {str(c.dtype) for c in schema.columns.values()} == {"string[pyarrow]"}
@@ -52,11 +57,13 @@ def test_model_columns_are_the_output_header_strict_and_ordered(name, options):
 @pytest.mark.parametrize("name", list(FILES))
 def test_every_check_is_named_by_a_rule_code(name):
     spec = FILES[name]
-    schema = model_for(spec, OPTIONS).to_schema()
+    schema = model_for(spec, OPTIONS)
     names = [c.name for col in schema.columns.values() for c in col.checks]
     names += [c.name for c in schema.checks]
     assert names and set(names) <= set(RULES)
-    assert sorted(names) == sorted(c.rule for c in rule_checks(spec, OPTIONS))
+    declared = [r.code for c in spec.columns for r in column_rules(name, c)]
+    declared += ["USR-CLASSYEAR-RANGE"] if spec is USERS else []  # on the extension column
+    assert sorted(names) == sorted(declared + [r.code for r in frame_rules(name)])
 
 
 def test_models_are_cached_per_file_and_options():
@@ -206,10 +213,10 @@ def test_staff_rows_validate_with_the_staff_model():
     assert result.findings == []
 
 
-# ---- checks computed ahead on two threads (large frames) ---------------------------------------
+# ---- large frames: the validation beside the stage's other rules --------------------------------
 
 
-def test_checks_computed_ahead_report_what_pandera_alone_reports(monkeypatch):
+def test_large_frames_report_what_small_frames_report(monkeypatch):
     users = [
         {**student("u1", username="Ann", email="not-an-email"), "metadata.classYear": "2030"},
         {**student("u2", username="ann"), "metadata.classYear": "2030"},
@@ -221,18 +228,8 @@ def test_checks_computed_ahead_report_what_pandera_alone_reports(monkeypatch):
         (output_like(DEMOGRAPHICS, demographics, [5]), DEMOGRAPHICS),
     ]
     alone = [validate(frame.copy(), spec, OPTIONS) for frame, spec in frames]
-    submitted = []  # how many checks each validation computed ahead
     monkeypatch.setattr(schemas, "PARALLEL_ROWS", 0)  # as if these frames were large
-    real_ahead = schemas._ahead
-
-    def ahead_of_pandera(*args):
-        futures = real_ahead(*args)
-        submitted.append(len(futures))
-        return futures
-
-    monkeypatch.setattr(schemas, "_ahead", ahead_of_pandera)
     ahead = [validate(frame.copy(), spec, OPTIONS) for frame, spec in frames]
-    assert len(submitted) == 2 and all(submitted)
     assert ahead == alone
     rules = {(f.rule, f.line) for f in ahead[0] + ahead[1]}
     assert {
@@ -245,3 +242,74 @@ def test_checks_computed_ahead_report_what_pandera_alone_reports(monkeypatch):
         ("USR-CLASSYEAR-RANGE", 4),
         ("DEM-RACE-CONSISTENCY", 5),
     } <= rules
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_the_parts_a_large_frame_is_validated_by_hold_the_models_checks_once(name):
+    model = model_for(FILES[name], OPTIONS)
+    parts = schemas._parts(name, OPTIONS)
+
+    def checks(schema):
+        columns = [(n, c.name) for n, col in schema.columns.items() for c in col.checks]
+        return columns + [("", c.name) for c in schema.checks]
+
+    assert sorted(c for part in parts for c in checks(part)) == sorted(checks(model))
+    structure = parts[0]
+    assert structure.strict and structure.ordered and list(structure.columns) == list(model.columns)
+    assert all(len(part.columns) == 1 for part in parts[1:])
+
+
+def test_a_large_frame_without_the_model_columns_is_a_programming_error_too(monkeypatch):
+    monkeypatch.setattr(schemas, "PARALLEL_ROWS", 0)
+    frame = output_like(ORGS, [{"sourcedId": "o1", "name": "Secret Name", "type": "school"}], [2])
+    with pytest.raises(ValueError) as raised:
+        validate(frame.drop(columns=["identifier"]), ORGS, OPTIONS)
+    assert "Secret Name" not in str(raised.value)
+    with pytest.raises(ValueError):
+        validate(frame.astype(object), ORGS, OPTIONS)
+
+
+# ---- the models as a reader sees them ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("file", ["users", "orgs", "demographics"])
+def test_schema_command_prints_columns_in_order_with_checks_rule_codes_and_severities(file, capsys):
+    assert main(["schema", file, "--as-of", "2026-11-30", "--include-staff"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    spec = FILES[f"{file}.csv"]
+    model = model_for(spec, dataclasses.replace(STAFF_OPTIONS, as_of=date(2026, 11, 30)))
+    header = output_header(spec, include_staff=True)
+    columns = [line.split()[1].rstrip(":") for line in out if re.match(r" *[0-9]+ ", line)]
+    assert columns == header == list(model.columns)
+    for name, column in model.columns.items():
+        row = next(line for line in out if re.match(rf" *[0-9]+ {re.escape(name)}:", line))
+        required = spec.column(name).required if name in spec.header else False
+        assert ("value required" if required else "may be blank") in row
+        assert "string[pyarrow]" in row
+        at = out.index(row) + 1
+        assert out[at : at + len(column.checks)] == [
+            f"      {c.name} ({RULES[c.name]}): {c.description}" for c in column.checks
+        ]
+    checks = [line.split()[0] for line in out if line.startswith("      ")]
+    names = [c.name for col in model.columns.values() for c in col.checks]
+    assert checks == names + [c.name for c in model.checks]
+    assert not any("{" in line and "{Type:Id}" not in line for line in out)  # dates filled in
+
+
+def test_schema_command_shows_the_model_validate_uses():
+    model = model_for(USERS, OPTIONS)
+    text = schemas.describe(model)
+    assert text.splitlines()[1].startswith("  1 sourcedId: string[pyarrow], id, value required")
+    assert "ID-DUPLICATE (E): the same sourcedId appears more than once" in text
+    assert "USR-NAME-CHARS (W)" in text and "BULK-DATE (R)" in text
+
+
+@pytest.mark.parametrize(
+    "argv", [["schema", "user"], ["schema"], ["schema", "users", "--as-of", "30/11/2026"]]
+)
+def test_schema_command_refuses_a_bad_argument_in_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "error" in err

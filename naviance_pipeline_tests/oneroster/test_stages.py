@@ -14,6 +14,7 @@ from naviance_pipeline.oneroster.kernels import columns
 from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
     ORGS,
+    USERS,
     user_output_header,
 )
 from naviance_pipeline.oneroster.stages import (
@@ -104,6 +105,10 @@ def test_status_date_password_and_agents_are_written_blank():
         "",
         "",
     )
+    # The spec says so, and the stages read it there: no list of blank columns elsewhere.
+    blank = ("status", "dateLastModified", "agentSourcedIds", "password")
+    assert USERS.written_blank == blank
+    assert USERS.column("agentSourcedIds").kind == "ids"  # still checked as ids
 
 
 def test_deleted_rows_are_left_out_counted_and_reported_per_row():

@@ -92,7 +92,7 @@ from typing import Any
 import fsspec
 import yaml
 
-from naviance_pipeline.oneroster.schemas import BOOL_RULE, ENUM_RULE
+from naviance_pipeline.oneroster.rules import column_rules
 from naviance_pipeline.oneroster.source import redact_url
 from naviance_pipeline.oneroster.spec import (
     BOOLEANS,
@@ -322,9 +322,9 @@ def coded(spec: FileSpec, column: str) -> tuple[str, tuple[str, ...]] | None:
         return None
     col = spec.column(column)
     if col.kind == "bool":
-        return BOOL_RULE[spec.name], BOOLEANS
+        return column_rules(spec.name, col)[0].code, BOOLEANS
     if col.kind == "enum":
-        return ENUM_RULE[column], col.allowed
+        return column_rules(spec.name, col)[0].code, col.allowed
     if col.kind == "grade":
         return GRADE_RULE, CEDS_GRADES
     return None
