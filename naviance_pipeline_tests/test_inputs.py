@@ -137,13 +137,13 @@ def _frame() -> pd.DataFrame:
 
 
 def _load(io_manager, asset: str, key: str, metadata: dict | None = None, partitions=None):
-    context = dg.build_input_context(
+    with dg.build_input_context(
         asset_key=asset,
         partition_key=key,
         definition_metadata=metadata or {},
         asset_partitions_def=partitions or dg.StaticPartitionsDefinition([key]),
-    )
-    return io_manager.load_input(context)
+    ) as context:
+        return io_manager.load_input(context)
 
 
 def test_an_input_reads_only_the_columns_it_declares(tmp_path):

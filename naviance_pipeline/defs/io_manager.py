@@ -89,8 +89,7 @@ class ParquetFrameIOManager(dg.UPathIOManager):
         crashpoint(f"{context.asset_key.to_user_string()}:stored")
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
-        release_memory()  # a stage begins: what the one before freed goes back to the OS
-        return read_frame(path)
+        return read_frame(path)  # load_input reads the stages' inputs
 
     def load_input(self, context: dg.InputContext) -> object:
         """The upstream partition's stored frame: only the columns the input declares, or
@@ -105,7 +104,6 @@ class ParquetFrameIOManager(dg.UPathIOManager):
                 raise missing_input(asset, partition)
             if wanted.get(ON_DEMAND):
                 return StoredFrame(path)
-            release_memory()  # a stage begins: what the one before freed goes back to the OS
             return read_frame(path, wanted.get(COLUMNS))
 
         return _partitions(context, load)
@@ -151,6 +149,9 @@ class SnapshotIOManager(dg.ConfigurableIOManager):
         write_private_json(raw / SNAPSHOT_INDEX, obj)
 
     def load_input(self, context: dg.InputContext) -> object:
+        """The first input a stage loads: what the stage before freed goes back to the OS
+        before the stage reads anything (once per stage: it costs a garbage collection)."""
+        release_memory()
         asset = context.asset_key.path[-1]
 
         def load(partition: str) -> StoredSnapshot:

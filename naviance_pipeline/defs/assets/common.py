@@ -17,7 +17,6 @@ from naviance_pipeline.operations.crash import crashpoint
 from naviance_pipeline.operations.storage import (
     FINDING_STAGES,
     read_json,
-    release_memory,
     write_private_json,
 )
 
@@ -28,7 +27,6 @@ def open_snapshot(snapshot: StoredSnapshot, options: Options) -> Source:
 
     Opened lazily: a stage inflates only the file it reads (sis_extract's eager open already
     vouched for the snapshot), and an entry that cannot be read fails the stage."""
-    release_memory()  # a stage begins: what the one before freed goes back to the OS
     try:
         source = open_source(str(snapshot.open_path), options, lazy=True)
     except SourceUnreadable as exc:
