@@ -21,6 +21,7 @@ from pathlib import Path
 from upath import UPath
 
 from naviance_pipeline.oneroster.contract import coded_columns
+from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.source import open_source
@@ -48,7 +49,8 @@ def _run(stage: str, users: int, work: Path) -> None:
             lambda p=frame[n], n=n: read_frame(p, dictionary=coded_columns(f"{n}.csv"))
             for n in ("orgs", "users", "demographics")
         ]
-        result = build_package(*loaders, OPTIONS, str(work / f"package-{users}.zip"))
+        manifest = manifest_frame(OPTIONS)
+        result = build_package(manifest, *loaders, OPTIONS, str(work / f"package-{users}.zip"))
         print({e.name: e.sha256[:12] for e in result.entries}, result.findings)
 
 

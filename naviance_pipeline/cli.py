@@ -281,6 +281,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
+    from naviance_pipeline.oneroster.manifest import manifest_frame
     from naviance_pipeline.oneroster.package import build_package
 
     built = _build(args)
@@ -296,7 +297,12 @@ def cmd_package(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = build_package(
-        orgs.frame, users.frame, demographics.frame, options, str(out / ZIP_NAME)
+        manifest_frame(options),
+        orgs.frame,
+        users.frame,
+        demographics.frame,
+        options,
+        str(out / ZIP_NAME),
     )
     findings += result.findings
     ok = not has_errors(findings)

@@ -14,7 +14,11 @@ import dagster as dg
 from naviance_pipeline.defs.assets.delivery import build_delivery_asset
 from naviance_pipeline.defs.assets.extract import build_extract_asset
 from naviance_pipeline.defs.assets.oneroster import build_oneroster_assets
-from naviance_pipeline.defs.io_manager import ParquetIOManager
+from naviance_pipeline.defs.io_manager import (
+    SNAPSHOT_IO_MANAGER,
+    ParquetIOManager,
+    SnapshotIOManager,
+)
 from naviance_pipeline.defs.jobs import (
     build_district_schedule,
     build_nightly_job,
@@ -87,6 +91,7 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
         "pipeline": pipeline,
         "delivery": delivery,
         "io_manager": ParquetIOManager(pipeline=pipeline),
+        SNAPSHOT_IO_MANAGER: SnapshotIOManager(pipeline=pipeline),
     }
 
 

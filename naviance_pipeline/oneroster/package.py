@@ -39,7 +39,6 @@ from fsspec.implementations.local import LocalFileSystem
 from naviance_pipeline.oneroster.contract import check_frame
 from naviance_pipeline.oneroster.findings import WARNING, Finding, finding, has_errors
 from naviance_pipeline.oneroster.kernels.parallel import bounded_map
-from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.spec import (
     DEMOGRAPHICS,
@@ -104,6 +103,7 @@ class PackageResult:
 
 
 def build_package(
+    manifest: FrameSource,
     orgs: FrameSource,
     users: FrameSource,
     demographics: FrameSource,
@@ -116,12 +116,16 @@ def build_package(
 ) -> PackageResult:
     """Write NavianceOneRoster.zip to `dest` (a path or fsspec URL of the FILE to create).
 
+    ``manifest``: the rows of manifest.csv as the manifest stage made them (``manifest.py``),
+    written as given: the package never builds a manifest of its own.
+
     Deterministic: entries manifest.csv, orgs.csv, users.csv, demographics.csv in that order at
     the root, Deflate, every entry timestamp = options.as_of at 00:00:00, fixed permissions
     (0o644 regular file, Unix "made by"), no extra fields/comments: same frames + same as_of ->
     byte-identical ZIP. The users header is the frame's columns, which must equal
     spec.user_output_header(options.include_staff); orgs and demographics frames must have
-    exactly the spec headers (ValueError otherwise: a programming error, not bad input).
+    exactly the spec headers, and the manifest propertyName, value (ValueError otherwise: a
+    programming error, not bad input).
 
     A frame may be given as a function that loads it (``FrameSource``): it is called when its
     entry is written and dropped when the entry is done, so a large district holds one frame
@@ -142,7 +146,7 @@ def build_package(
     ``meanwhile``: work of the caller's to run once every entry is written, while the last
     entries are still being re-read on another thread (called once, unless writing failed).
     """
-    entries = _package_entries(orgs, users, demographics, options)
+    entries = _package_entries(manifest, orgs, users, demographics, options)
     rows: list[int] = []  # data rows of each entry, counted as it is written
     broken: list[Finding] = []  # PKG-CONTRACT: values the package must never hold
     fs, path = fsspec.core.url_to_fs(dest)
@@ -312,11 +316,15 @@ def _write_entry(
 
 
 def _package_entries(
-    orgs: FrameSource, users: FrameSource, demographics: FrameSource, options: Options
+    manifest: FrameSource,
+    orgs: FrameSource,
+    users: FrameSource,
+    demographics: FrameSource,
+    options: Options,
 ) -> list[tuple[str, FrameSource, list[str]]]:
     """(entry name, frame, header) in package order; ValueError if a frame's columns are off
     (a frame still to be loaded is checked when it is)."""
-    frames = (manifest_frame(options), orgs, users, demographics)
+    frames = (manifest, orgs, users, demographics)
     headers = (
         list(MANIFEST_HEADER),
         ORGS.header,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
@@ -79,6 +80,23 @@ def read_frame(
             tables.append(pq.read_table(f, columns=columns, read_dictionary=read_dictionary))
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
     return table.to_pandas(types_mapper=_pandas_type)
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    """A stored frame not read yet: ``load`` reads it (or only some columns) when called, so a
+    stage that takes several frames can hold one of them in memory at a time."""
+
+    path: UPath
+
+    def load(
+        self, columns: list[str] | None = None, *, dictionary: Collection[str] = ()
+    ) -> pd.DataFrame:
+        return read_frame(self.path, columns, dictionary=dictionary)
+
+    @property
+    def columns(self) -> list[str]:
+        return frame_columns(self.path)
 
 
 def _pandas_type(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:

@@ -20,7 +20,7 @@ from naviance_pipeline.delivery.receipts import receipt_order
 from naviance_pipeline.oneroster.kernels.arrays import arrow, blank, is_in, strings
 from naviance_pipeline.oneroster.kernels.lists import split_distinct
 from naviance_pipeline.oneroster.spec import CLASS_YEAR_COLUMN, PII_COLUMNS, STRING
-from naviance_pipeline.operations.frames import frame_columns, read_frame
+from naviance_pipeline.operations.frames import StoredFrame
 from naviance_pipeline.operations.storage import FINDING_STAGES, DataLayout, read_json
 
 PIPELINE_STAGES = FINDING_STAGES
@@ -62,18 +62,23 @@ def partition_date(name: str) -> date | None:
         return None
 
 
-def read_columns(path: UPath, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_columns(stored: StoredFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """Only ``columns`` of a stored frame, as arrow-backed strings; a column the file lacks
     comes back blank. Refuses PII columns so no report can ever hold one."""
     pii = sorted(set(columns) & PII_COLUMNS)
     if pii:
         raise ValueError(f"reports never read PII columns: {pii}")
-    names = frame_columns(path)
-    frame = read_frame(path, [c for c in columns if c in names])
+    names = stored.columns
+    frame = stored.load([c for c in columns if c in names])
     for column in columns:
         if column not in frame.columns:
             frame[column] = blank(frame.index)
     return frame[list(columns)].astype(STRING)
+
+
+def report_columns(stored: StoredFrame, asset: str) -> pd.DataFrame:
+    """The report columns of a stored users or orgs frame."""
+    return read_columns(stored, USER_COLUMNS if asset == "users" else ORG_COLUMNS)
 
 
 def load_frame(layout: DataLayout, asset: str, day: str) -> pd.DataFrame | None:
@@ -81,7 +86,7 @@ def load_frame(layout: DataLayout, asset: str, day: str) -> pd.DataFrame | None:
     path = frame_path(layout, asset, day)
     if not path.exists():
         return None
-    return read_columns(path, USER_COLUMNS if asset == "users" else ORG_COLUMNS)
+    return report_columns(StoredFrame(path), asset)
 
 
 def school_names(orgs: pd.DataFrame | None) -> dict[str, str]:

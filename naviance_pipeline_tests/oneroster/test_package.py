@@ -17,6 +17,7 @@ from upath import UPath
 from naviance_pipeline.oneroster import package
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import ERROR, WARNING
+from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import (
     EntryInfo,
@@ -89,7 +90,10 @@ def demographics() -> pd.DataFrame:
 
 
 def build(dest: Path, as_of: date = AS_OF, **kwargs):
-    return build_package(orgs(), users(), demographics(), Options(as_of=as_of), str(dest), **kwargs)
+    options = Options(as_of=as_of)
+    return build_package(
+        manifest_frame(options), orgs(), users(), demographics(), options, str(dest), **kwargs
+    )
 
 
 @pytest.fixture
@@ -182,7 +186,14 @@ def test_local_zip_is_owner_only(built):
 
 def test_builds_to_an_fsspec_url():
     dest = "memory://district-7/2026-11-30/NavianceOneRoster.zip"
-    result = build_package(orgs(), users(), demographics(), Options(as_of=AS_OF), dest)
+    result = build_package(
+        manifest_frame(Options(as_of=AS_OF)),
+        orgs(),
+        users(),
+        demographics(),
+        Options(as_of=AS_OF),
+        dest,
+    )
     assert result.findings == []
     assert result.path == dest
     assert read_package_summary(dest) == result.entries
@@ -191,6 +202,7 @@ def test_builds_to_an_fsspec_url():
 def test_users_frame_must_have_the_configured_output_header(tmp_path: Path):
     with pytest.raises(ValueError, match=r"users\.csv"):
         build_package(
+            manifest_frame(Options(as_of=AS_OF)),
             orgs(),
             users(include_staff=True),
             demographics(),
@@ -202,6 +214,7 @@ def test_users_frame_must_have_the_configured_output_header(tmp_path: Path):
 
 def test_staff_header_is_accepted_when_staff_are_included(tmp_path: Path):
     result = build_package(
+        manifest_frame(Options(as_of=AS_OF)),
         orgs(),
         users(include_staff=True),
         demographics(),
@@ -396,7 +409,12 @@ def test_a_line_break_in_a_value_is_pkg_contract_and_leaves_no_partial_file(tmp_
     bad = users()
     bad.loc[1, "familyName"] = "Line\nBreak"
     result = build_package(
-        orgs(), bad, demographics(), Options(as_of=AS_OF), str(tmp_path / ZIP_NAME)
+        manifest_frame(Options(as_of=AS_OF)),
+        orgs(),
+        bad,
+        demographics(),
+        Options(as_of=AS_OF),
+        str(tmp_path / ZIP_NAME),
     )
     assert [(f.rule, f.file, f.column) for f in result.findings] == [
         ("PKG-CONTRACT", "users.csv", "familyName")
@@ -445,6 +463,7 @@ def test_a_value_outside_the_contract_is_pkg_contract_and_nothing_is_written(
     dest = tmp_path / ZIP_NAME
     dest.write_bytes(b"yesterday's package")
     result = build_package(
+        manifest_frame(Options(as_of=AS_OF)),
         frames["orgs.csv"],
         frames["users.csv"],
         frames["demographics.csv"],
@@ -470,7 +489,12 @@ def test_pkg_contract_names_every_broken_column_of_every_entry(tmp_path: Path):
     bad_users.loc[0, "givenName"] = "Jo\x00se"
     bad_demographics.loc[:, "sex"] = "F"
     result = build_package(
-        bad_orgs, bad_users, bad_demographics, Options(as_of=AS_OF), str(tmp_path / ZIP_NAME)
+        manifest_frame(Options(as_of=AS_OF)),
+        bad_orgs,
+        bad_users,
+        bad_demographics,
+        Options(as_of=AS_OF),
+        str(tmp_path / ZIP_NAME),
     )
     assert [(f.file, f.column, f.message.split(": ")[1][:9]) for f in result.findings] == [
         ("orgs.csv", "type", "1 row(s) "),
@@ -496,7 +520,9 @@ def test_the_contract_allows_what_the_profile_allows(tmp_path: Path):
     staff_users = pd.concat([staff_users, pd.DataFrame([teacher], dtype=TEXT)], ignore_index=True)
     bare = demographics()
     bare.loc[1, ["birthDate", "sex"]] = ""
-    result = build_package(orgs(), staff_users, bare, options, str(tmp_path / ZIP_NAME))
+    result = build_package(
+        manifest_frame(options), orgs(), staff_users, bare, options, str(tmp_path / ZIP_NAME)
+    )
     assert result.findings == []
 
 
@@ -514,7 +540,12 @@ def test_frames_read_with_their_codes_dictionary_encoded_give_the_same_package(t
     ]
     assert isinstance(stored[2]["sex"].dtype, pd.ArrowDtype)  # dictionary-encoded
     from_text = build(tmp_path / "text" / ZIP_NAME)
-    from_stored = build_package(*stored, Options(as_of=AS_OF), str(tmp_path / "d" / ZIP_NAME))
+    from_stored = build_package(
+        manifest_frame(Options(as_of=AS_OF)),
+        *stored,
+        Options(as_of=AS_OF),
+        str(tmp_path / "d" / ZIP_NAME),
+    )
     assert from_stored.findings == [] and from_stored.sha256 == from_text.sha256
 
 
@@ -524,6 +555,7 @@ def test_the_contract_checks_dictionary_encoded_codes_per_row(tmp_path: Path):
     bad_demographics.loc[:, "white"] = ["TRUE", "yes"]
     bad_demographics.loc[1, "birthDate"] = "2011-02-29"
     result = build_package(
+        manifest_frame(Options(as_of=AS_OF)),
         _stored(tmp_path, "orgs", orgs()),
         _stored(tmp_path, "users", bad_users),
         _stored(tmp_path, "demographics", bad_demographics),
@@ -540,7 +572,9 @@ def test_the_contract_checks_dictionary_encoded_codes_per_row(tmp_path: Path):
 
 def test_a_control_character_in_the_configured_system_name_is_pkg_contract(tmp_path: Path):
     options = Options(as_of=AS_OF, source_system_name="Power\x00School")
-    result = build_package(orgs(), users(), demographics(), options, str(tmp_path / ZIP_NAME))
+    result = build_package(
+        manifest_frame(options), orgs(), users(), demographics(), options, str(tmp_path / ZIP_NAME)
+    )
     assert [(f.rule, f.file, f.column) for f in result.findings] == [
         ("PKG-CONTRACT", "manifest.csv", "value")
     ]
@@ -574,6 +608,7 @@ def test_frames_given_as_loaders_are_loaded_in_entry_order_and_give_the_same_byt
 
     by_frames = build(tmp_path / "frames.zip")
     by_loaders = build_package(
+        manifest_frame(Options(as_of=AS_OF)),
         loader("orgs", orgs),
         loader("users", users),
         loader("demographics", demographics),
@@ -588,6 +623,7 @@ def test_frames_given_as_loaders_are_loaded_in_entry_order_and_give_the_same_byt
 def test_a_loaded_frame_with_the_wrong_header_raises_and_leaves_no_file(tmp_path: Path):
     with pytest.raises(ValueError, match=r"users\.csv"):
         build_package(
+            manifest_frame(Options(as_of=AS_OF)),
             orgs,
             lambda: users(include_staff=True),
             demographics,
@@ -651,6 +687,7 @@ def test_meanwhile_runs_once_after_every_entry_is_loaded_and_before_the_package_
         assert not dest.exists()  # not yet verified and moved into place
 
     result = build_package(
+        manifest_frame(Options(as_of=AS_OF)),
         loader("orgs", orgs),
         loader("users", users),
         loader("demographics", demographics),
@@ -668,7 +705,7 @@ def test_a_failing_meanwhile_leaves_no_package(tmp_path: Path):
 
     with pytest.raises(RuntimeError, match="guards"):
         build_package(
-            orgs(), users(), demographics(), Options(as_of=AS_OF), str(tmp_path / ZIP_NAME),
-            meanwhile=meanwhile,
+            manifest_frame(Options(as_of=AS_OF)), orgs(), users(), demographics(),
+            Options(as_of=AS_OF), str(tmp_path / ZIP_NAME), meanwhile=meanwhile,
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from naviance_pipeline.oneroster.findings import ERROR, has_errors
+from naviance_pipeline.oneroster.manifest import manifest_frame
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.sample import EXPORT_FILES, write_sample_district
@@ -290,6 +291,7 @@ def test_sample_validates_without_errors_and_packages(
     class_years = users.frame["metadata.classYear"].to_numpy()[is_student]
     assert len(set(class_years)) == 13 and "" not in class_years  # KG ... 12, all derived
     result = build_package(
+        manifest_frame(options),
         orgs.frame,
         users.frame,
         demographics.frame,

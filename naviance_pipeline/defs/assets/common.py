@@ -1,4 +1,4 @@
-"""Helpers the stage assets share: partition options, the stored snapshot, stored findings."""
+"""Helpers the stage assets share: partition options, the snapshot opened, stored findings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 import pandas as pd
 
+from naviance_pipeline.defs.io_manager import StoredSnapshot
 from naviance_pipeline.defs.partitions import split_key
 from naviance_pipeline.defs.resources import DeliveryResource, PipelineResource
 from naviance_pipeline.oneroster.findings import Finding, summarize
@@ -16,29 +17,21 @@ from naviance_pipeline.operations.crash import crashpoint
 from naviance_pipeline.operations.storage import (
     FINDING_STAGES,
     read_json,
-    release_memory,
     write_private_json,
 )
 
-SNAPSHOT_INDEX = "snapshot.json"
 
-
-def load_snapshot(pipeline: PipelineResource, day: str, options: Options) -> Source:
-    """Open the stored snapshot of ``day`` — never the live source — so any stage can be
-    re-run alone for a past date.
+def open_snapshot(snapshot: StoredSnapshot, options: Options) -> Source:
+    """Open the stored snapshot of a date (the stage's ``sis_extract`` input) — never the live
+    source — so any stage can be re-run alone for a past date.
 
     Opened lazily: a stage inflates only the file it reads (sis_extract's eager open already
     vouched for the snapshot), and an entry that cannot be read fails the stage."""
-    release_memory()  # a stage begins: what the one before freed goes back to the OS
-    raw = pipeline.layout.raw_dir(day)
-    index = raw / SNAPSHOT_INDEX
-    if not index.exists():
-        raise dg.Failure(f"no source snapshot for {day}: materialize sis_extract for {day} first")
     try:
-        source = open_source(str(raw / read_json(index)["open"]), options, lazy=True)
+        source = open_source(str(snapshot.open_path), options, lazy=True)
     except SourceUnreadable as exc:
-        raise _unreadable(day, exc) from exc
-    source.files = _FailingFiles(source.files, day)
+        raise _unreadable(snapshot.day, exc) from exc
+    source.files = _FailingFiles(source.files, snapshot.day)
     return source
 
 

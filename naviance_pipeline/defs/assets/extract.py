@@ -2,22 +2,14 @@
 
 import dagster as dg
 
-from naviance_pipeline.defs.assets.common import (
-    SNAPSHOT_INDEX,
-    findings_metadata,
-    partition_of,
-    store_findings,
-)
+from naviance_pipeline.defs.assets.common import findings_metadata, partition_of, store_findings
 from naviance_pipeline.defs.checks import blocked, check_results, check_specs
+from naviance_pipeline.defs.io_manager import SNAPSHOT_IO_MANAGER
 from naviance_pipeline.defs.resources import PipelineResource
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.operations.crash import crashpoint
-from naviance_pipeline.operations.storage import (
-    ensure_private_dir,
-    sweep_leftovers,
-    write_private_json,
-)
+from naviance_pipeline.operations.storage import ensure_private_dir, sweep_leftovers
 from naviance_pipeline.sources.snapshot import (
     Snapshot,
     SourceConfig,
@@ -34,6 +26,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         kinds={"csv", "zip"},
         partitions_def=partitions_def,
         check_specs=check_specs("sis_extract"),
+        io_manager_key=SNAPSHOT_IO_MANAGER,
     )
     def sis_extract(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         """Snapshot of the configured source for this date, stored under the data root: a
@@ -41,7 +34,9 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         converted through its mapping; or a SQL database's query results with the query text
         and row counts, converted the same way. Every later stage of the date reads this
         snapshot, never the live source, so any stage can be re-run alone. Its check reports
-        the source-package rules (SRC-*) and values the mapping could not map.
+        the source-package rules (SRC-*) and values the mapping could not map. Its output
+        is the snapshot's index (what to open, kind, mapping, queries, files), stored beside
+        it once the snapshot is complete: the later stages take the snapshot as an input.
         """
         day, pipeline, _ = partition_of(context, pipeline)
         config = pipeline.source_config()
@@ -69,7 +64,6 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         except SourceUnreadable as exc:
             raise dg.Failure(f"{exc.finding.rule}: {exc.finding.message}") from exc
         crashpoint("sis_extract:snapshot")
-        write_private_json(raw / SNAPSHOT_INDEX, snapshot_index(snapshot, raw, config))
         try:
             findings = open_source(str(snapshot.open_path), pipeline.options(day)).findings
         except SourceUnreadable as exc:
@@ -82,6 +76,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             yield from check_results("sis_extract", findings, day)
             raise blocked("sis_extract", day, findings)
         yield dg.MaterializeResult(
+            value=snapshot_index(snapshot, raw, config),
             metadata={
                 "source_kind": config.kind,
                 **({"mapping": snapshot.mapping} if snapshot.mapping else {}),

@@ -1,20 +1,20 @@
 """The validated OneRoster frames (orgs, users, demographics), the manifest and the package."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
-from upath import UPath
 
 from naviance_pipeline.defs.assets.common import (
     findings_metadata,
-    load_snapshot,
+    open_snapshot,
     partition_of,
     refresh_report,
     store_findings,
     stored_error_counts,
 )
 from naviance_pipeline.defs.checks import blocked, check_results, check_specs, column_schema
+from naviance_pipeline.defs.io_manager import StoredSnapshot, frame_in, frame_on_demand
 from naviance_pipeline.defs.resources import DeliveryResource, PipelineResource
 from naviance_pipeline.delivery.facts import (
     remove_facts,
@@ -26,7 +26,6 @@ from naviance_pipeline.delivery.service import IDENTITY_KEY, check_guards
 from naviance_pipeline.oneroster.contract import coded_columns
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.manifest import manifest_frame
-from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS, ORGS, USERS, FileSpec
 from naviance_pipeline.oneroster.stages import (
@@ -36,9 +35,9 @@ from naviance_pipeline.oneroster.stages import (
     build_users,
 )
 from naviance_pipeline.operations.crash import crashpoint
-from naviance_pipeline.operations.frames import read_frame, write_frame
+from naviance_pipeline.operations.frames import StoredFrame, write_frame
 from naviance_pipeline.operations.storage import GUARDS_STAGE, DataLayout, release_memory
-from naviance_pipeline.reporting import load_frame
+from naviance_pipeline.reporting import report_columns
 from naviance_pipeline.reporting.diff import diff_markdown, diff_partitions
 
 GROUP = "oneroster"
@@ -96,85 +95,72 @@ def _change_summary(
     }
 
 
-def _stored_path(layout: DataLayout, asset: str, day: str) -> UPath:
-    """Where ``asset``'s frame of ``day`` is stored; a frame that is not there fails the step."""
-    path = layout.frame_path(asset, day)
-    if not path.exists():
-        raise dg.Failure(f"no stored {asset} frame for {day}: materialize {asset} first")
-    return path
-
-
-def _frame_loader(
-    layout: DataLayout, asset: str, day: str, options: Options
-) -> Callable[[], pd.DataFrame]:
-    """Loads ``asset``'s stored frame of ``day`` when called (``build_package`` calls it when
-    the frame's entry is written), its columns of codes dictionary-encoded: the package's
-    contract check then looks at each distinct code once."""
-    path = _stored_path(layout, asset, day)
-    coded = coded_columns(f"{asset}.csv", options.include_staff)
-    return lambda: read_frame(path, dictionary=coded)
-
-
-def _report_columns(layout: DataLayout, day: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The (users, orgs) columns the reports read (no PII), read once for the guards' summary
-    and the change summary."""
-    for asset in ("users", "orgs"):
-        _stored_path(layout, asset, day)
-    return load_frame(layout, "users", day), load_frame(layout, "orgs", day)
-
-
 def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
     common = {"group_name": GROUP, "partitions_def": partitions_def}
 
     @dg.asset(
         kinds={"pandas", "parquet"},
-        deps=["sis_extract"],
+        ins={"snapshot": dg.AssetIn("sis_extract")},
         check_specs=check_specs("users"),
         **common,
     )
-    def users(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+    def users(
+        context: dg.AssetExecutionContext, pipeline: PipelineResource, snapshot: StoredSnapshot
+    ):
         """users.csv: students (and staff when included) with their class year in
         metadata.classYear, validated (rules CSV, XLS, BULK, ID, USR); org references are
         checked against the snapshot's orgs.csv (its rows not deleted)."""
         day, pipeline, _ = partition_of(context, pipeline)
         options = pipeline.options(day)
-        source = load_snapshot(pipeline, day, options)
+        source = open_snapshot(snapshot, options)
         yield from _stage_output(context, pipeline, day, USERS, build_users(source, options))
 
     @dg.asset(
         kinds={"pandas", "parquet"},
-        # One column of users is needed: read here rather than the whole frame as input.
-        deps=[users],
+        # One column of users is needed: only it is read.
+        ins={
+            "snapshot": dg.AssetIn("sis_extract"),
+            "users": frame_in("users", *USERS_READ_BY_ORGS),
+        },
         check_specs=check_specs("orgs"),
         **common,
     )
-    def orgs(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+    def orgs(
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineResource,
+        snapshot: StoredSnapshot,
+        users: pd.DataFrame,
+    ):
         """orgs.csv as Naviance gets it: the schools and district that the stored users of the
         date belong to (and their ancestors), validated against the Naviance profile (rules
         CSV, XLS, BULK, ID, ORG). Stored as Parquet for this date."""
         day, pipeline, _ = partition_of(context, pipeline)
         options = pipeline.options(day)
-        source = load_snapshot(pipeline, day, options)
-        users_frame = read_frame(_stored_path(pipeline.layout, "users", day), USERS_READ_BY_ORGS)
-        result = build_orgs(source, users_frame, options)
+        result = build_orgs(open_snapshot(snapshot, options), users, options)
         yield from _stage_output(context, pipeline, day, ORGS, result)
 
     @dg.asset(
         kinds={"pandas", "parquet"},
-        # Only two columns of users are needed: read here rather than the whole frame as input.
-        deps=[users],
+        # Only two columns of users are needed: only they are read.
+        ins={
+            "snapshot": dg.AssetIn("sis_extract"),
+            "users": frame_in("users", *USERS_READ_BY_DEMOGRAPHICS),
+        },
         check_specs=check_specs("demographics"),
         **common,
     )
-    def demographics(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+    def demographics(
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineResource,
+        snapshot: StoredSnapshot,
+        users: pd.DataFrame,
+    ):
         """demographics.csv: exactly one row per student of the stored users frame, validated
         (rules CSV, XLS, BULK, ID, DEM); a student without source demographics gets a
         sourcedId-only row and a DEM-MISSING warning."""
         day, pipeline, _ = partition_of(context, pipeline)
         options = pipeline.options(day)
-        source = load_snapshot(pipeline, day, options)
-        path = _stored_path(pipeline.layout, "users", day)
-        result = build_demographics(source, read_frame(path, USERS_READ_BY_DEMOGRAPHICS), options)
+        result = build_demographics(open_snapshot(snapshot, options), users, options)
         yield from _stage_output(context, pipeline, day, DEMOGRAPHICS, result)
 
     @dg.asset(kinds={"pandas", "csv"}, deps=[orgs, users, demographics], **common)
@@ -196,9 +182,14 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
 
     @dg.asset(
         kinds={"zip"},
-        # The frames are read here, not passed in: each is loaded when its entry is written and
-        # dropped after, so one frame is resident at a time (inputs would stay for the step).
-        deps=[manifest, orgs, users, demographics],
+        # The frames come unread: each is loaded when its entry is written and dropped after,
+        # so one frame is resident at a time (loaded inputs would stay for the whole step).
+        ins={
+            "manifest_rows": dg.AssetIn("manifest"),
+            "stored_orgs": frame_on_demand("orgs"),
+            "stored_users": frame_on_demand("users"),
+            "stored_demographics": frame_on_demand("demographics"),
+        },
         check_specs=check_specs("naviance_package"),
         **common,
     )
@@ -206,11 +197,16 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         context: dg.AssetExecutionContext,
         pipeline: PipelineResource,
         delivery: DeliveryResource,
+        manifest_rows: pd.DataFrame,
+        stored_orgs: StoredFrame,
+        stored_users: StoredFrame,
+        stored_demographics: StoredFrame,
     ):
-        """NavianceOneRoster.zip for this date, archived under the data root: the four files
-        in order, deterministic bytes, re-read and verified (PKG-VERIFY) and within the size
-        limit (PKG-SIZE). Its delivery_guards check compares it with the last package
-        delivered to the configured target (GRD-*): a blocked guard stops delivery."""
+        """NavianceOneRoster.zip for this date, archived under the data root: the manifest
+        asset's rows and the three frames, in order, deterministic bytes, re-read and verified
+        (PKG-VERIFY) and within the size limit (PKG-SIZE). Its delivery_guards check compares
+        it with the last package delivered to the configured target (GRD-*): a blocked guard
+        stops delivery."""
         day, pipeline, delivery = partition_of(context, pipeline, delivery)
         errors = {k: v for k, v in stored_error_counts(pipeline, day).items() if v}
         if errors:
@@ -221,9 +217,14 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
         layout = pipeline.layout
         dest = layout.package_path(day)
         release_memory()  # a stage begins: what the one before freed goes back to the OS
-        load_orgs, load_users, load_demographics = (
-            _frame_loader(layout, a, day, options) for a in ("orgs", "users", "demographics")
-        )
+
+        def loader(stored: StoredFrame, asset: str):
+            """Loads the frame when its entry is written, its columns of codes dictionary-
+            encoded: the package's contract check then looks at each distinct code once."""
+            coded = coded_columns(f"{asset}.csv", options.include_staff)
+            return lambda: stored.load(dictionary=coded)
+
+        load_users = loader(stored_users, "users")
         found: dict = {}
 
         def users_with_students() -> pd.DataFrame:
@@ -233,12 +234,17 @@ def build_oneroster_assets(partitions_def: dg.PartitionsDefinition) -> list:
             found["students"] = student_table(frame)
             return frame
 
-        loaders = [load_orgs, users_with_students, load_demographics]
+        loaders = [
+            manifest_rows,
+            loader(stored_orgs, "orgs"),
+            users_with_students,
+            loader(stored_demographics, "demographics"),
+        ]
 
         def summaries() -> None:
             """The guards' and change summaries, from the report columns (no PII): computed
             while the package's last entries are re-read, once every frame has been dropped."""
-            columns = _report_columns(layout, day)
+            columns = report_columns(stored_users, "users"), report_columns(stored_orgs, "orgs")
             summary = summarize_package(columns[1], columns[0], day)
             students = found["students"]
             plan = delivery.plan(context.run.tags)
