@@ -145,3 +145,21 @@ def test_a_date_outside_the_districts_partitions_is_refused_too(
         argv = ["run", "--district", "east", "--date", day]
         _refused(argv, capsys, homes, f"--date {day} is {where}")
     assert not (tmp_path / "data").exists()
+
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    """``naviance-pipeline rules | head -1``: no traceback when the reader has closed the pipe
+    (here it is closed before the command writes anything)."""
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run(
+        [str(BIN / "naviance-pipeline"), "rules"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+    os.close(write)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

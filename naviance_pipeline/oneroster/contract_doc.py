@@ -76,9 +76,7 @@ EXTENSIONS = {
 
 def always_blank(file: FileSpec) -> set[str]:
     """The columns of ``file`` the package always writes blank, whatever the source holds."""
-    if hasattr(file, "written_blank"):  # spec.py says it per column (Column.output)
-        return set(file.written_blank)
-    return {c.name for c in file.columns if c.kind == "blank"} | set(spec.ALWAYS_BLANK[file.name])
+    return set(file.written_blank)
 
 
 def _values(file: FileSpec, column: Column) -> str:

@@ -169,9 +169,8 @@ REGISTRY: tuple[Rule, ...] = (
          summary="no `manifest.csv` in a OneRoster source",
          message="manifest.csv is missing"),
     Rule("SRC-VERSION", "E", by=_SOURCE,
-         summary="`oneroster.version` is not `1.1` or `1.2`, or the headers are those of another "
-                 "version than the manifest says (1.0 headers always); a 1.2 bulk export is read "
-                 "and converted to the 1.1 package",
+         summary="the manifest's `oneroster.version` is not `1.1`, or `users.csv` has the "
+                 "header of OneRoster 1.0 or 1.2: export OneRoster 1.1 CSV",
          message="names the version found"),
     Rule("SRC-DELTA", "E", by=_SOURCE,
          summary="the manifest marks orgs, users or demographics as `delta`",

@@ -16,13 +16,13 @@ only when a target is built.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
+
+from naviance_pipeline.operations.declared import declared
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,7 @@ class TargetKind:
 @cache
 def registry() -> dict[str, TargetKind]:
     """Every target, by name, in the order of their modules."""
-    found: dict[str, TargetKind] = {}
-    for info in pkgutil.iter_modules(__path__):
-        target = importlib.import_module(f"{__name__}.{info.name}").TARGET
-        found[target.name] = target
-    return found
+    return declared(__name__, __path__, "TARGET")
 
 
 def secret_env() -> dict[str, str]:

@@ -13,13 +13,13 @@ which imports this package.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from naviance_pipeline.operations.declared import declared
 
 if TYPE_CHECKING:
     from naviance_pipeline.sources.snapshot import Snapshot
@@ -54,11 +54,7 @@ class SourceKind:
 @cache
 def registry() -> dict[str, SourceKind]:
     """Every kind, by name, in the order of their modules."""
-    found: dict[str, SourceKind] = {}
-    for info in pkgutil.iter_modules(__path__):
-        kind = importlib.import_module(f"{__name__}.{info.name}").KIND
-        found[kind.name] = kind
-    return found
+    return declared(__name__, __path__, "KIND")
 
 
 def names() -> tuple[str, ...]:
