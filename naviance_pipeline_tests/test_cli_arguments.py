@@ -147,7 +147,6 @@ def test_a_date_outside_the_districts_partitions_is_refused_too(
     assert not (tmp_path / "data").exists()
 
 
-
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
     """``naviance-pipeline rules | head -1``: no traceback when the reader has closed the pipe
     (here it is closed before the command writes anything)."""
