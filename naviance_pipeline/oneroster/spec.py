@@ -122,9 +122,6 @@ class FileSpec:
                 return c
         raise KeyError(name)
 
-    def names_of_kind(self, *kinds: str) -> list[str]:
-        return [c.name for c in self.columns if c.kind in kinds]
-
 
 _BULK = (Column("status", kind="blank"), Column("dateLastModified", kind="blank"))
 _SOURCED_ID = Column("sourcedId", required=True, kind="id")
