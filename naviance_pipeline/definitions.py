@@ -98,7 +98,13 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     if settings.executor == "celery":
         # Imported only when chosen: one-machine setups need no Celery.
-        from dagster_celery import celery_executor
+        try:
+            from dagster_celery import celery_executor
+        except ModuleNotFoundError:
+            raise ValueError(
+                "NAVIANCE_EXECUTOR=celery needs the deploy extra: "
+                "pip install 'naviance_pipeline[deploy]' (uv sync --extra deploy)"
+            ) from None
 
         return celery_executor.configured(
             {"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BACKEND_ENV}}

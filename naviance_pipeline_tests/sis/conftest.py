@@ -147,7 +147,7 @@ def sis_postgres() -> Iterator[SisDatabase]:
             cursor.execute(f"GRANT SELECT ON schools, students TO {READER}")
             cursor.execute(f"GRANT SELECT, INSERT ON scratch TO {READER}")
             cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON scratch_id_seq TO {READER}")
-        url = f"postgresql+psycopg2://{READER}@127.0.0.1:{server.port}/sis"
+        url = f"postgresql://{READER}@127.0.0.1:{server.port}/sis"
         yield SisDatabase("postgresql", url, reader_password, execute, server)
         owner.close()
     finally:

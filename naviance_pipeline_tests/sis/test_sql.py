@@ -459,7 +459,7 @@ class TcpProxy:
 
 
 def pg_url(port: int) -> str:
-    return f"postgresql+psycopg2://sis_reader@127.0.0.1:{port}/sis"
+    return f"postgresql://sis_reader@127.0.0.1:{port}/sis"
 
 
 def test_closed_port_is_unreachable_without_the_password(dest):

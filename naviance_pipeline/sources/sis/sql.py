@@ -1,7 +1,8 @@
 """SQL source: run one query per SIS table and store the result sets as a snapshot folder.
 
-``snapshot_queries`` connects with SQLAlchemy Core (SQLite is the embedded default, PostgreSQL
-via psycopg2 is tested; any synchronous SQLAlchemy dialect with its driver installed works),
+``snapshot_queries`` connects with SQLAlchemy Core (SQLite is the embedded default; PostgreSQL
+through psycopg 3, the ``postgres`` extra, is tested; any synchronous SQLAlchemy dialect with its
+driver installed works),
 runs every query inside ONE read-only transaction (REPEATABLE READ on PostgreSQL, a single
 read transaction on SQLite) so the tables are a consistent snapshot of the same moment, and
 writes ``<table>.csv`` per query plus ``queries.json`` (per table: query text, result columns,
@@ -174,12 +175,12 @@ def database_url(url: str, password: str | None, *, password_env: str = PASSWORD
     except NoSuchModuleError:
         raise ValueError(
             f"the SIS database URL {shown} names an unknown dialect '{parsed.drivername}' "
-            "(for example sqlite:///path/sis.db or postgresql+psycopg2://user@host/db)"
+            "(for example sqlite:///path/sis.db or postgresql://user@host/db)"
         ) from None
     if getattr(dialect, "is_async", False):
         raise ValueError(
             f"the SIS database URL {shown} names the asyncio driver '{parsed.drivername}': "
-            "use a synchronous one such as postgresql+psycopg2"
+            "use a synchronous one such as postgresql (psycopg)"
         )
     try:
         dialect.import_dbapi()
@@ -302,7 +303,15 @@ def _engine(target: URL, shown: str, connect_timeout: float) -> Engine:
         connect_args[_TIMEOUT_ARGS[driver]] = max(1, math.ceil(connect_timeout))
     if driver in ("psycopg2", "psycopg"):
         connect_args.update(_LIBPQ_KEEPALIVES)
-    return sa.create_engine(target, poolclass=NullPool, connect_args=connect_args)
+    try:
+        return sa.create_engine(target, poolclass=NullPool, connect_args=connect_args)
+    except ModuleNotFoundError as exc:
+        # The driver is an extra (pyproject.toml): name it, not a traceback.
+        raise ValueError(
+            f"{shown}: its database driver ({exc.name}) is not installed; for PostgreSQL install "
+            "the postgres extra: pip install 'naviance_pipeline[postgres]' "
+            "(uv sync --extra postgres)"
+        ) from None
 
 
 def _sqlite_engine(target: URL, shown: str, connect_timeout: float) -> Engine:
@@ -350,8 +359,13 @@ def _database_errors(shown: str, password: str | None, table: str | None) -> Ite
         raise QueryFailed(table, f"was rejected by the database: {reason}") from None
 
 
+def _sqlstate(orig: BaseException) -> str:
+    """PostgreSQL's SQLSTATE: ``sqlstate`` on psycopg 3, ``pgcode`` on psycopg2."""
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or ""
+
+
 def _retryable(orig: BaseException) -> bool:
-    code = getattr(orig, "pgcode", None)
+    code = _sqlstate(orig)
     if code:
         return code.startswith(_PG_RETRYABLE)
     sqlite_code = getattr(orig, "sqlite_errorcode", None)
@@ -363,7 +377,7 @@ def _first_line(orig: BaseException) -> str:
     diag = getattr(orig, "diag", None)
     text = (getattr(diag, "message_primary", None) or str(orig)).strip()
     line = text.splitlines()[0].strip() if text else type(orig).__name__
-    code = getattr(orig, "pgcode", None) or ""
+    code = _sqlstate(orig)
     if code.startswith(_PG_VALUE_CLASSES):
         line = line.split(": ", 1)[0] + " (the value is not shown)"
     if line.startswith("Could not decode to UTF-8 column"):  # sqlite3 appends the raw text
