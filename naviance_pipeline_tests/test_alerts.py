@@ -6,10 +6,14 @@ string or any log record; the retired SMTP/webhook variables are refused by name
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 from email import message_from_bytes
 from email.policy import default as default_policy
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +26,7 @@ from naviance_pipeline.operations.alerts import (
     send_all,
 )
 from naviance_pipeline_tests.local_servers import hook_payload, received_alert
+from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip
 
 RUN_URL = "http://dagster.local:3000/runs/4f1c2b"
 PII = ("Zebediah", "Quillfeather", "zq@example.org")
@@ -288,3 +293,82 @@ def test_the_old_smtp_and_webhook_variables_are_refused_naming_the_replacement(n
 def test_an_unknown_alert_kind_is_refused():
     with pytest.raises(ValueError, match="kind"):
         Alert("exploded", "d1", None, "x", {}, None)
+
+
+# ---- naviance-pipeline run alerts by itself (no daemon) ----------------------------------------
+
+
+def _failed_run(tmp_path: Path, source: Path, **alert_env: str) -> subprocess.CompletedProcess:
+    """``naviance-pipeline run`` on an export whose first student has role ``pupil``."""
+    bad = rewrite_zip(
+        source, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NAVIANCE_", "DAGSTER_"))}
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env.update(
+        NAVIANCE_HOME=str(tmp_path),
+        NAVIANCE_SOURCE_URL=str(bad),
+        NAVIANCE_PARTITIONS_START="2026-01-01",
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        NAVIANCE_UI_URL="http://dagster.example:3000",
+        **alert_env,
+    )
+    cli = Path(sys.executable).parent / "naviance-pipeline"
+    proc = subprocess.run(
+        [str(cli), "run", "--date", "2026-11-24"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "nothing was delivered" in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def test_run_alerts_every_channel_and_names_a_failed_one_without_its_url(
+    tmp_path, tiny_district, webhook_server
+):
+    proc = _failed_run(
+        tmp_path,
+        tiny_district,
+        NAVIANCE_ALERT_URLS=" ".join(
+            [
+                _hook_url(webhook_server, f"/services/T0/B0/{SECRET}/broken"),
+                _hook_url(webhook_server),
+            ]
+        ),
+    )
+
+    assert "alert not sent: alert channel 1 (JSON): Failed to send JSON POST" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    broken, good = webhook_server.posts
+    alert = received_alert(good[2])
+    assert (alert["kind"], alert["counts"], alert["partition"]) == (
+        "run_failed",
+        {"USR-ROLE": 1},
+        "2026-11-24",
+    )
+    assert alert["run_url"].startswith("http://dagster.example:3000/runs/")
+    assert broken[2] == good[2]
+
+
+def test_run_with_the_old_variables_says_what_replaces_them_and_does_not_trace_back(
+    tmp_path, tiny_district
+):
+    closed = str(_closed_port())
+    proc = _failed_run(
+        tmp_path,
+        tiny_district,
+        NAVIANCE_ALERT_SMTP_HOST="127.0.0.1",
+        NAVIANCE_ALERT_SMTP_PORT=closed,
+        NAVIANCE_ALERT_SMTP_FROM="pipeline@district.example",
+        NAVIANCE_ALERT_SMTP_TO="ops@district.example",
+        NAVIANCE_ALERT_SMTP_STARTTLS="false",
+        NAVIANCE_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{closed}/services/T0/B0/{SECRET}",
+    )
+
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("alert not sent")]
+    assert line.startswith("alert not sent: NAVIANCE_ALERT_SMTP_FROM, NAVIANCE_ALERT_SMTP_HOST,")
+    assert "no longer read" in line and "NAVIANCE_ALERT_URLS" in line and "mailtos://" in line
+    assert SECRET not in proc.stderr and "Traceback" not in proc.stderr
