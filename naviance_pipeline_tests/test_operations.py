@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pytest
 
 from naviance_pipeline.definitions import build_definitions
 from naviance_pipeline.operations.storage import DataLayout
@@ -49,6 +50,10 @@ def test_failed_run_sends_one_alert_with_rule_codes_and_run_link(
         result = run_job(settings, "2026-11-24", instance)
         assert not result.success
         _alert_on_failure(build_definitions(settings), instance, result)
+        # A variable of the channels before apprise fails the tick, naming the replacement.
+        monkeypatch.setenv("NAVIANCE_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/services/T/B/x")
+        with pytest.raises(ValueError, match=r"WEBHOOK_URL: no longer read.*NAVIANCE_ALERT_URLS"):
+            _alert_on_failure(build_definitions(settings), instance, result)
     [(_, _, body)] = webhook_server.posts
     alert = received_alert(body)
     assert alert["kind"] == "run_failed"
