@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-import apprise
-
 from naviance_pipeline.oneroster.findings import ERROR, Finding
 
 KINDS = {
@@ -34,7 +32,6 @@ KINDS = {
 URLS_ENV = "NAVIANCE_ALERT_URLS"
 # The channels of versions before apprise; refused by name rather than silently ignored.
 RETIRED_PREFIXES = ("NAVIANCE_ALERT_SMTP_", "NAVIANCE_ALERT_WEBHOOK_")
-_ASSET = apprise.AppriseAsset(app_id="Naviance OneRoster", app_desc="naviance_pipeline alerts")
 _LOGGERS = ("apprise", "urllib3")  # both log URLs (paths hold webhook tokens) below WARNING
 _LOG_LOCK = threading.Lock()
 
@@ -107,11 +104,13 @@ class Channel:
         return f"alert channel {self.number} ({self.service})"
 
     def send(self, alert: Alert) -> None:
+        import apprise  # here, not at module level: 0.4 s more for every process that starts
+
         missed = alert.kind == "delivery_missed"
         kind = apprise.NotifyType.WARNING if missed else apprise.NotifyType.FAILURE
         with _apprise_logs() as records:
             try:
-                sender = apprise.Apprise(asset=_ASSET)  # converts the text for each service
+                sender = apprise.Apprise(asset=_asset())  # converts the text for each service
                 sent = sender.add(self.url) and sender.notify(
                     body=alert_text(alert),
                     title=subject(alert),
@@ -178,10 +177,18 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def _asset():
+    import apprise
+
+    return apprise.AppriseAsset(app_id="Naviance OneRoster", app_desc="naviance_pipeline alerts")
+
+
 def _channel(number: int, url: str) -> Channel:
+    import apprise
+
     where = f"{URLS_ENV} entry {number}"
     with _apprise_logs() as records:
-        plugin = apprise.Apprise.instantiate(url, asset=_ASSET)
+        plugin = apprise.Apprise.instantiate(url, asset=_asset())
     if plugin is None:
         scheme = url.split("://", 1)[0] if "://" in url else ""
         named = f" ({scheme}://…)" if re.fullmatch(r"[a-z][a-z0-9+.-]{0,15}", scheme) else ""
