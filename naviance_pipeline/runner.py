@@ -288,7 +288,11 @@ def _alert(target: Target, run_id: str) -> None:
     from naviance_pipeline.defs.sensors import failure_alert
     from naviance_pipeline.operations.alerts import notifiers_from_env, send_all
 
-    notifiers = notifiers_from_env()
+    try:
+        notifiers = notifiers_from_env()
+    except ValueError as exc:  # a misconfigured channel: said in one line, no traceback
+        print(f"alert not sent: {exc}", file=sys.stderr)
+        return
     if notifiers:
         alert = failure_alert(target.layout, target.day, run_id)
         for error in send_all(alert, notifiers):

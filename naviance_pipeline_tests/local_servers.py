@@ -1,64 +1,66 @@
-"""Local servers the alert tests talk to: a tiny SMTP server and a webhook receiver, both on
-loopback, started and stopped by fixtures."""
+"""Local servers the alert tests talk to: aiosmtpd's SMTP server and a webhook receiver, both on
+loopback, started and stopped by fixtures; ``received_alert`` reads an alert back from what the
+webhook received (apprise's json:// payload)."""
 
 from __future__ import annotations
 
-import base64
-import socketserver
+import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
-# ---- a tiny SMTP server (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) -----------------------------
+from naviance_pipeline.operations.alerts import KINDS
 
-
-class _SmtpHandler(socketserver.StreamRequestHandler):
-    def reply(self, line: str) -> None:
-        self.wfile.write(f"{line}\r\n".encode())
-
-    def handle(self) -> None:
-        mail = {"from": None, "to": [], "auth": None, "data": b""}
-        self.reply("220 test ESMTP")
-        while raw := self.rfile.readline():
-            command = raw.decode().rstrip("\r\n")
-            verb = command.split(" ", 1)[0].upper()
-            if verb == "EHLO":
-                self.reply("250-test")
-                self.reply("250 AUTH PLAIN")
-            elif verb == "AUTH":
-                _, user, password = base64.b64decode(command.split()[2]).split(b"\0")
-                mail["auth"] = (user.decode(), password.decode())
-                self.reply("235 2.7.0 Authentication successful")
-            elif verb == "MAIL":
-                mail["from"] = command.split(":", 1)[1].strip()
-                self.reply("250 OK")
-            elif verb == "RCPT":
-                mail["to"].append(command.split(":", 1)[1].strip())
-                self.reply("250 OK")
-            elif verb == "DATA":
-                self.reply("354 End data with <CR><LF>.<CR><LF>")
-                lines = []
-                while (line := self.rfile.readline()) not in (b".\r\n", b""):
-                    lines.append(line[1:] if line.startswith(b"..") else line)
-                mail["data"] = b"".join(lines)
-                self.server.mails.append(dict(mail))
-                self.reply("250 OK queued")
-            elif verb == "QUIT":
-                self.reply("221 Bye")
-                return
-            else:
-                self.reply("250 OK")
+# ---- aiosmtpd's SMTP server (AUTH allowed without TLS: loopback only) --------------------------
 
 
-class SmtpTestServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class SmtpTestServer:
+    """Every mail received: ``{"from", "to", "auth": (user, password) or None, "data": bytes}``."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SmtpHandler)
         self.mails: list[dict] = []
+        with socket.socket() as s:  # aiosmtpd's Controller cannot bind port 0 itself
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.controller = Controller(
+            self,
+            hostname="127.0.0.1",
+            port=self.port,
+            auth_require_tls=False,
+            authenticator=self._authenticate,
+        )
+
+    @staticmethod
+    def _authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        return AuthResult(success=True, auth_data=auth_data)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        auth = session.auth_data
+        self.mails.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "auth": (auth.login.decode(), auth.password.decode()) if auth else None,
+                "data": envelope.original_content,
+            }
+        )
+        return "250 OK queued"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpTestServer]:
+    server = SmtpTestServer()
+    server.controller.start()
+    try:
+        yield server
+    finally:
+        server.controller.stop()
 
 
 # ---- a local webhook receiver -----------------------------------------------------------------
@@ -77,7 +79,10 @@ class _HookHandler(BaseHTTPRequestHandler):
         pass
 
 
-def _serve(server) -> Iterator:
+@pytest.fixture
+def webhook_server() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HookHandler)
+    server.posts = []
     # A short poll interval: shutdown() waits up to one interval.
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
@@ -88,13 +93,23 @@ def _serve(server) -> Iterator:
         server.server_close()
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpTestServer]:
-    yield from _serve(SmtpTestServer())
+def hook_payload(content_type: str, body: bytes) -> dict:
+    """What apprise posted: json:// sends JSON, form:// a url-encoded form."""
+    if content_type.startswith("application/json"):
+        return json.loads(body)
+    return {key: values[0] for key, values in parse_qs(body.decode()).items()}
 
 
-@pytest.fixture
-def webhook_server() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HookHandler)
-    server.posts = []
-    yield from _serve(server)
+def received_alert(body: bytes) -> dict:
+    """The alert's fields read back from a json:// post: kind (from the title), district,
+    partition, counts and run link (from the message's lines)."""
+    payload = json.loads(body)
+    (kind,) = [k for k, text in KINDS.items() if f"] {text}: " in payload["title"]]
+    alert = {"kind": kind, "type": payload["type"], "partition": None, "counts": {}}
+    for line in payload["message"].splitlines()[2:]:
+        key, _, value = line.strip().partition(": ")
+        if line.startswith("  "):
+            alert["counts"][key] = int(value)
+        elif key in ("District", "Partition", "Run"):
+            alert[{"Run": "run_url"}.get(key, key.lower())] = value
+    return alert

@@ -8,16 +8,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pytest
 
 from naviance_pipeline.definitions import build_definitions
 from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.conftest import make_settings
+from naviance_pipeline_tests.local_servers import received_alert
 from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip, run_job
 
 
 def _hook_env(monkeypatch, webhook_server) -> None:
     host, port = webhook_server.server_address[:2]
-    monkeypatch.setenv("NAVIANCE_ALERT_WEBHOOK_URL", f"http://{host}:{port}/hook")
+    monkeypatch.setenv("NAVIANCE_ALERT_URLS", f"json://{host}:{port}/hook")
     monkeypatch.setenv("NAVIANCE_UI_URL", "http://dagster.example:3000")
 
 
@@ -48,12 +50,16 @@ def test_failed_run_sends_one_alert_with_rule_codes_and_run_link(
         result = run_job(settings, "2026-11-24", instance)
         assert not result.success
         _alert_on_failure(build_definitions(settings), instance, result)
+        # A variable of the channels before apprise fails the tick, naming the replacement.
+        monkeypatch.setenv("NAVIANCE_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/services/T/B/x")
+        with pytest.raises(ValueError, match=r"WEBHOOK_URL: no longer read.*NAVIANCE_ALERT_URLS"):
+            _alert_on_failure(build_definitions(settings), instance, result)
     [(_, _, body)] = webhook_server.posts
-    payload = json.loads(body)
-    assert payload["alert"]["kind"] == "run_failed"
-    assert payload["alert"]["counts"] == {"USR-ROLE": 1}
-    assert payload["alert"]["run_url"] == f"http://dagster.example:3000/runs/{result.run_id}"
-    assert payload["alert"]["partition"] == "2026-11-24"
+    alert = received_alert(body)
+    assert alert["kind"] == "run_failed"
+    assert alert["counts"] == {"USR-ROLE": 1}
+    assert alert["run_url"] == f"http://dagster.example:3000/runs/{result.run_id}"
+    assert alert["partition"] == "2026-11-24"
 
 
 def test_guard_block_is_alerted_as_such(tmp_path, tiny_district, monkeypatch, webhook_server):
@@ -73,7 +79,7 @@ def test_guard_block_is_alerted_as_such(tmp_path, tiny_district, monkeypatch, we
         assert not blocked.success
         _alert_on_failure(build_definitions(settings), instance, blocked)
     [(_, _, body)] = webhook_server.posts
-    alert = json.loads(body)["alert"]
+    alert = received_alert(body)
     assert alert["kind"] == "guard_blocked"
     assert alert["counts"] == {"GRD-EMPTY": 1}
 
@@ -92,7 +98,7 @@ def test_missed_delivery_alerts_once(tmp_path, tiny_district, monkeypatch, webho
         again = sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
         assert "last delivery" in again.skip_message
     [(_, _, body)] = webhook_server.posts  # one alert for one missed stretch
-    alert = json.loads(body)["alert"]
+    alert = received_alert(body)
     assert alert["kind"] == "delivery_missed"
     assert alert["partition"] == "2026-11-24"
 
@@ -144,7 +150,7 @@ def test_a_failed_district_run_is_alerted_in_that_districts_name(
         assert not result.success
         _alert_on_failure(defs, instance, result)
     [(_, _, body)] = webhook_server.posts
-    alert = json.loads(body)["alert"]
+    alert = received_alert(body)
     assert (alert["district"], alert["partition"]) == ("west", "2026-11-24")
     assert alert["counts"] == {"USR-ROLE": 1}  # the district's own stored findings
 
@@ -193,7 +199,7 @@ def test_a_missed_delivery_is_alerted_per_district(
     assert "east: alerted" in first.skip_message
     assert "east: last delivery" in again.skip_message  # one alert per missed stretch
     [(_, _, body)] = webhook_server.posts
-    alert = json.loads(body)["alert"]
+    alert = received_alert(body)
     assert (alert["kind"], alert["district"], alert["partition"]) == (
         "delivery_missed",
         "east",

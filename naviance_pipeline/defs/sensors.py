@@ -1,8 +1,8 @@
 """Alerts from Dagster: a failed run (or guards that blocked delivery) and a missed delivery.
 
-Both sensors run in the daemon (``dagster dev`` starts one) and send through the channels
-configured by ``NAVIANCE_ALERT_*`` variables (``alerts.py``); with none configured they do
-nothing. ``naviance-pipeline run`` has no daemon, so it calls ``failure_alert`` itself.
+Both sensors run in the daemon (``dagster dev`` starts one) and send through apprise to the
+channels of ``NAVIANCE_ALERT_URLS`` (``alerts.py``); with none configured they do nothing.
+``naviance-pipeline run`` has no daemon, so it calls ``failure_alert`` itself.
 Alerts carry counts, rule codes and a link to the run — never PII.
 """
 
@@ -118,15 +118,15 @@ def build_sensors(
     @dg.run_failure_sensor(
         name="alert_on_failure",
         monitored_jobs=[job],
-        # It sends mail/webhooks: stopped until an operator switches it on (README).
+        # It sends alerts: stopped until an operator switches it on (README).
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Sends an alert (mail/webhook) when a nightly run fails or the delivery "
-        "guards block a package. Configure channels with NAVIANCE_ALERT_* variables.",
+        description="Sends an alert (mail, chat, webhook) when a nightly run fails or the "
+        "delivery guards block a package. Channels: apprise URLs in NAVIANCE_ALERT_URLS.",
     )
     def alert_on_failure(context: dg.RunFailureSensorContext):
         notifiers = notifiers_from_env()
         if not notifiers:
-            return dg.SkipReason("no alert channel configured (NAVIANCE_ALERT_*)")
+            return dg.SkipReason("no alert channel configured (NAVIANCE_ALERT_URLS)")
         run = context.dagster_run
         layout, day = _partition_layout(layout_of(), run.tags.get("dagster/partition"))
         alert = failure_alert(layout, day, run.run_id)

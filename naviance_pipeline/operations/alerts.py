@@ -1,27 +1,26 @@
 """Alerts to people: a run failed, the guards blocked a delivery, or a night passed without one.
 
 An alert carries counts, rule codes, the district, the partition and a link to the run — never
-a finding's message or value, so no PII can reach an inbox or a chat channel. Channels are an
-SMTP server and an incoming webhook (Slack, or Teams through a Workflows webhook), configured by
-environment variables; secrets (the SMTP password, the webhook URL, which holds a token) never
-appear in a repr or an error string. ``send_all`` never raises: an alerting failure must not
-hide the failure it reports.
+a finding's message or value, so no PII can reach an inbox or a chat channel. It is sent by
+apprise to every channel of ``NAVIANCE_ALERT_URLS``: one apprise URL per channel (e-mail,
+Slack, Teams, Google Chat, ...; https://github.com/caronc/apprise/wiki). The URLs hold
+passwords and tokens: they never appear in a repr, an error string or a log line (apprise's
+and urllib3's loggers are held at WARNING and captured while sending, their messages redacted).
+``send_all`` never raises: an alerting failure must not hide the failure it reports.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
+import logging
 import os
-import smtplib
-import ssl
-import urllib.request
+import re
+import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from email.message import EmailMessage
-from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from naviance_pipeline.oneroster.findings import ERROR, Finding
 
@@ -30,9 +29,11 @@ KINDS = {
     "guard_blocked": "delivery blocked by the guards",
     "delivery_missed": "no delivery",
 }
-ENV = "NAVIANCE_ALERT_"
-PASSWORD_ENV = f"{ENV}SMTP_PASSWORD"
-WEBHOOK_FORMATS = ("slack", "teams")
+URLS_ENV = "NAVIANCE_ALERT_URLS"
+# The channels of versions before apprise; refused by name rather than silently ignored.
+RETIRED_PREFIXES = ("NAVIANCE_ALERT_SMTP_", "NAVIANCE_ALERT_WEBHOOK_")
+_LOGGERS = ("apprise", "urllib3")  # both log URLs (paths hold webhook tokens) below WARNING
+_LOG_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -87,192 +88,146 @@ def alert_text(alert: Alert) -> str:
     return "\n".join(lines) + "\n"
 
 
-@runtime_checkable
-class Notifier(Protocol):
-    def describe(self) -> str:
-        """The channel, without secrets, for error strings."""
-        ...
-
-    def send(self, alert: Alert) -> None: ...
+class AlertNotSent(Exception):
+    """A channel failed; the text never holds its URL or any piece of it."""
 
 
 @dataclass(frozen=True)
-class SmtpNotifier:
-    """Mail through an SMTP server; the password is read from the environment variable named
-    ``password_env`` when sending, so it is never held in configuration."""
+class Channel:
+    """One apprise URL of ``NAVIANCE_ALERT_URLS``, named by its place and service only."""
 
-    host: str
-    sender: str
-    recipients: tuple[str, ...]
-    port: int = 587
-    username: str | None = None
-    password_env: str | None = PASSWORD_ENV
-    starttls: bool = True
-    timeout: float = 30.0
-    environ: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    number: int  # 1-based place in NAVIANCE_ALERT_URLS
+    service: str  # apprise's name for it: "E-Mail", "Slack", "JSON", ...
+    url: str = field(repr=False)
 
     def describe(self) -> str:
-        return f"smtp {self.host}:{self.port}"
-
-    def _password(self) -> str:
-        env = os.environ if self.environ is None else self.environ
-        password = env.get(self.password_env or "")
-        if not password:
-            raise ValueError(
-                f"SMTP user is set but {self.password_env or 'no password variable'} is not"
-            )
-        return password
+        return f"alert channel {self.number} ({self.service})"
 
     def send(self, alert: Alert) -> None:
-        if self.username and not self.starttls and not _is_loopback(self.host):
-            raise ValueError(
-                f"refusing to send the SMTP password unencrypted to {self.host}: "
-                f"set {ENV}SMTP_STARTTLS=true"
-            )
-        message = EmailMessage()
-        message["Subject"] = subject(alert)
-        message["From"] = self.sender
-        message["To"] = ", ".join(self.recipients)
-        message.set_content(alert_text(alert))
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-            if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if self.username:
-                smtp.login(self.username, self._password())
-            smtp.send_message(message)
+        import apprise  # here, not at module level: 0.4 s more for every process that starts
+
+        missed = alert.kind == "delivery_missed"
+        kind = apprise.NotifyType.WARNING if missed else apprise.NotifyType.FAILURE
+        with _apprise_logs() as records:
+            try:
+                sender = apprise.Apprise(asset=_asset())  # converts the text for each service
+                sent = sender.add(self.url) and sender.notify(
+                    body=alert_text(alert),
+                    title=subject(alert),
+                    notify_type=kind,
+                    body_format=apprise.NotifyFormat.TEXT,
+                )
+            except Exception as exc:  # a plugin's own bug; its text may hold the URL
+                records.append(f"{type(exc).__name__}: {exc}")
+                sent = False
+        if not sent:
+            raise AlertNotSent(_redact("; ".join(records) or "not delivered", self.url))
 
 
-def _is_loopback(host: str) -> bool:
+def _redact(text: str, url: str) -> str:
+    """``text`` without the URL or any piece of it (host, user, password, path, query value):
+    the host of a Slack or Google Chat URL is a token too."""
+    rest = url.split("://", 1)[-1]
+    pieces = {url, rest, *re.split(r"[/:@?&=#,;\s]+", rest)}
+    for piece in sorted(pieces | {unquote(p) for p in pieces}, key=len, reverse=True):
+        if len(piece) >= 3:
+            text = text.replace(piece, "…")
+    # Any URL left, and apprise's own masking ("p...w": a secret's first and last character).
+    return re.sub(r"\S*(://|\.\.\.)\S*", "…", text)
+
+
+class _Capture(logging.Handler):
+    def __init__(self, records: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record.getMessage())
+
+
+@contextmanager
+def _apprise_logs() -> Iterator[list[str]]:
+    """While apprise works: its loggers (and urllib3's) create no record below WARNING — the
+    ones that print URLs, payloads and recipients — and hand the rest to the caller, not to
+    any handler of the process, so the caller can redact them."""
+    records: list[str] = []
+    with _LOG_LOCK:
+        saved = []
+        for name in _LOGGERS:
+            logger = logging.getLogger(name)
+            saved.append((logger, logger.level, logger.propagate, logger.handlers))
+            logger.setLevel(logging.WARNING)
+            logger.propagate = False
+            logger.handlers = [_Capture(records)]
+        try:
+            yield records
+        finally:
+            for logger, level, propagate, handlers in saved:
+                logger.setLevel(level)
+                logger.propagate = propagate
+                logger.handlers = handlers
+
+
+def _is_loopback(host: str | None) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host or "").is_loopback
     except ValueError:
         return False
 
 
-class WebhookError(Exception):
-    """A webhook POST failed; the text never holds the URL (its path is a secret token)."""
+def _asset():
+    import apprise
+
+    return apprise.AppriseAsset(app_id="Naviance OneRoster", app_desc="naviance_pipeline alerts")
 
 
-@dataclass(frozen=True)
-class WebhookNotifier:
-    """POSTs JSON to an incoming webhook: ``{"text": ..., "alert": {...}}``, which Slack (and
-    the retired Teams connectors) show as a message. ``format="teams"`` adds the Adaptive Card
-    attachment that a Teams Workflows webhook needs."""
+def _channel(number: int, url: str) -> Channel:
+    import apprise
 
-    url: str = field(repr=False)
-    timeout: float = 10.0
-    format: str = "slack"
-
-    def __post_init__(self) -> None:
-        # urllib would also open file:// and ftp:// URLs.
-        if urlsplit(self.url).scheme not in ("http", "https"):
-            raise ValueError("the alert webhook URL must be http:// or https://")
-        if self.format not in WEBHOOK_FORMATS:
-            raise ValueError(f"webhook format must be one of {', '.join(WEBHOOK_FORMATS)}")
-
-    def describe(self) -> str:
-        parts = urlsplit(self.url)
-        return f"webhook {parts.scheme}://{parts.hostname}"
-
-    def payload(self, alert: Alert) -> dict:
-        text = alert_text(alert)
-        body: dict = {"text": text, "alert": asdict(alert)}
-        if self.format == "teams":
-            card = {
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard",
-                "version": "1.4",
-                "body": [{"type": "TextBlock", "text": text, "wrap": True}],
-            }
-            body["type"] = "message"
-            body["attachments"] = [
-                {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
-            ]
-        return body
-
-    def send(self, alert: Alert) -> None:
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps(self.payload(alert)).encode(),
-            headers={"Content-Type": "application/json; charset=utf-8"},
-            method="POST",
+    where = f"{URLS_ENV} entry {number}"
+    with _apprise_logs() as records:
+        plugin = apprise.Apprise.instantiate(url, asset=_asset())
+    if plugin is None:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        named = f" ({scheme}://…)" if re.fullmatch(r"[a-z][a-z0-9+.-]{0,15}", scheme) else ""
+        why = _redact("; ".join(records), url)
+        raise ValueError(f"{where}{named} is not a URL apprise can send to: {why or '?'}")
+    if plugin.protocol and not plugin.secure and plugin.password and not _is_loopback(plugin.host):
+        raise ValueError(
+            f"{where} would send its password unencrypted to a remote host: use the secure "
+            "form of its scheme (mailtos://, jsons://, ...)"
         )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                response.read()
-        except Exception as exc:  # re-raised without the URL
-            raise WebhookError(f"{type(exc).__name__}: {exc}".replace(self.url, "<url>")) from None
+    return Channel(number, plugin.service_name, url)
 
 
-def _flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-def notifiers_from_env(environ: Mapping[str, str] | None = None) -> list[Notifier]:
-    """The channels configured by ``NAVIANCE_ALERT_*`` variables (none configured: ``[]``).
-
-    SMTP: ``_SMTP_HOST`` (switches it on), ``_SMTP_FROM``, ``_SMTP_TO`` (comma list) required;
-    ``_SMTP_PORT`` (587), ``_SMTP_USER``, ``_SMTP_PASSWORD`` (read at send time),
-    ``_SMTP_STARTTLS`` (true). Webhook: ``_WEBHOOK_URL``, ``_WEBHOOK_FORMAT`` (slack|teams).
-    Raises ValueError naming the variable when one is missing or malformed."""
+def notifiers_from_env(environ: Mapping[str, str] | None = None) -> list[Channel]:
+    """The channels of ``NAVIANCE_ALERT_URLS``: apprise URLs separated by commas, spaces or
+    newlines (none configured: ``[]``). Raises ValueError — naming the variable and the
+    entry's number, never the URL — for a URL apprise cannot use, one that would send a
+    password unencrypted to a remote host, or a variable of the old SMTP/webhook channels."""
     env = os.environ if environ is None else environ
-
-    def get(name: str) -> str:
-        return (env.get(f"{ENV}{name}") or "").strip()
-
-    notifiers: list[Notifier] = []
-    if get("SMTP_HOST"):
-        recipients = tuple(a.strip() for a in get("SMTP_TO").split(",") if a.strip())
-        missing = [
-            f"{ENV}{n}"
-            for n, v in (("SMTP_FROM", get("SMTP_FROM")), ("SMTP_TO", recipients))
-            if not v
-        ]
-        if missing:
-            raise ValueError(f"alert mail needs {' and '.join(missing)}")
-        port = get("SMTP_PORT") or "587"
-        if not port.isdigit():
-            raise ValueError(f"{ENV}SMTP_PORT must be a number, got {port!r}")
-        starttls = get("SMTP_STARTTLS")
-        notifiers.append(
-            SmtpNotifier(
-                host=get("SMTP_HOST"),
-                sender=get("SMTP_FROM"),
-                recipients=recipients,
-                port=int(port),
-                username=get("SMTP_USER") or None,
-                starttls=_flag(f"{ENV}SMTP_STARTTLS", starttls) if starttls else True,
-                environ=environ,
-            )
+    retired = sorted(n for n, v in env.items() if n.startswith(RETIRED_PREFIXES) and v.strip())
+    if retired:
+        raise ValueError(
+            f"{', '.join(retired)}: no longer read; alerts now go to the apprise URLs in "
+            f"{URLS_ENV}, e.g. mailtos://USER:PASSWORD@HOST:587?from=FROM&to=TO1,TO2 for "
+            "mail, or the Slack/Teams webhook URL itself (README, Alerts); unset these"
         )
-    if get("WEBHOOK_URL"):
-        notifiers.append(
-            WebhookNotifier(get("WEBHOOK_URL"), format=get("WEBHOOK_FORMAT").lower() or "slack")
-        )
-    return notifiers
+    # A comma separates URLs only before the next scheme: mailto's "to=a@b,c@d" keeps its own.
+    parts = re.split(r"\s+|,(?=\s*[a-z][a-z0-9+.-]*://)", env.get(URLS_ENV) or "")
+    urls = [url for part in parts if (url := part.strip(" ,"))]
+    return [_channel(number, url) for number, url in enumerate(urls, 1)]
 
 
-def _channel(notifier: Notifier) -> str:
-    try:
-        return notifier.describe()
-    except Exception:  # a label must never raise
-        return type(notifier).__name__
-
-
-def send_all(alert: Alert, notifiers: list[Notifier]) -> list[str]:
+def send_all(alert: Alert, notifiers: list[Channel]) -> list[str]:
     """Send ``alert`` on every channel; never raises. Returns one error string per channel that
     failed (empty: all delivered), so the caller can log them next to the original failure."""
     errors = []
-    for notifier in notifiers:
+    for channel in notifiers:
         try:
-            notifier.send(alert)
+            channel.send(alert)
         except Exception as exc:  # one failed channel must not stop the others
-            errors.append(f"{_channel(notifier)}: {type(exc).__name__}: {exc}")
+            errors.append(f"{channel.describe()}: {_redact(str(exc), channel.url)}")
     return errors
