@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from naviance_pipeline.delivery import sftp as sftp_module
 from naviance_pipeline.delivery.hostkey import fingerprint, known_hosts_line
 from naviance_pipeline.delivery.sftp import SftpTarget
 from naviance_pipeline.delivery.target import (
@@ -404,6 +406,42 @@ def test_connection_refused_is_retried_then_reported_as_transient(tmp_path):
     assert [n for n, _ in attempts] == [1, 2, 3]
     assert all(isinstance(error, ConnectionRefusedError) for _, error in attempts)
     assert "Pw-Secret-1" not in str(caught.value)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_retries_wait_within_the_configured_backoff_and_log_each_retry(tmp_path, monkeypatch):
+    caplog = _Records()
+    monkeypatch.setattr(sftp_module.log, "handlers", [caplog])
+    (tmp_path / "pkg.zip").write_bytes(b"x")
+    with _listening_socket() as probe:
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    known = f"[127.0.0.1]:{port} " + " ".join(key.split()[:2])
+    retry = RetryOptions(attempts=5, backoff_base=0.001, backoff_cap=0.004)
+
+    with pytest.raises(TransientDeliveryError) as caught:
+        target_from_url(
+            f"sftp://naviance@127.0.0.1:{port}/upload",
+            SftpCredentials(password="Pw-Secret-1", known_hosts=known),
+            retry,
+        ).deliver(str(tmp_path / "pkg.zip"), name=NAME, token="run-1")
+
+    assert caught.value.attempts == 5
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert [r.args[:2] for r in retries] == [(1, 5), (2, 5), (3, 5), (4, 5)]  # none after the last
+    for record in retries:  # exponential with full jitter, capped: uniform(0, ceiling)
+        ceiling = min(retry.backoff_cap, retry.backoff_base * 2 ** (record.args[0] - 1))
+        assert 0.0 <= record.args[4] <= ceiling
+        assert "ConnectionRefusedError" in record.getMessage()
+        assert "Pw-Secret-1" not in record.getMessage()
 
 
 def test_url_with_password_is_refused_without_echoing_it():
