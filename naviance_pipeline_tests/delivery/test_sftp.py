@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -278,6 +279,38 @@ def test_wrong_password_fails_at_once_without_echoing_it(sftp_server, remote_dir
     assert caught.value.user == sftp_server.user and sftp_server.user in str(caught.value)
     assert "Wrong-Pa55word!" not in str(caught.value)
     assert sftp_server.password not in str(caught.value)
+
+
+@pytest.fixture
+def full_remote_dir(remote_dir):
+    """The remote folder on its own 64 KiB file system (a tmpfs), owned by the test user."""
+    local_dir, remote = remote_dir
+    owner = local_dir.stat()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size=64k,uid={owner.st_uid},gid={owner.st_gid}"]
+    made = subprocess.run([*mount, "tmpfs", str(local_dir)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
+    try:
+        yield local_dir, remote
+    finally:
+        subprocess.run(["umount", str(local_dir)], check=True)
+
+
+@sftp
+def test_a_full_disk_on_the_server_fails_at_once(sftp_server, full_remote_dir, tmp_path):
+    local_dir, remote = full_remote_dir
+    _payload(tmp_path / "pkg.zip", 200_000, b"full")  # more than the folder's 64 KiB
+    attempts = _Attempts()
+
+    with pytest.raises(DeliveryError) as caught:
+        _target(sftp_server, remote, password=sftp_server.password).deliver(
+            str(tmp_path / "pkg.zip"), name=NAME, token="run-1", on_attempt=attempts
+        )
+
+    assert type(caught.value) is DeliveryError  # not TransientDeliveryError
+    assert caught.value.attempts == 1 and [n for n, _ in attempts] == [1]  # FAST allows 3
+    assert "the server refused an operation" in str(caught.value)
+    assert os.listdir(local_dir) == []  # the partial upload was removed
 
 
 @sftp
