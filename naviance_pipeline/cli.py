@@ -460,6 +460,7 @@ def _layout(district: str | None = None):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from naviance_pipeline.reporting.html import ReportTemplateError
     from naviance_pipeline.reporting.report import build_report, render_report_text, write_report
 
     layout = _layout(args.district)
@@ -467,7 +468,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"nothing was run for {args.date} under {layout.base}", file=sys.stderr)
         return 1
     report = build_report(layout, args.date)
-    json_path, html_path = write_report(layout, args.date, report)
+    try:
+        json_path, html_path = write_report(layout, args.date, report)
+    except ReportTemplateError as exc:
+        raise SystemExit(_usage_error(str(exc))) from None
     if args.format == "json":
         print(json.dumps(report, indent=2, default=str))
     else:

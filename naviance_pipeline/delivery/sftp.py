@@ -14,12 +14,12 @@ to a shell ``cp`` that deletes the upload on SFTP-only servers, and its ``put_fi
 ``makedirs`` on the folder (which drop boxes may refuse, and which would silently create a
 mistyped folder).
 
-Retries live here, not in a Dagster ``RetryPolicy``: the CLI's redeliver gets the same
-behaviour, each retry costs one reconnect instead of a whole step (re-reading the package,
-re-running the guards), and only network failures are retried — a host-key or login failure
-fails at once (a RetryPolicy retries every exception unless the step raises RetryRequested
-selectively). The Dagster asset should therefore not add its own retry policy on top, or the
-attempts multiply.
+Retries live here (tenacity, ``_retrying``), not in a Dagster ``RetryPolicy``: the CLI's
+redeliver gets the same behaviour, each retry costs one reconnect instead of a whole step
+(re-reading the package, re-running the guards), and only network failures are retried — a
+host-key or login failure, a full disk or a refused operation fails at once (a RetryPolicy
+retries every exception unless the step raises RetryRequested selectively). The Dagster asset
+should therefore not add its own retry policy on top, or the attempts multiply.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ import asyncio
 import contextlib
 import logging
 import posixpath
-import random
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import asyncssh
+import tenacity
 from fsspec.asyn import sync
 from sshfs import SSHFileSystem
 from sshfs.utils import WRITE_BLOCK_SIZE
@@ -165,39 +164,61 @@ class SftpTarget:
         )
         started_at = utc_now()
         attempts = max(1, self.retry.attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                rename = self._attempt(options, upload)
-            except DeliveryError as error:
-                error.attempts = attempt
-                if on_attempt is not None:
-                    on_attempt(attempt, error)
-                raise
-            except _Retryable as failure:
-                if on_attempt is not None:
-                    on_attempt(attempt, failure.cause)
-                if attempt == attempts:
-                    raise self._gave_up(failure, attempt) from failure.cause
-                delay = self._backoff(attempt)
-                log.warning(
-                    "SFTP delivery attempt %d/%d to %s failed (%s); retrying in %.1f s",
-                    attempt, attempts, self.describe(), failure, delay,
-                )  # fmt: skip
-                time.sleep(delay)
-                continue
-            if on_attempt is not None:
-                on_attempt(attempt, None)
-            return DeliveryResult(
-                target=self.history_key,
-                remote_path=upload.final,
-                bytes=size,
-                sha256=sha256,
-                attempts=attempt,
-                started_at=started_at,
-                ended_at=utc_now(),
-                rename=rename,
-            )
-        raise AssertionError("unreachable: the loop returns or raises")
+        try:
+            for attempt in self._retrying(attempts):
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    rename = self._reported_attempt(options, upload, number, on_attempt)
+        except _Retryable as failure:
+            raise self._gave_up(failure, attempts) from failure.cause
+        return DeliveryResult(
+            target=self.history_key,
+            remote_path=upload.final,
+            bytes=size,
+            sha256=sha256,
+            attempts=number,
+            started_at=started_at,
+            ended_at=utc_now(),
+            rename=rename,
+        )
+
+    def _retrying(self, attempts: int) -> tenacity.Retrying:
+        """Only ``_Retryable`` (network) failures are retried, ``attempts`` in all, after a
+        wait that grows exponentially with full jitter: uniform(0, min(cap, base * 2^(n-1)))."""
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            log.warning(
+                "SFTP delivery attempt %d/%d to %s failed (%s); retrying in %.1f s",
+                state.attempt_number, attempts, self.describe(), state.outcome.exception(),
+                state.upcoming_sleep,
+            )  # fmt: skip
+
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=tenacity.wait_random_exponential(
+                multiplier=self.retry.backoff_base, max=self.retry.backoff_cap
+            ),
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+
+    def _reported_attempt(
+        self, options: dict[str, Any], upload: _Upload, number: int, on_attempt: OnAttempt | None
+    ) -> str:
+        """One attempt; ``on_attempt(number, error or None)`` once it has ended."""
+        report = on_attempt if on_attempt is not None else (lambda _n, _error: None)
+        try:
+            rename = self._attempt(options, upload)
+        except DeliveryError as error:  # not retried
+            error.attempts = number
+            report(number, error)
+            raise
+        except _Retryable as failure:
+            report(number, failure.cause)
+            raise
+        report(number, None)
+        return rename
 
     # --- configuration ---------------------------------------------------------------------
     def _known_hosts_text(self) -> str:
@@ -250,11 +271,6 @@ class SftpTarget:
         if password is not None:
             options["password"] = password
         return options
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential with full jitter, capped."""
-        ceiling = min(self.retry.backoff_cap, self.retry.backoff_base * 2 ** (attempt - 1))
-        return random.uniform(0.0, ceiling)
 
     # --- one attempt -----------------------------------------------------------------------
     def _attempt(self, options: dict[str, Any], upload: _Upload) -> str:

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import logging
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from naviance_pipeline.delivery import sftp as sftp_module
 from naviance_pipeline.delivery.hostkey import fingerprint, known_hosts_line
 from naviance_pipeline.delivery.sftp import SftpTarget
 from naviance_pipeline.delivery.target import (
@@ -278,6 +281,38 @@ def test_wrong_password_fails_at_once_without_echoing_it(sftp_server, remote_dir
     assert sftp_server.password not in str(caught.value)
 
 
+@pytest.fixture
+def full_remote_dir(remote_dir):
+    """The remote folder on its own 64 KiB file system (a tmpfs), owned by the test user."""
+    local_dir, remote = remote_dir
+    owner = local_dir.stat()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size=64k,uid={owner.st_uid},gid={owner.st_gid}"]
+    made = subprocess.run([*mount, "tmpfs", str(local_dir)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
+    try:
+        yield local_dir, remote
+    finally:
+        subprocess.run(["umount", str(local_dir)], check=True)
+
+
+@sftp
+def test_a_full_disk_on_the_server_fails_at_once(sftp_server, full_remote_dir, tmp_path):
+    local_dir, remote = full_remote_dir
+    _payload(tmp_path / "pkg.zip", 200_000, b"full")  # more than the folder's 64 KiB
+    attempts = _Attempts()
+
+    with pytest.raises(DeliveryError) as caught:
+        _target(sftp_server, remote, password=sftp_server.password).deliver(
+            str(tmp_path / "pkg.zip"), name=NAME, token="run-1", on_attempt=attempts
+        )
+
+    assert type(caught.value) is DeliveryError  # not TransientDeliveryError
+    assert caught.value.attempts == 1 and [n for n, _ in attempts] == [1]  # FAST allows 3
+    assert "the server refused an operation" in str(caught.value)
+    assert os.listdir(local_dir) == []  # the partial upload was removed
+
+
 @sftp
 def test_missing_remote_folder_is_reported_not_created(sftp_server, tmp_path):
     _payload(tmp_path / "pkg.zip", 10_000, b"folder")
@@ -404,6 +439,42 @@ def test_connection_refused_is_retried_then_reported_as_transient(tmp_path):
     assert [n for n, _ in attempts] == [1, 2, 3]
     assert all(isinstance(error, ConnectionRefusedError) for _, error in attempts)
     assert "Pw-Secret-1" not in str(caught.value)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_retries_wait_within_the_configured_backoff_and_log_each_retry(tmp_path, monkeypatch):
+    caplog = _Records()
+    monkeypatch.setattr(sftp_module.log, "handlers", [caplog])
+    (tmp_path / "pkg.zip").write_bytes(b"x")
+    with _listening_socket() as probe:
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    known = f"[127.0.0.1]:{port} " + " ".join(key.split()[:2])
+    retry = RetryOptions(attempts=5, backoff_base=0.001, backoff_cap=0.004)
+
+    with pytest.raises(TransientDeliveryError) as caught:
+        target_from_url(
+            f"sftp://naviance@127.0.0.1:{port}/upload",
+            SftpCredentials(password="Pw-Secret-1", known_hosts=known),
+            retry,
+        ).deliver(str(tmp_path / "pkg.zip"), name=NAME, token="run-1")
+
+    assert caught.value.attempts == 5
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert [r.args[:2] for r in retries] == [(1, 5), (2, 5), (3, 5), (4, 5)]  # none after the last
+    for record in retries:  # exponential with full jitter, capped: uniform(0, ceiling)
+        ceiling = min(retry.backoff_cap, retry.backoff_base * 2 ** (record.args[0] - 1))
+        assert 0.0 <= record.args[4] <= ceiling
+        assert "ConnectionRefusedError" in record.getMessage()
+        assert "Pw-Secret-1" not in record.getMessage()
 
 
 def test_url_with_password_is_refused_without_echoing_it():

@@ -410,11 +410,15 @@ def test_postgresql_streams_rows_from_a_server_side_cursor(sis_postgres, dest, m
 
 class TcpProxy:
     """A loopback forwarder to PostgreSQL: the database "comes up" when the proxy starts
-    listening, and ``cut()`` drops every connection through it (a network failure)."""
+    listening, and ``cut()`` drops every connection through it (a network failure).
+    ``connections`` counts the connections made to it; the first ``drop_first`` are closed as
+    soon as they are accepted (a server that went away)."""
 
-    def __init__(self, target_port: int, port: int | None = None):
+    def __init__(self, target_port: int, port: int | None = None, drop_first: int = 0):
         self.target_port = target_port
         self.port = port or free_port()
+        self.drop_first = drop_first
+        self.connections = 0
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -430,6 +434,10 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.connections += 1
+            if self.connections <= self.drop_first:
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._sockets += [client, upstream]
@@ -520,6 +528,37 @@ def test_wrong_postgresql_password_is_unreachable_without_either_password(sis_po
 def test_no_password_given_for_a_password_login_is_unreachable(sis_postgres, dest):
     with pytest.raises(SourceUnreachable, match="password"):
         snapshot_queries(sis_postgres.url, [STUDENTS], dest, password=None)
+
+
+@pytest.mark.parametrize(
+    ("login", "words"),
+    [
+        ({"password": "not-the-password"}, "password authentication failed"),
+        ({"password": None}, "no password supplied"),
+        ({"user": "nobody"}, 'password authentication failed for user "nobody"'),
+        ({"database": "nowhere"}, 'database "nowhere" does not exist'),
+    ],
+    ids=["wrong password", "no password", "unknown user", "unknown database"],
+)
+def test_a_refused_login_is_not_transient_a_lost_server_is(sis_postgres, dest, login, words):
+    password = login.get("password", sis_postgres.password)
+    user, database = login.get("user", "sis_reader"), login.get("database", "sis")
+    url = f"postgresql+psycopg2://{user}@127.0.0.1:{sis_postgres.server.port}/{database}"
+    with pytest.raises(SourceUnreachable) as refused:
+        snapshot_queries(url, [STUDENTS], dest, password=password)
+    assert words in refused.value.reason and refused.value.transient is False
+    assert "check the user and database in the URL and NAVIANCE_SOURCE_PASSWORD" in str(
+        refused.value
+    )
+
+    proxy = TcpProxy(sis_postgres.server.port, drop_first=1).start()  # the server went away
+    try:
+        with pytest.raises(SourceUnreachable) as lost:
+            snapshot_queries(pg_url(proxy.port), [STUDENTS], dest, password=sis_postgres.password)
+    finally:
+        proxy.stop()
+    assert lost.value.transient is True and "the run can be retried" in str(lost.value)
+    assert not dest.exists()
 
 
 @pytest.mark.parametrize("how", ["network drop", "backend terminated"])

@@ -1,6 +1,7 @@
 """``sis_extract``: an immutable, byte-for-byte snapshot of the district's source for the date."""
 
 import dagster as dg
+import tenacity
 
 from naviance_pipeline.defs.assets.common import findings_metadata, partition_of, store_findings
 from naviance_pipeline.defs.checks import blocked, check_results, check_specs
@@ -47,7 +48,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             context.log.warning(f"removed {leftover}, left by a run that was killed")
         try:
             url = pipeline.resolved_source()
-            snapshot = take_snapshot(config, url, raw, pipeline.options(day), context.log.info)
+            snapshot, attempts = _snapshot_with_retries(context, pipeline, config, url, day)
         except FileNotFoundError as exc:
             # Named without credentials a URL may carry (user:password@, ?token=).
             raise dg.Failure(
@@ -59,8 +60,11 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 f"Nothing was stored for {day}; the last snapshot of the date is kept."
             ) from exc
         except SourceUnavailable as exc:
-            context.log.warning(f"the source is unreachable: {exc}")
-            raise _unavailable(exc, day, pipeline) from exc
+            raise dg.Failure(
+                f"the source is unreachable after {1 + max(0, pipeline.source_retries)} "
+                f"attempt(s): {exc}\nNothing was stored for {day}; the last snapshot of the "
+                f"date is kept. Re-run sis_extract for {day}."
+            ) from exc
         except SourceUnreadable as exc:
             raise dg.Failure(f"{exc.finding.rule}: {exc.finding.message}") from exc
         crashpoint("sis_extract:snapshot")
@@ -79,6 +83,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             value=snapshot_index(snapshot, raw, config),
             metadata={
                 "source_kind": config.kind,
+                "source_attempts": attempts,
                 **({"mapping": snapshot.mapping} if snapshot.mapping else {}),
                 **_queries_metadata(snapshot.queries),
                 "files": dg.MetadataValue.md(
@@ -119,12 +124,37 @@ def _queries_metadata(queries: list[dict]) -> dict:
     }
 
 
-def _unavailable(exc: Exception, day: str, pipeline: PipelineResource) -> Exception:
-    """A source that cannot be reached now: retried after a wait as many times as configured
-    (the step re-runs whole; the last good snapshot stays until a new one is complete)."""
-    message = f"{exc}\nNothing was stored for {day}; the last snapshot of the date is kept."
-    if pipeline.source_retries > 0:
-        return dg.RetryRequested(
-            max_retries=pipeline.source_retries, seconds_to_wait=pipeline.source_retry_seconds
+def _snapshot_with_retries(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    config: SourceConfig,
+    url: str,
+    day: str,
+) -> tuple[Snapshot, int]:
+    """The snapshot and the attempts it took. A source that cannot be reached now
+    (SourceUnavailable: a network failure, a database that is down) is tried again in this
+    step, ``source_retries`` more times, ``source_retry_seconds`` apart; a refused login or
+    host key, a bad query or configuration (SourceConfigError) fails at once. In-process
+    rather than Dagster's RetryRequested: only the snapshot is redone (not the leftover sweep
+    or a new step process), each wait and attempt is logged, and one retry layer means the
+    attempts never multiply (the same reasoning as delivery/sftp.py)."""
+    attempts = 1 + max(0, pipeline.source_retries)
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        context.log.warning(
+            f"the source is unreachable (attempt {state.attempt_number} of {attempts}), "
+            f"retrying in {state.upcoming_sleep:g} s: {state.outcome.exception()}"
         )
-    return dg.Failure(f"the source is unreachable: {message} Re-run sis_extract for {day}.")
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_fixed(pipeline.source_retry_seconds),
+        retry=tenacity.retry_if_exception_type(SourceUnavailable),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    raw, options = pipeline.layout.raw_dir(day), pipeline.options(day)
+    for attempt in retrying:
+        with attempt:
+            snapshot = take_snapshot(config, url, raw, options, context.log.info)
+    return snapshot, attempt.retry_state.attempt_number

@@ -67,8 +67,8 @@ def _query_tables(config, mapping, url: str, dest, say):
             query_timeout=config.query_timeout,
             progress=lambda table, rows: say(f"query {table}: {rows:,} rows read"),
         )
-    except SourceUnreachable as exc:
-        raise SourceUnavailable(str(exc)) from exc
+    except SourceUnreachable as exc:  # a refused login is configuration: retrying won't help
+        raise (SourceUnavailable if exc.transient else SourceConfigError)(str(exc)) from exc
     except (QueryFailed, ValueError) as exc:
         raise SourceConfigError(str(exc)) from exc
     tables, files, queries = {}, [], []

@@ -24,8 +24,9 @@ Safety and failure rules:
 * All-or-nothing: the files are written into a temporary sibling folder (0700, files 0600:
   student PII) that replaces ``dest`` only once every query succeeded.
 * Errors: cannot connect / authenticate / connection lost -> :class:`SourceUnreachable`
-  (retryable); the database rejects a query, or its columns or values do not fit ->
-  :class:`QueryFailed`. Neither message holds a row value or the password.
+  (``transient``: retryable, unless the login was refused); the database rejects a query, or
+  its columns or values do not fit -> :class:`QueryFailed`. Neither message holds a row value
+  or the password.
 
 Values are written as text: NULL -> blank, date -> ``YYYY-MM-DD``, datetime/time -> ISO 8601,
 Decimal and float -> plain digits (no exponent), bool -> ``true``/``false``, str unchanged
@@ -86,6 +87,14 @@ _TIMEOUT_ARGS = {
 _LIBPQ_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10}
 # PostgreSQL SQLSTATEs (class or full code) that mean "the server, not the query": retryable.
 _PG_RETRYABLE = ("08", "53", "57P01", "57P02", "57P03", "40001")
+# libpq's and the server's words for a refused login (28P01, 28000, 3D000, 42501 on connect).
+_PG_LOGIN_REFUSED = (
+    "authentication failed",  # password, scram, md5, ident, peer
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "does not exist",  # role or database
+    "permission denied for database",
+)
 # SQLite primary result codes that mean the file cannot be read: busy, locked, I/O error,
 # corrupt, cannot open, not a database.
 _SQLITE_UNREADABLE = {5, 6, 10, 11, 14, 26}
@@ -119,15 +128,22 @@ class QueryRecord:
 
 
 class SourceUnreachable(Exception):
-    """The database cannot be reached, authenticated to or read, or the connection dropped:
-    retryable. Names the URL with the password hidden; never the password."""
+    """The database cannot be reached, authenticated to or read, or the connection dropped.
+    ``transient``: worth retrying (False when the server or libpq refused the login: a wrong
+    password, user or database name). Names the URL with the password hidden; never the
+    password."""
 
-    def __init__(self, url: str, reason: str):
+    def __init__(self, url: str, reason: str, *, transient: bool = True):
         self.url = url
         self.reason = reason
+        self.transient = transient
+        then = (
+            "the run can be retried"
+            if transient
+            else f"check the user and database in the URL and {PASSWORD_ENV}"
+        )
         super().__init__(
-            f"cannot read the SIS database {url}: {reason}. "
-            "Nothing was stored; the run can be retried."
+            f"cannot read the SIS database {url}: {reason}. Nothing was stored; {then}."
         )
 
 
@@ -353,6 +369,8 @@ def _database_errors(shown: str, password: str | None, table: str | None) -> Ite
         yield
     except DBAPIError as err:
         reason = _scrub(_first_line(err.orig), password)
+        if table is None and _login_refused(reason):
+            raise SourceUnreachable(shown, reason, transient=False) from None
         if table is None or err.connection_invalidated or _retryable(err.orig):
             raise SourceUnreachable(shown, reason) from None
         # `from None`: the driver's full text may quote a row value (DETAIL lines).
@@ -370,6 +388,13 @@ def _retryable(orig: BaseException) -> bool:
         return code.startswith(_PG_RETRYABLE)
     sqlite_code = getattr(orig, "sqlite_errorcode", None)
     return sqlite_code is not None and sqlite_code & 0xFF in _SQLITE_UNREADABLE
+
+
+def _login_refused(reason: str) -> bool:
+    """A login refused by the server or libpq, which no retry will change. psycopg2 and
+    psycopg give a failed connect no SQLSTATE, so libpq's (English) words are all there is; a
+    refusal in other words (a server with other lc_messages) is retried like any failed connect."""
+    return any(words in reason for words in _PG_LOGIN_REFUSED)
 
 
 def _first_line(orig: BaseException) -> str:
