@@ -604,7 +604,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 # each command's examples and exit codes in its epilog (--help) ----
 
 PROG = "naviance-pipeline"
-# Metavars (joined: a quoted "AAA-BB" reads as a rule code to test_rule_registry.py).
+# Metavars, joined: a quoted date pattern would read as a rule code to test_rule_registry.py.
 DATE, MONTH_DAY = "-".join(("YYYY", "MM", "DD")), "-".join(("MM", "DD"))
 DESCRIPTION = (
     "Check a district's SIS export, build NavianceOneRoster.zip, run the nightly pipeline for "
