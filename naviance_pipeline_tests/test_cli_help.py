@@ -186,3 +186,31 @@ def test_each_documented_exit_code_is_what_the_command_returns(
     )
     os.close(write)
     assert piped.returncode == 141
+
+
+def test_the_readme_command_line_section_names_every_command_and_option():
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## The command line\n", 1)[1].split("\n## ", 1)[0]
+    synopsis = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    missing = []
+    for name, p in _commands().items():
+        lines = [line for line in synopsis.splitlines() if f"naviance-pipeline {name} " in line]
+        assert lines, f"README's synopsis has no line for {name}"
+        # The command's line and its continuation lines (indented) up to the next command.
+        at = synopsis.splitlines().index(lines[0])
+        block = [lines[0]]
+        for line in synopsis.splitlines()[at + 1 :]:
+            if not line.startswith("    "):
+                break
+            block.append(line)
+        text = " ".join(block)
+        options = [o for a in p._actions for o in a.option_strings if o.startswith("--")]
+        inherited = name == "package" and "the options of validate" in text
+        missing += [
+            f"{name} {o}"
+            for o in options
+            if o != "--help" and o not in text and not (inherited and o != "--out")
+        ]
+    assert not missing, f"README's command-line section lacks: {missing}"
+    for flag in ("--version", "--no-deliver", "--findings-csv", "--limit", "exit codes"):
+        assert flag.lower() in section.lower()
