@@ -264,13 +264,8 @@ def _limited(findings: list[Finding], limit: int | None) -> list[Finding]:
     """At most ``limit`` findings, errors before warnings, each kept in report order."""
     if limit is None or len(findings) <= limit:
         return findings
-    errors = [f for f in findings if f.severity == "error"]
-    if len(errors) >= limit:
-        return errors[:limit]
-    kept = {id(f) for f in errors} | {
-        id(f) for f in [f for f in findings if f.severity != "error"][: limit - len(errors)]
-    }
-    return [f for f in findings if id(f) in kept]
+    errors_first = sorted(range(len(findings)), key=lambda i: findings[i].severity != "error")
+    return [findings[i] for i in sorted(errors_first[:limit])]  # a stable sort: report order
 
 
 def _print_findings(
