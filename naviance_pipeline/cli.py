@@ -1,11 +1,11 @@
-"""``naviance-pipeline``: validate, package, generate a sample district, run the pipeline,
-re-deliver a package, fetch an SFTP host key, and show the rules and the Pandera model of an
-output file from the command line.
+"""``naviance-pipeline``: check a district's SIS export, build NavianceOneRoster.zip, run the
+nightly pipeline for a date and look at what it did, from the command line.
 
 Exit codes: 0 success (warnings allowed), 1 error findings or a failed run, 2 bad arguments
 or a source that cannot be opened at all (SRC-UNREADABLE). A bad argument is one line on stderr,
 before any work: each argument's check is its argparse ``type=`` (dates, numbers, ports, guard
-codes, paths), and a date outside the partitions is refused before a run is created.
+codes, paths), and a date outside the partitions is refused before a run is created. Each
+command's ``--help`` lists its options (each with an example), examples and exit codes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
@@ -130,6 +131,16 @@ def existing_file(text: str) -> str:
     return text
 
 
+def output_file(text: str) -> str:
+    """A file to write: not a folder, in a folder that exists."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    if not path.absolute().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder of {text} does not exist")
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad arguments are one line on stderr (what is wrong, and where help is), exit 2."""
 
@@ -154,9 +165,12 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 def _build(args: argparse.Namespace):
-    """Read and validate a source: (options, stage results, all findings) or exit code 2."""
+    """Read and validate a source: (options, stage results, all findings), or None when the
+    source cannot be opened (its SRC-UNREADABLE finding reported: exit code 2)."""
     from naviance_pipeline.oneroster.stages import build_all
 
+    if args.limit is not None and args.format != "json":
+        raise SystemExit(_usage_error("--limit goes with --format json (text shows 5 per rule)"))
     options = _options(args)
     step = _step_reporter()
     step("reading the source")
@@ -165,7 +179,7 @@ def _build(args: argparse.Namespace):
             step("validating orgs, users and demographics")
             stages = build_all(source, options)
     except SourceUnreadable as exc:
-        _print_findings([exc.finding], args.format, counts={}, ok=False)
+        _report_findings(args, [exc.finding], counts={}, ok=False)
         return None
     step("done")
     findings = [*converted, *source.findings, *(f for stage in stages for f in stage.findings)]
@@ -232,22 +246,62 @@ def _counts(stages) -> dict[str, int]:
     return {name: len(s.frame) for name, s in zip(names, stages, strict=True)}
 
 
-def _print_findings(findings: list[Finding], fmt: str, *, counts: dict, ok: bool) -> None:
+def _report_findings(args: argparse.Namespace, findings: list[Finding], *, counts, ok) -> None:
+    """Print the findings (text or JSON, ``--limit``) and write ``--findings-csv``."""
+    findings = sort_findings(findings)
+    _print_findings(findings, args.format, counts=counts, ok=ok, limit=args.limit)
+    if args.findings_csv:
+        try:
+            write_findings_csv(args.findings_csv, findings)
+        except OSError as exc:
+            raise SystemExit(
+                _usage_error(f"could not write {args.findings_csv}: {exc.strerror or exc}")
+            ) from exc
+        print(f"wrote {len(findings)} finding(s) to {args.findings_csv}", file=sys.stderr)
+
+
+def _limited(findings: list[Finding], limit: int | None) -> list[Finding]:
+    """At most ``limit`` findings, errors before warnings, each kept in report order."""
+    if limit is None or len(findings) <= limit:
+        return findings
+    errors_first = sorted(range(len(findings)), key=lambda i: findings[i].severity != "error")
+    return [findings[i] for i in sorted(errors_first[:limit])]  # a stable sort: report order
+
+
+def _print_findings(
+    findings: list[Finding], fmt: str, *, counts: dict, ok: bool, limit: int | None = None
+) -> None:
+    """The summary first (verdict, rows, findings per rule), then the findings: in JSON all of
+    them or ``limit`` (saying how many were left out), in text up to 5 examples per rule."""
     findings = sort_findings(findings)
     summary = summarize(findings)
+    verdict = (
+        f"{'OK' if ok else 'NOT OK'}: {summary['errors']} error(s), "
+        f"{summary['warnings']} warning(s)"
+    )
     if fmt == "json":
+        shown_findings = _limited(findings, limit)
         payload = {
+            "summary": summary,
             "ok": ok,
             "counts": counts,
-            "summary": summary,
-            "findings": [f.to_dict() for f in findings],
+            "findings_total": len(findings),
+            "findings_left_out": len(findings) - len(shown_findings),
+            "findings": [f.to_dict() for f in shown_findings],
         }
         print(json.dumps(payload, indent=2))
         return
     by_rule: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
         by_rule[f.rule].append(f)
-    for rule in sorted(by_rule, key=lambda r: (by_rule[r][0].severity != "error", r)):
+    order = sorted(by_rule, key=lambda r: (by_rule[r][0].severity != "error", r))
+    if counts:
+        print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(verdict)  # the last line too (below a long list, again)
+    if order:
+        print("by rule: " + ", ".join(f"{rule} × {len(by_rule[rule])}" for rule in order))
+        print()
+    for rule in order:
         items = by_rule[rule]
         print(f"{rule} ({items[0].severity}) × {len(items)}")
         for f in items[:EXAMPLES_PER_RULE]:
@@ -264,10 +318,46 @@ def _print_findings(findings: list[Finding], fmt: str, *, counts: dict, ok: bool
             print(f"  {where or '(source)'}: {f.message}" + (f" [{extra}]" if extra else ""))
         if len(items) > EXAMPLES_PER_RULE:
             print(f"  … and {len(items) - EXAMPLES_PER_RULE} more")
-    if counts:
-        print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    verdict = "OK" if ok else "NOT OK"
-    print(f"{verdict}: {summary['errors']} error(s), {summary['warnings']} warning(s)")
+    if order:
+        print(verdict)
+
+
+FINDINGS_CSV_COLUMNS = ("rule", "severity", "file", "line", "column", "sourcedId", "message")
+# A cell a spreadsheet would read as a formula starts with one of these: written with a ' first.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_findings_csv(path: str, findings: list[Finding]) -> None:
+    """Every finding, one row each (``FINDINGS_CSV_COLUMNS``), for the SIS staff who fix the
+    data: UTF-8 with a BOM (spreadsheets read it as UTF-8), owner-only (0600), replaced
+    atomically. No value is written: a finding names the file, line and column instead, and its
+    sourcedId only where ``shown_ids`` shows one (not an e-mail address, a name or a date typed
+    into the sourcedId column), as in the text and JSON output."""
+    import csv
+
+    from naviance_pipeline.oneroster.findings import shown_ids
+
+    ids = shown_ids([f.sourcedId for f in findings]) if findings else []
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.absolute().parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(FINDINGS_CSV_COLUMNS)
+            for f, sourced_id in zip(findings, ids, strict=True):
+                cells = (f.rule, f.severity, f.file, f.line, f.column, sourced_id, f.message)
+                writer.writerow(_cell(c) for c in cells)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -276,7 +366,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 2
     _, stages, findings = built
     ok = not has_errors(findings)
-    _print_findings(findings, args.format, counts=_counts(stages), ok=ok)
+    _report_findings(args, findings, counts=_counts(stages), ok=ok)
     return 0 if ok else 1
 
 
@@ -289,9 +379,7 @@ def cmd_package(args: argparse.Namespace) -> int:
         return 2
     options, (orgs, users, demographics), findings = built
     if has_errors(findings):
-        _print_findings(
-            findings, args.format, counts=_counts((orgs, users, demographics)), ok=False
-        )
+        _report_findings(args, findings, counts=_counts((orgs, users, demographics)), ok=False)
         print(f"no package written: fix the errors above ({ZIP_NAME} not created)", file=sys.stderr)
         return 1
     out = Path(args.out)
@@ -306,7 +394,7 @@ def cmd_package(args: argparse.Namespace) -> int:
     )
     findings += result.findings
     ok = not has_errors(findings)
-    _print_findings(findings, args.format, counts=_counts((orgs, users, demographics)), ok=ok)
+    _report_findings(args, findings, counts=_counts((orgs, users, demographics)), ok=ok)
     if ok:
         print(f"wrote {result.path} ({result.size} bytes, sha256 {result.sha256})")
     return 0 if ok else 1
@@ -403,7 +491,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from naviance_pipeline.runner import NotAPartition, run_partition
 
     try:
-        return run_partition(args.date, args.district)
+        return run_partition(args.date, args.district, deliver=not args.no_deliver)
     except (DistrictChoiceError, NotAPartition) as exc:
         return _usage_error(str(exc))
 
@@ -511,6 +599,37 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- the parser: every command with its purpose, every option with help and an example, and
+# each command's examples and exit codes in its epilog (--help) ----
+
+PROG = "naviance-pipeline"
+# Metavars, joined: a quoted date pattern would read as a rule code to test_rule_registry.py.
+DATE, MONTH_DAY = "-".join(("YYYY", "MM", "DD")), "-".join(("MM", "DD"))
+DESCRIPTION = (
+    "Check a district's SIS export, build NavianceOneRoster.zip, run the nightly pipeline for "
+    "a date and look at what it did."
+)
+BAD_ARGUMENTS = "bad arguments: one line on stderr saying what is wrong, before any work"
+
+
+def _epilog(examples: list[str], exit_codes: dict[int, str]) -> str:
+    """A command's epilog: examples, then every exit code it returns (2 always: bad arguments).
+    test_cli_help.py runs each command into each code listed here."""
+    codes = {**exit_codes, 2: exit_codes.get(2, BAD_ARGUMENTS)}
+    lines = ["examples:", *(f"  {PROG} {e}" for e in examples), "", "exit codes:"]
+    lines += [f"  {code:<4} {meaning}" for code, meaning in sorted(codes.items())]
+    return "\n".join(lines)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{PROG} {version('naviance_pipeline')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return f"{PROG} (not installed: version unknown)"
+
+
 def _source_args(p: argparse.ArgumentParser) -> None:
     # The kinds, their help and which take a mapping: sources/kinds/ (one module per kind).
     declared = kinds.registry()
@@ -519,126 +638,404 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         help="; ".join(
             k.source_help if name == kinds.DEFAULT_KIND else f"with --kind {name} {k.source_help}"
             for name, k in sorted(declared.items(), key=lambda i: i[0] != kinds.DEFAULT_KIND)
-        ),
+        )
+        + " (e.g. district.zip, s3://bucket/oneroster/, "
+        "postgresql+psycopg://reader@sis/sis)",
     )
     p.add_argument(
         "--kind",
         choices=tuple(declared),
         default=os.environ.get("NAVIANCE_SOURCE_KIND", kinds.DEFAULT_KIND),
-        help=f"what the source is (default: {kinds.DEFAULT_KIND}, or NAVIANCE_SOURCE_KIND)",
+        help=f"what the source is (default: {kinds.DEFAULT_KIND}, or NAVIANCE_SOURCE_KIND; "
+        "e.g. --kind sis-csv)",
     )
     p.add_argument(
         "--mapping",
+        metavar="PRESET|FILE",
         default=os.environ.get("NAVIANCE_SOURCE_MAPPING", ""),
         help=f"{'/'.join(kinds.mapped_names())}: a preset (powerschool, generic) or a mapping "
-        "YAML file (default: powerschool)",
+        "YAML file (default: powerschool, or NAVIANCE_SOURCE_MAPPING; "
+        "e.g. --mapping ./our-sis.yaml)",
     )
     p.add_argument(
-        "--as-of", type=iso_date, help="as-of date YYYY-MM-DD for class years (default: today)"
+        "--as-of",
+        type=iso_date,
+        metavar=DATE,
+        help="the date class years and date rules are computed for (default: today; "
+        "e.g. --as-of 2026-11-24)",
     )
-    p.add_argument("--include-staff", action="store_true", help="also teachers/administrators")
     p.add_argument(
-        "--rollover-day", type=month_day, default="07-15", help="school-year rollover MM-DD"
+        "--include-staff",
+        action="store_true",
+        help="also include teachers and administrators (default: students only)",
     )
-    p.add_argument("--district-code", default=os.environ.get("NAVIANCE_DISTRICT", "district"))
-    p.add_argument("--source-system", default=os.environ.get("NAVIANCE_SOURCE_SYSTEM", "SIS"))
-    p.add_argument("--raw-sis-export", action="store_true", help="no manifest.csv expected")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--rollover-day",
+        type=month_day,
+        metavar=MONTH_DAY,
+        default="07-15",
+        help="the day the school year rolls over, for class years (default: 07-15; "
+        "e.g. --rollover-day 08-01)",
+    )
+    p.add_argument(
+        "--district-code",
+        metavar="CODE",
+        default=os.environ.get("NAVIANCE_DISTRICT", "district"),
+        help="the manifest's source.systemCode (default: NAVIANCE_DISTRICT, else 'district'; "
+        "e.g. --district-code springfield)",
+    )
+    p.add_argument(
+        "--source-system",
+        metavar="NAME",
+        default=os.environ.get("NAVIANCE_SOURCE_SYSTEM", "SIS"),
+        help="the manifest's source.systemName (default: NAVIANCE_SOURCE_SYSTEM, else 'SIS'; "
+        "e.g. --source-system PowerSchool)",
+    )
+    p.add_argument(
+        "--raw-sis-export",
+        action="store_true",
+        help="the export has no manifest.csv (a SIS's own OneRoster CSVs): do not expect one",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: the summary, then up to 5 examples per rule; json: the summary, then the "
+        "findings (default: text; e.g. --format json)",
+    )
+    p.add_argument(
+        "--limit",
+        type=at_least(0),
+        metavar="N",
+        help="with --format json: at most N findings, errors first (the JSON says how many "
+        "were left out); default: all (e.g. --limit 100)",
+    )
+    p.add_argument(
+        "--findings-csv",
+        type=output_file,
+        metavar="FILE",
+        help="also write every finding to FILE (owner-only CSV: rule, severity, file, line, "
+        "column, sourcedId, message; never a value) for the SIS team "
+        "(e.g. --findings-csv findings.csv)",
+    )
+
+
+def _district_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--district",
+        metavar="ID",
+        help="with a districts file (NAVIANCE_DISTRICTS_FILE): which district "
+        "(e.g. --district east)",
+    )
+
+
+def _date_arg(p: argparse.ArgumentParser, what: str, required: bool = True) -> None:
+    p.add_argument(
+        "--date",
+        type=iso_date,
+        metavar=DATE,
+        required=required,
+        help=f"{what} (e.g. --date 2026-11-24)",
+    )
+
+
+def _format_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for a person, json for a program (default: text; e.g. --format json)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="naviance-pipeline", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+    p = _Parser(
+        prog=PROG,
+        description=textwrap.fill(DESCRIPTION, 88),
+        formatter_class=raw,
+        epilog=_epilog(
+            [
+                "validate district.zip --as-of 2026-11-24",
+                "run --no-deliver",
+                "COMMAND --help   (each command's options, examples and exit codes)",
+            ],
+            {
+                0: "success (warnings allowed)",
+                1: "error findings, a failed run or a refused delivery",
+                2: "bad arguments, or a source that cannot be opened at all (SRC-UNREADABLE)",
+                141: "the reader of the output went away (e.g. piped into head)",
+            },
+        ),
+    )
+    p.add_argument(
+        "--version", action="version", version=_version(), help="print the version and exit"
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
-    v = sub.add_parser("validate", help="check a source against the Naviance profile")
+    def command(name: str, purpose: str, examples: list[str], exit_codes: dict[int, str]):
+        return sub.add_parser(
+            name,
+            help=purpose,
+            description=textwrap.fill(purpose[0].upper() + purpose[1:] + ".", 88),
+            epilog=_epilog(examples, exit_codes),
+            formatter_class=raw,
+        )
+
+    unreadable = "bad arguments, or a source that cannot be opened at all (SRC-UNREADABLE)"
+    v = command(
+        "validate",
+        "check a source against the Naviance profile; write nothing but the findings",
+        [
+            "validate district.zip --as-of 2026-11-24",
+            "validate district.zip --format json --limit 100",
+            "validate district.zip --findings-csv findings.csv   (for the SIS team)",
+            "validate ./ps-export --kind sis-csv --mapping powerschool",
+        ],
+        {0: "no error findings (warnings allowed)", 1: "error findings", 2: unreadable},
+    )
     _source_args(v)
     v.set_defaults(func=cmd_validate)
 
-    k = sub.add_parser("package", help=f"validate, then write DIR/{ZIP_NAME}")
+    k = command(
+        "package",
+        f"validate a source, then write DIR/{ZIP_NAME} (only when there is no error)",
+        ["package district.zip --out ./out --as-of 2026-11-24"],
+        {0: f"{ZIP_NAME} written", 1: "error findings: no package written", 2: unreadable},
+    )
     _source_args(k)
-    k.add_argument("--out", type=output_folder, required=True, help="output folder")
+    k.add_argument(
+        "--out",
+        type=output_folder,
+        metavar="DIR",
+        required=True,
+        help="the folder to write the package into, created if missing (e.g. --out ./out)",
+    )
     k.set_defaults(func=cmd_package)
 
-    s = sub.add_parser("sample-district", help="write a synthetic district export")
-    s.add_argument("--out", required=True)
-    s.add_argument("--students", type=at_least(1), default=500)
-    s.add_argument("--schools", type=at_least(1), default=4)
-    s.add_argument("--seed", type=at_least(0), default=7)
+    s = command(
+        "sample-district",
+        "write a synthetic district export to try the pipeline on (no real student)",
+        [
+            "sample-district --out sample.zip --students 2000",
+            "sample-district --out ./ps --shape powerschool --format folder",
+            "sample-district --out demo.db --shape powerschool --format sqlite",
+        ],
+        {0: "the sample was written"},
+    )
+    s.add_argument(
+        "--out",
+        metavar="PATH",
+        required=True,
+        help="the ZIP, folder or SQLite file to write (e.g. --out sample.zip)",
+    )
+    s.add_argument(
+        "--students",
+        type=at_least(1),
+        metavar="N",
+        default=500,
+        help="how many students (default: 500; e.g. --students 100000)",
+    )
+    s.add_argument(
+        "--schools",
+        type=at_least(1),
+        metavar="N",
+        default=4,
+        help="how many schools (default: 4; e.g. --schools 12)",
+    )
+    s.add_argument(
+        "--seed",
+        type=at_least(0),
+        metavar="N",
+        default=7,
+        help="the random seed: the same seed writes the same bytes (default: 7; e.g. --seed 3)",
+    )
     s.add_argument(
         "--shape",
         choices=("classlink", "powerschool", "generic"),
         default="classlink",
         help="classlink: a OneRoster export; powerschool, generic: SIS CSV exports that the "
-        "presets of the same name read",
+        "presets of the same name read (default: classlink; e.g. --shape powerschool)",
     )
     s.add_argument(
         "--format",
         choices=("zip", "folder", "sqlite"),
         default="zip",
-        help="sqlite: the PowerSchool-style demo database (with --shape powerschool)",
+        help="a ZIP, a folder of CSV files, or (with --shape powerschool) the "
+        "PowerSchool-style demo SQLite database (default: zip; e.g. --format folder)",
     )
     s.set_defaults(func=cmd_sample_district)
 
-    m = sub.add_parser("mapping", help="print a preset mapping, or check a mapping file")
-    m.add_argument("action", choices=("show", "check"))
-    m.add_argument("mapping", help="show: a preset (powerschool, generic); check: a YAML file")
+    m = command(
+        "mapping",
+        "print a preset SIS mapping to start from, or check a mapping file",
+        ["mapping show powerschool > our-sis.yaml", "mapping check our-sis.yaml"],
+        {
+            0: "the preset was printed, or the file is a valid mapping",
+            1: "the mapping file has problems (each one named by its key path)",
+            2: "bad arguments (an unknown preset, a file that does not exist)",
+        },
+    )
+    m.add_argument(
+        "action",
+        choices=("show", "check"),
+        help="show: print a preset; check: validate a mapping file (e.g. check)",
+    )
+    m.add_argument(
+        "mapping",
+        metavar="PRESET|FILE",
+        help="show: a preset (powerschool, generic); check: a YAML file "
+        "(e.g. powerschool, our-sis.yaml)",
+    )
     m.set_defaults(func=cmd_mapping)
 
-    r = sub.add_parser("run", help="materialize every asset for one date (default: latest)")
-    r.add_argument("--date", type=iso_date, help="partition date YYYY-MM-DD")
-    r.add_argument("--district", help="with a districts file: which district")
+    r = command(
+        "run",
+        "run the whole pipeline for one date on the local Dagster instance (shown in the UI)",
+        [
+            "run",
+            "run --date 2026-11-24",
+            "run --no-deliver   (build, validate, verify and report; send nothing)",
+            "run --district east --date 2026-11-24",
+        ],
+        {
+            0: "the run succeeded: delivered, or built and checked but not sent (an older "
+            "date, or --no-deliver)",
+            1: "the run failed (error findings, a failed check or delivery): nothing delivered",
+            2: "bad arguments (a date outside the partitions, a --district that does not fit)",
+        },
+    )
+    _date_arg(r, "the partition date to run, default: the latest", required=False)
+    _district_arg(r)
+    r.add_argument(
+        "--no-deliver",
+        action="store_true",
+        help="build, validate, verify and report the package but send nothing (no upload, "
+        "no alert); send it later with redeliver",
+    )
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("redeliver", help="re-send the archived package of a date")
-    d.add_argument("--date", type=iso_date, required=True)
+    d = command(
+        "redeliver",
+        "re-send the archived package of a date (guards apply unless overridden)",
+        [
+            "redeliver --date 2026-11-24",
+            "redeliver --date 2026-11-23 --override GRD-STALE-PARTITION",
+        ],
+        {
+            0: "re-delivered (the receipt's path is printed)",
+            1: "not delivered: a guard refused it, no package is archived, or the upload failed",
+        },
+    )
+    _date_arg(d, "the date whose archived package to send")
     d.add_argument(
         "--override",
         type=guard_codes,
+        metavar="CODES",
         default="",
-        help="guards to override, e.g. GRD-STALE-PARTITION",
+        help="guards to override for this delivery, comma-separated "
+        "(e.g. --override GRD-STALE-PARTITION)",
     )
-    d.add_argument("--district", help="with a districts file: which district")
+    _district_arg(d)
     d.set_defaults(func=cmd_redeliver)
 
-    rp = sub.add_parser("report", help="the validation report of a date (also HTML/JSON)")
-    rp.add_argument("--date", type=iso_date, required=True)
-    rp.add_argument("--format", choices=("text", "json"), default="text")
-    rp.add_argument("--district", help="with a districts file: which district")
+    rp = command(
+        "report",
+        "print a date's validation report (and rewrite its HTML and JSON files)",
+        ["report --date 2026-11-24", "report --date 2026-11-24 --format json"],
+        {0: "the report was printed", 1: "nothing was run for that date"},
+    )
+    _date_arg(rp, "the date of the report")
+    _format_arg(rp)
+    _district_arg(rp)
     rp.set_defaults(func=cmd_report)
 
-    df = sub.add_parser("diff", help="students added/removed/moved since another date")
-    df.add_argument("--date", type=iso_date, required=True)
+    df = command(
+        "diff",
+        "list students added, removed or moved since another date",
+        ["diff --date 2026-11-24", "diff --date 2026-11-24 --against 2026-11-01"],
+        {0: "the differences were printed", 1: "a date has no stored package to compare"},
+    )
+    _date_arg(df, "the date to compare")
     df.add_argument(
         "--against",
         type=iso_date,
+        metavar=DATE,
         help="baseline date (default: the last delivered package, as the guards; with no "
-        "delivery yet, the previous packaged date)",
+        "delivery yet, the previous packaged date; e.g. --against 2026-11-01)",
     )
-    df.add_argument("--format", choices=("text", "json"), default="text")
-    df.add_argument("--district", help="with a districts file: which district")
+    _format_arg(df)
+    _district_arg(df)
     df.set_defaults(func=cmd_diff)
 
-    pg = sub.add_parser("purge", help="retention: delete partitions older than N days")
-    pg.add_argument("--keep-days", type=at_least(0), default=30)
-    pg.add_argument("--today", type=iso_date, help="reference date (default: today)")
-    pg.add_argument("--dry-run", action="store_true")
-    pg.add_argument("--district", help="with a districts file: which district")
+    pg = command(
+        "purge",
+        "retention: delete data of dates older than N days (as the daily retention job)",
+        ["purge --dry-run", "purge --keep-days 60"],
+        {0: "purged (or, with --dry-run, what would be removed was printed)"},
+    )
+    pg.add_argument(
+        "--keep-days",
+        type=at_least(0),
+        metavar="N",
+        default=30,
+        help="keep this many days of data (default: 30; e.g. --keep-days 60)",
+    )
+    pg.add_argument(
+        "--today",
+        type=iso_date,
+        metavar=DATE,
+        help="the reference date (default: today; e.g. --today 2026-11-24)",
+    )
+    pg.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed, remove nothing"
+    )
+    _district_arg(pg)
     pg.set_defaults(func=cmd_purge)
 
-    sc = sub.add_parser("schema", help="print the Pandera model of an output file")
-    sc.add_argument("file", choices=("users", "orgs", "demographics"))
+    sc = command(
+        "schema",
+        "print the Pandera model of an output file: columns, types, checks and rule codes",
+        ["schema users", "schema users --include-staff --as-of 2026-11-24"],
+        {0: "the model was printed"},
+    )
     sc.add_argument(
-        "--as-of", type=iso_date, help="as-of date YYYY-MM-DD of the date rules (default: today)"
+        "file",
+        choices=("users", "orgs", "demographics"),
+        help="the output file (e.g. users)",
+    )
+    sc.add_argument(
+        "--as-of",
+        type=iso_date,
+        metavar=DATE,
+        help="as-of date of the date rules (default: today; e.g. --as-of 2026-11-24)",
     )
     sc.add_argument("--include-staff", action="store_true", help="the model with staff titles")
     sc.set_defaults(func=cmd_schema)
 
-    ru = sub.add_parser("rules", help="list every rule code (--markdown: the rule catalogue)")
-    ru.add_argument("--markdown", action="store_true", help="print docs/rules.md")
+    ru = command(
+        "rules",
+        "list every rule code with its severity and check",
+        ["rules", "rules --markdown > docs/rules.md"],
+        {0: "the rules were printed"},
+    )
+    ru.add_argument(
+        "--markdown", action="store_true", help="print the rule catalogue (docs/rules.md)"
+    )
     ru.set_defaults(func=cmd_rules)
 
-    h = sub.add_parser("sftp-host-key", help="print an SFTP server's host key to pin")
-    h.add_argument("host", type=host_port, help="HOST[:PORT] (port 22 by default)")
+    h = command(
+        "sftp-host-key",
+        "print an SFTP server's host key and fingerprint, to verify and pin",
+        ["sftp-host-key sftp.naviance.com", "sftp-host-key [::1]:2222"],
+        {0: "the key was printed", 1: "the key could not be fetched (nothing listening, …)"},
+    )
+    h.add_argument(
+        "host",
+        type=host_port,
+        metavar="HOST[:PORT]",
+        help="the server; port 22 by default (e.g. sftp.example.org:2222)",
+    )
     h.set_defaults(func=cmd_sftp_host_key)
     return p
 

@@ -189,10 +189,25 @@ def resolve(settings: Settings, day: str | None, district: str | None) -> Target
     )
 
 
-def run_partition(day: str | None, district: str | None = None) -> int:
+# A run of ``naviance-pipeline run --no-deliver`` carries this tag (the UI shows it).
+NO_DELIVER_TAG = "naviance/no-deliver"
+
+
+def run_partition(day: str | None, district: str | None = None, *, deliver: bool = True) -> int:
+    """Materialize every asset for one date: 0 when the run succeeded (delivered, or built and
+    checked but not sent), 1 when it failed (nothing delivered). ``deliver=False`` leaves out
+    the delivery asset: the package is built, validated, verified and reported, nothing is sent
+    and no alert goes out."""
     settings = Settings.from_env()
     target = resolve(settings, day, district)
-    print(f"materializing every asset for {target.day} ({target.label})")
+    what = "every asset" if deliver else "every asset but the delivery (--no-deliver)"
+    print(f"materializing {what} for {target.day} ({target.label})")
+    from naviance_pipeline.defs.jobs import STAGES
+
+    selection = None if deliver else [dg.AssetKey(s) for s in STAGES if s != DELIVERY_ASSET]
+    tags = {"dagster/partition": target.key, **target.tags, RUNNER_TAG: owner()}
+    if not deliver:
+        tags[NO_DELIVER_TAG] = "true"
     with local_instance(settings) as instance:
         for message in reclaim_dead_runs(instance):
             print(message, file=sys.stderr)
@@ -200,9 +215,10 @@ def run_partition(day: str | None, district: str | None = None) -> int:
         result = dg.execute_job(
             dg.reconstructable(nightly_job),
             instance,
-            tags={"dagster/partition": target.key, **target.tags, RUNNER_TAG: owner()},
+            tags=tags,
             # Progress at INFO: one line per stage, not Dagster's every debug event.
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            asset_selection=selection,
         )
         for evaluation in result.get_asset_check_evaluations():
             if not evaluation.passed:
@@ -220,11 +236,15 @@ def run_partition(day: str | None, district: str | None = None) -> int:
                 data = event.step_failure_data
                 why = data.user_failure_data.description if data.user_failure_data else None
                 print(f"{event.step_key}: {why or data.error.message.strip()}", file=sys.stderr)
-            _alert(target, result.run_id)
+            if deliver:
+                _alert(target, result.run_id)
             return 1
-        delivered = result.asset_materializations_for_node("naviance_delivery")
-        metadata = delivered[-1].metadata if delivered else {}
         print(f"run {result.run_id} succeeded")
+        if not deliver:
+            _not_delivered(target, district)
+            return 0
+        delivered = result.asset_materializations_for_node(DELIVERY_ASSET)
+        metadata = delivered[-1].metadata if delivered else {}
         if "not_sent_because" in metadata:
             print(
                 f"the package of {target.day} was built and checked but not sent: "
@@ -235,6 +255,24 @@ def run_partition(day: str | None, district: str | None = None) -> int:
         where = metadata["remote_path"].value if "remote_path" in metadata else "?"
         print(f"NavianceOneRoster.zip landed at {where}")
         return 0
+
+
+DELIVERY_ASSET = "naviance_delivery"
+
+
+def _not_delivered(target: Target, district: str | None) -> None:
+    """What ``run --no-deliver`` says at the end: nothing was sent, where to look, how to send."""
+    from naviance_pipeline.reporting.report import report_paths
+
+    layout = target.layout
+    again = f" --district {district}" if district else ""
+    print(
+        f"NOTHING WAS SENT (--no-deliver): the package of {target.day} was built, validated, "
+        "verified and reported; no delivery was attempted and no alert was sent"
+    )
+    print(f"package: {layout.package_path(target.day)}")
+    print(f"report: {report_paths(layout, target.day)[1]}")
+    print(f"to send it: naviance-pipeline redeliver --date {target.day}{again}")
 
 
 def redeliver(day: str, override: str, district: str | None = None) -> int:

@@ -62,7 +62,7 @@ OUTSIDE = (
     (["sftp-host-key", "host:0"], "the port must be a number 1-65535, got '0'"),
     (["sftp-host-key", "host:ssh"], "the port must be a number 1-65535, got 'ssh'"),
     (["sftp-host-key", "[::1]:"], "the port must be a number 1-65535, got ''"),
-    (["sftp-host-key", ":22"], "argument host: expected HOST[:PORT]"),
+    (["sftp-host-key", ":22"], "argument HOST[:PORT]: expected HOST[:PORT], got ':22'"),
     (["sample-district", "--out", "x.zip", "--students", "0"], "--students: must be 1 or more"),
     (["sample-district", "--out", "x.zip", "--schools", "-2"], "--schools: must be 1 or more"),
     (["sample-district", "--out", "x.zip", "--format", "csv"], "argument --format"),

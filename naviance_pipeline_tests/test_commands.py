@@ -308,3 +308,45 @@ def test_run_refuses_a_district_without_a_districts_file(tmp_path, tiny_district
     proc = _cli("run", "--district", "east", env=_env(tmp_path, tiny_district))
     assert proc.returncode == 2
     assert "--district 'east' needs a districts file (NAVIANCE_DISTRICTS_FILE)" in proc.stderr
+
+
+def test_run_no_deliver_builds_checks_and_reports_but_sends_nothing(tmp_path, tiny_district):
+    import dagster as dg
+
+    env = _env(tmp_path, tiny_district)
+    proc = _cli("run", "--date", "2026-11-24", "--no-deliver", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = tmp_path / "data" / "districts" / "sample-district"
+    package = base / "packages" / "2026-11-24" / ZIP_NAME
+    report = base / "reports" / "2026-11-24" / "report.html"
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("materializing every asset but the delivery (--no-deliver)")
+    assert lines[-4].startswith("NOTHING WAS SENT (--no-deliver)")
+    assert lines[-3:] == [
+        f"package: {package}",
+        f"report: {report}",
+        "to send it: naviance-pipeline redeliver --date 2026-11-24",
+    ]
+    assert package.exists() and report.exists()  # built, verified, reported
+    assert not (tmp_path / "outbox").exists()  # sent nowhere
+    assert not (base / "receipts").exists()
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        (run,) = instance.get_runs()
+        assert run.tags["naviance/no-deliver"] == "true"
+        assert run.asset_selection and dg.AssetKey("naviance_delivery") not in run.asset_selection
+
+    sent = _cli("redeliver", "--date", "2026-11-24", env=env)  # what it says to do
+    assert sent.returncode == 0, sent.stderr
+    assert (tmp_path / "outbox" / ZIP_NAME).read_bytes() == package.read_bytes()
+
+
+def test_run_no_deliver_on_a_bad_source_fails_and_says_nothing_was_delivered(
+    tmp_path, tiny_district
+):
+    bad = rewrite_zip(
+        tiny_district, tmp_path / "bad.zip", "users.csv", first_student_editor({"role": "pupil"})[0]
+    )
+    proc = _cli("run", "--date", "2026-11-24", "--no-deliver", env=_env(tmp_path, bad))
+    assert proc.returncode == 1
+    assert "check users:user_rules failed" in proc.stdout
+    assert "nothing was delivered" in proc.stderr and "Traceback" not in proc.stderr
