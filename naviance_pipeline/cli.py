@@ -25,7 +25,12 @@ from naviance_pipeline.oneroster.findings import Finding, has_errors, sort_findi
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.operations.settings import max_source_bytes_from_env, parse_month_day
+from naviance_pipeline.operations.settings import (
+    SettingsError,
+    environment_help,
+    max_source_bytes_from_env,
+    parse_month_day,
+)
 from naviance_pipeline.sources import kinds
 
 EXAMPLES_PER_RULE = 5
@@ -543,7 +548,12 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="naviance-pipeline", description=__doc__.split("\n\n")[0])
+    p = _Parser(
+        prog="naviance-pipeline",
+        description=__doc__.split("\n\n")[0],
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="check a source against the Naviance profile")
@@ -644,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
+    except SettingsError as exc:  # a NAVIANCE_* variable the pipeline cannot use
+        return _usage_error(str(exc))
     except BrokenPipeError:  # `naviance-pipeline rules | head`: the reader has gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a process ended by SIGPIPE
