@@ -28,6 +28,7 @@ from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.operations.settings import (
     SettingsError,
     environment_help,
+    load_env_file,
     max_source_bytes_from_env,
     parse_month_day,
 )
@@ -651,8 +652,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # everything this process writes holds or names student data: owner-only
-    args = parser().parse_args(argv)
     try:
+        load_env_file()  # first: the options' defaults below read the environment
+        args = parser().parse_args(argv)
         return args.func(args)
     except SettingsError as exc:  # a NAVIANCE_* variable the pipeline cannot use
         return _usage_error(str(exc))

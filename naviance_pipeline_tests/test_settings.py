@@ -191,3 +191,11 @@ def test_a_changed_setting_makes_the_readme_stale(monkeypatch):
     monkeypatch.setattr(field, "default", "03:00")
     assert "| `NAVIANCE_SCHEDULE_TIME` | `03:00` |" in settings_module.markdown()
     assert _readme_table() != settings_module.markdown()
+
+
+def test_the_command_line_reads_the_dotenv_before_its_options(env, tmp_path):
+    """`validate`'s --kind defaults to NAVIANCE_SOURCE_KIND: from the .env file too."""
+    (tmp_path / ".env").write_text("NAVIANCE_SOURCE_KIND=sql\n")
+    cli = str(Path(sys.executable).parent / "naviance-pipeline")
+    done = subprocess.run([cli, "validate", "missing.zip"], capture_output=True, text=True, env=env)
+    assert "the SIS database URL cannot be parsed" in done.stdout + done.stderr

@@ -256,11 +256,9 @@ def _problem(error: dict) -> tuple[int, int, str]:
 
 def _where(name: str, number: int, ids: list) -> str:
     district_id = ids[number - 1] if number else None
-    if not number:
-        return name
     if isinstance(district_id, str) and DISTRICT_ID.match(district_id):
         return f'{name}: district "{district_id}"'
-    return f"{name}: district #{number}"
+    return f"{name}: district #{number}" if number else name
 
 
 def _needs(entry: Any) -> list[str]:
