@@ -26,7 +26,13 @@ from naviance_pipeline.oneroster.findings import Finding, has_errors, sort_findi
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.operations.settings import max_source_bytes_from_env, parse_month_day
+from naviance_pipeline.operations.settings import (
+    SettingsError,
+    environment_help,
+    load_env_file,
+    max_source_bytes_from_env,
+    parse_month_day,
+)
 from naviance_pipeline.sources import kinds
 
 EXAMPLES_PER_RULE = 5
@@ -766,7 +772,9 @@ def parser() -> argparse.ArgumentParser:
                 2: "bad arguments, or a source that cannot be opened at all (SRC-UNREADABLE)",
                 141: "the reader of the output went away (e.g. piped into head)",
             },
-        ),
+        )
+        + "\n\n"
+        + environment_help(),
     )
     p.add_argument(
         "--version", action="version", version=_version(), help="print the version and exit"
@@ -1042,9 +1050,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # everything this process writes holds or names student data: owner-only
-    args = parser().parse_args(argv)
     try:
+        load_env_file()  # first: the options' defaults below read the environment
+        args = parser().parse_args(argv)
         return args.func(args)
+    except SettingsError as exc:  # a NAVIANCE_* variable the pipeline cannot use
+        return _usage_error(str(exc))
     except BrokenPipeError:  # `naviance-pipeline rules | head`: the reader has gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a process ended by SIGPIPE

@@ -36,7 +36,7 @@ from naviance_pipeline.operations.districts import (
     DistrictsFileError,
     parse_districts,
 )
-from naviance_pipeline.operations.settings import Settings
+from naviance_pipeline.operations.settings import Settings, SettingsError
 from naviance_pipeline.operations.storage import DataLayout, slug
 from naviance_pipeline.sources.kinds import SourceKind
 from naviance_pipeline.sources.kinds import registry as kinds
@@ -131,9 +131,11 @@ def kind_gaps(kind: SourceKind, home: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("NAVIANCE_SOURCE_KIND", kind.name)
     monkeypatch.setenv("NAVIANCE_SOURCE_MAPPING", mapping)
     monkeypatch.delenv("NAVIANCE_SOURCE_SYSTEM", raising=False)
-    settings = Settings.from_env()
-    if settings.source_system_name != kind.system_name(mapping):
-        gaps.append("the settings do not take its source.systemName")
+    try:
+        if Settings.from_env().source_system_name != kind.system_name(mapping):
+            gaps.append("the settings do not take its source.systemName")
+    except SettingsError as exc:  # the kind is refused when the settings load
+        gaps.append(f"the settings: {exc}")
     found = _districts_file_problems(_district(source_kind=kind.name, source_mapping=mapping))
     gaps += [f"the districts file: {problem}" for problem in found]
     for role in kind.secrets:
@@ -233,6 +235,10 @@ def test_an_unregistered_kind_is_refused_by_each_consumer(tmp_path, monkeypatch)
     gaps = kind_gaps(unregistered, tmp_path, monkeypatch)
     assert "the CLI refuses --kind" in gaps
     assert any("source_kind 'skyward' must be one of oneroster, sis-csv, sql" in g for g in gaps)
+    assert (
+        "the settings: NAVIANCE_SOURCE_KIND: 'skyward' must be one of oneroster, sis-csv, sql"
+        in gaps
+    )
     assert any("the source kind must be one of" in g for g in gaps)  # the resource's config
 
 

@@ -7,7 +7,6 @@ Alerts carry counts, rule codes and a link to the run — never PII.
 """
 
 import json
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from naviance_pipeline.operations.alerts import (
     notifiers_from_env,
     send_all,
 )
+from naviance_pipeline.operations.settings import Settings
 from naviance_pipeline.operations.storage import FINDING_STAGES, GUARDS_STAGE, DataLayout, read_json
 
 if TYPE_CHECKING:  # private Dagster types, for annotations only
@@ -28,14 +28,13 @@ if TYPE_CHECKING:  # private Dagster types, for annotations only
     )
 
 
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
-MAX_DELIVERY_AGE_HOURS = 26.0
+MAX_DELIVERY_AGE_HOURS = Settings.model_fields["delivery_max_age_hours"].default
 DELIVERY = dg.AssetKey("naviance_delivery")
 DELIVERY_LOOKBACK = 100  # materializations looked at for the last one that sent a file
 
 
 def ui_url() -> str:
-    return (os.environ.get("NAVIANCE_UI_URL") or DEFAULT_UI_URL).rstrip("/")
+    return Settings.from_env().ui_url.rstrip("/")
 
 
 def _stored_findings(layout: DataLayout, day: str, stage: str) -> list[dict]:
@@ -143,7 +142,7 @@ def build_sensors(
         "districts, for each district.",
     )
     def alert_on_missed_delivery(context: dg.SensorEvaluationContext):
-        max_age = float(os.environ.get("NAVIANCE_DELIVERY_MAX_AGE_HOURS") or MAX_DELIVERY_AGE_HOURS)
+        max_age = Settings.from_env().delivery_max_age_hours
         layout = layout_of()
         seen = _alerted(context.cursor, layout.district)
         notes = []

@@ -30,17 +30,31 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+)
 
 from naviance_pipeline.delivery.target import target_from_url
 from naviance_pipeline.delivery.targets import secret_env, target_kind
-from naviance_pipeline.operations.settings import parse_clock, parse_month_day
+from naviance_pipeline.operations.settings import (
+    clock_text,
+    delivery_target_url,
+    iso_date_text,
+    known_timezone,
+    month_day_text,
+    source_kind_name,
+)
 from naviance_pipeline.sources import kinds
 from naviance_pipeline.sources.snapshot import is_sftp
 
@@ -49,16 +63,7 @@ from naviance_pipeline.sources.snapshot import is_sftp
 SECRET_ROLES = (*secret_env(), *kinds.SOURCE_SECRET_ENV)
 DISTRICT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-REQUIRED_KEYS = ("id", "source_url", "timezone", "schedule_time", "delivery_target")
-OPTIONAL_KEYS = (
-    "secrets",
-    "include_staff",
-    "rollover_day",
-    "source_system_name",
-    "source_kind",
-    "source_mapping",
-)
-TOP_KEYS = ("data_root", "partitions_start", "districts")
+REQUIRED = "is required (a non-empty string)"
 
 
 class DistrictsFileError(ValueError):
@@ -69,19 +74,82 @@ class DistrictsFileError(ValueError):
         super().__init__("\n".join(problems))
 
 
-@dataclass(frozen=True)
-class District:
-    id: str
-    source_url: str
-    timezone: str
-    schedule_time: str
-    delivery_target: str
-    secrets: Mapping[str, str] = field(default_factory=dict)  # role -> variable NAME
-    include_staff: bool = False
-    rollover_day: str = "07-15"
-    source_system_name: str = "ClassLink"
-    source_kind: str = kinds.DEFAULT_KIND
-    source_mapping: str = ""
+def _checked(check=None, refused: str = REQUIRED, blank: bool = False):
+    """A text field: a non-empty string (or blank when ``blank``; otherwise ValueError with
+    ``refused``), then ``check``ed. Messages follow the key (``<key> <message>``)."""
+
+    def validate(value: Any) -> str:
+        if not isinstance(value, str) or not (value.strip() or blank):
+            raise ValueError(refused.format(value=value))
+        return check(value) if check else value.strip()
+
+    return BeforeValidator(validate)
+
+
+def _must(ok: Callable[[Any], object], message: str) -> BeforeValidator:
+    """Refuse a value for which ``ok`` is false, saying ``<key> <message>``."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise ValueError(message.format(value=value))
+        return value
+
+    return BeforeValidator(check)
+
+
+def _invalid_target(value: str) -> str:
+    try:
+        return delivery_target_url(value)  # its messages never echo a password in the URL
+    except ValueError as exc:
+        raise ValueError(f"is invalid: {exc}") from None
+
+
+def _partitions_start(value: Any) -> str | None:
+    if isinstance(value, date):  # YAML reads an unquoted 2025-07-01 as a date
+        return value.isoformat()
+    return None if value is None else iso_date_text(str(value)) or None
+
+
+_SLUG = (
+    "{value!r} must be a slug (lowercase letters, digits and inner hyphens, at most 63 characters)"
+)
+# Not echoed: someone may have pasted the secret itself here.
+_ENV_NAME = (
+    "must be the NAME of an environment variable (letters, digits, underscores), not the "
+    "secret itself"
+)
+_UNQUOTED = 'must be quoted, e.g. "14:30" (YAML reads an unquoted 14:30 as a number)'
+Role = Annotated[
+    str,
+    _must(
+        lambda v: v in SECRET_ROLES,
+        f"has unknown role {{value!r}} (one of {', '.join(SECRET_ROLES)})",
+    ),
+]
+EnvName = Annotated[str, _must(lambda v: isinstance(v, str) and ENV_NAME.match(v), _ENV_NAME)]
+
+
+class District(BaseModel):
+    """One district of the file; each field's check says what is wrong with its value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, _must(lambda v: isinstance(v, str) and DISTRICT_ID.match(v), _SLUG)]
+    source_url: Annotated[str, _checked()]
+    timezone: Annotated[str, _checked(known_timezone)]
+    # YAML 1.1 reads an unquoted 14:30 as the base-60 number 870
+    schedule_time: Annotated[
+        str, _checked(clock_text), _must(lambda v: not isinstance(v, int), _UNQUOTED)
+    ]
+    delivery_target: Annotated[str, _checked(_invalid_target)]
+    secrets: dict[Role, EnvName] = {}  # role -> the NAME of the variable holding it
+    include_staff: StrictBool = False
+    rollover_day: Annotated[str, _checked(month_day_text, "{value!r} must be MM-DD")] = "07-15"
+    source_system_name: Annotated[str, _checked(refused="must be a non-empty string")] = "ClassLink"
+    source_kind: Annotated[str, BeforeValidator(source_kind_name)] = kinds.DEFAULT_KIND
+    source_mapping: Annotated[
+        str, _checked(refused="must be a preset name or a mapping file path", blank=True)
+    ] = ""
 
     def secret(self, role: str, environ: Mapping[str, str] | None = None) -> str | None:
         """The secret's value from its variable, read now (None when unnamed, unset or empty)."""
@@ -95,11 +163,16 @@ class District:
         return target_from_url(self.delivery_target).upload_host or "local"
 
 
-@dataclass(frozen=True)
-class DistrictsConfig:
-    data_root: str
-    districts: tuple[District, ...]
-    partitions_start: str | None = None
+class DistrictsConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_root: Annotated[str, _checked(refused="is required (a folder or fsspec URL)")] = Field(
+        "", validate_default=True
+    )
+    partitions_start: Annotated[str | None, BeforeValidator(_partitions_start)] = None
+    districts: Annotated[tuple[District, ...], _must(bool, "must be a non-empty list")] = Field(
+        (), validate_default=True
+    )
 
     @property
     def ids(self) -> list[str]:
@@ -135,186 +208,81 @@ def _load_cached(path: str, _mtime_ns: int, _size: int) -> DistrictsConfig:
     return parse_districts(data, name)
 
 
+# What a problem says when pydantic's own message would not name the fix.
+_MESSAGES = {
+    "missing": REQUIRED,
+    "bool_type": "must be true or false",
+    "dict_type": f"must map a role ({', '.join(SECRET_ROLES)}) to a variable name",
+    "model_type": "must be a mapping",
+    "tuple_type": "must be a non-empty list",
+}
+
+
 def parse_districts(data: Any, name: str = "districts.yaml") -> DistrictsConfig:
-    """Validate the parsed YAML of a districts file (``name`` prefixes every message)."""
-    problems: list[str] = []
+    """Validate the parsed YAML of a districts file (``name`` prefixes every message): every
+    problem of every district at once, each naming the district and the key."""
     if not isinstance(data, dict):
         raise DistrictsFileError([f"{name}: must be a mapping with data_root and districts"])
-    problems += [f"{name}: unknown key {k!r}" for k in data if k not in TOP_KEYS]
-    data_root = data.get("data_root")
-    if not isinstance(data_root, str) or not data_root.strip():
-        problems.append(f"{name}: data_root is required (a folder or fsspec URL)")
-    start = data.get("partitions_start")
-    if start is not None and not _is_iso_date(start):
-        problems.append(f"{name}: partitions_start {start!r} is not a YYYY-MM-DD date")
-    entries = data.get("districts")
-    if not isinstance(entries, list) or not entries:
-        problems.append(f"{name}: districts must be a non-empty list")
-        entries = []
-    districts: list[District] = []
-    seen: set[str] = set()
-    for number, entry in enumerate(entries, start=1):
-        where = f"{name}: district #{number}"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: must be a mapping")
-            continue
-        district_id = entry.get("id")
-        if isinstance(district_id, str) and DISTRICT_ID.match(district_id):
-            where = f'{name}: district "{district_id}"'
-            if district_id in seen:
-                problems.append(f"{where}: id is used by another district")
-            seen.add(district_id)
-        else:
-            problems.append(
-                f"{where}: id {district_id!r} must be a slug (lowercase letters, digits and "
-                "inner hyphens, at most 63 characters)"
-            )
-        found = _check_district(entry, where)
-        problems += found
-        if not found:
-            districts.append(_district(entry))
-    if problems:
-        raise DistrictsFileError(problems)
-    return DistrictsConfig(
-        data_root=data_root.strip(),
-        districts=tuple(districts),
-        partitions_start=str(start) if start is not None else None,
-    )
-
-
-def _is_iso_date(value: Any) -> bool:
-    from datetime import date
-
-    if isinstance(value, date):  # YAML reads an unquoted 2025-07-01 as a date
-        return True
+    entries = data.get("districts") if isinstance(data.get("districts"), list) else []
+    # (district number, 0 = the file; rank: a duplicate id, an unknown key, a bad value; text)
+    found: list[tuple[int, int, str]] = []
     try:
-        date.fromisoformat(str(value))
-    except ValueError:
-        return False
-    return True
+        config = DistrictsConfig.model_validate(data)
+    except ValidationError as exc:
+        found += [_problem(error) for error in exc.errors(include_url=False)]
+    ids = [e.get("id") if isinstance(e, dict) else None for e in entries]
+    for number, (entry, district_id) in enumerate(zip(entries, ids, strict=True), start=1):
+        if isinstance(district_id, str) and district_id in ids[: number - 1]:
+            found.append((number, 0, "id is used by another district"))
+        found += [(number, 2, why) for why in _needs(entry)]
+    if found:
+        found.sort(key=lambda problem: problem[:2])
+        raise DistrictsFileError([f"{_where(name, n, ids)}: {text}" for n, _, text in found])
+    return config
 
 
-def _valid(check: Callable[[str], object], value: str) -> bool:
+def _problem(error: dict) -> tuple[int, int, str]:
+    """(district number or 0, rank, ``<key> <what is wrong>``)."""
+    loc = list(error["loc"])
+    number = loc[1] + 1 if loc[:1] == ["districts"] and len(loc) > 1 else 0
+    path = loc[2:] if number else loc
+    key = str(path[0]) if path else ""
+    if error["type"] == "extra_forbidden":
+        return number, 1, f"unknown key {key!r}"
+    message = _MESSAGES.get(error["type"]) or error["msg"].removeprefix("Value error, ")
+    shown = key if "[key]" in path or len(path) < 2 else ".".join(map(str, path))
+    return number, 2, f"{shown} {message}".strip()
+
+
+def _where(name: str, number: int, ids: list) -> str:
+    district_id = ids[number - 1] if number else None
+    if isinstance(district_id, str) and DISTRICT_ID.match(district_id):
+        return f'{name}: district "{district_id}"'
+    return f"{name}: district #{number}" if number else name
+
+
+def _needs(entry: Any) -> list[str]:
+    """What one district's keys need from each other: the secrets its delivery target and an
+    sftp:// source require, a mapping only for a mapped kind (checked even when a key is bad,
+    so every problem shows at once)."""
+    if not isinstance(entry, dict):
+        return []
+    secrets = entry.get("secrets") if isinstance(entry.get("secrets"), dict) else {}
+    target, url = (entry.get(key) for key in ("delivery_target", "source_url"))
     try:
-        check(value)
-    except (ValueError, TypeError, OSError, ZoneInfoNotFoundError):
-        return False
-    return True
-
-
-def _known_timezone(value: str) -> None:
-    if not value or value.startswith(("/", ".")):
-        raise ValueError(value)
-    ZoneInfo(value)
-
-
-def _check_district(entry: dict, where: str) -> list[str]:
-    """Every problem of one district entry (the id is checked by the caller)."""
-    problems = [
-        f"{where}: unknown key {k!r}" for k in entry if k not in (*REQUIRED_KEYS, *OPTIONAL_KEYS)
-    ]
-    for key in REQUIRED_KEYS[1:]:
-        value = entry.get(key)
-        if key == "schedule_time" and isinstance(value, int):
-            problems.append(
-                f'{where}: schedule_time must be quoted, e.g. "14:30" (YAML reads an unquoted '
-                "14:30 as a number)"
-            )
-        elif not isinstance(value, str) or not value.strip():
-            problems.append(f"{where}: {key} is required (a non-empty string)")
-    timezone = entry.get("timezone")
-    if isinstance(timezone, str) and timezone and not _valid(_known_timezone, timezone):
-        problems.append(f'{where}: timezone "{timezone}" is not a known timezone')
-    clock = entry.get("schedule_time")
-    if isinstance(clock, str) and clock and not re.fullmatch(r"\d{2}:\d{2}", clock.strip()):
-        problems.append(f'{where}: schedule_time "{clock}" must be HH:MM (24-hour)')
-    elif isinstance(clock, str) and clock and not _valid(parse_clock, clock):
-        problems.append(f'{where}: schedule_time "{clock}" is not a time of day')
-    target = entry.get("delivery_target")
-    if isinstance(target, str) and target.strip():
-        try:
-            # Messages of target_from_url never echo a password given in the URL.
-            target_from_url(target.strip())
-        except ValueError as exc:
-            problems.append(f"{where}: delivery_target is invalid: {exc}")
-    problems += _check_secrets(entry.get("secrets", {}), where, target)
-    problems += _check_source_secrets(entry, where)
-    if "include_staff" in entry and not isinstance(entry["include_staff"], bool):
-        problems.append(f"{where}: include_staff must be true or false")
-    rollover = entry.get("rollover_day", "07-15")
-    if not isinstance(rollover, str) or not _valid(parse_month_day, rollover):
-        problems.append(f"{where}: rollover_day {rollover!r} must be MM-DD")
-    problems += _check_source(entry, where)
-    system = entry.get("source_system_name", "ClassLink")
-    if not isinstance(system, str) or not system.strip():
-        problems.append(f"{where}: source_system_name must be a non-empty string")
-    return problems
-
-
-def _check_source(entry: dict, where: str) -> list[str]:
-    kind = entry.get("source_kind", kinds.DEFAULT_KIND)
-    if kind not in kinds.names():
-        return [f"{where}: source_kind {kind!r} must be one of {', '.join(kinds.names())}"]
-    mapping = entry.get("source_mapping", "")
-    if not isinstance(mapping, str):
-        return [f"{where}: source_mapping must be a preset name or a mapping file path"]
-    if mapping and not kinds.source_kind(kind).mapped:
-        mapped = " or ".join(kinds.mapped_names())
-        return [f"{where}: source_mapping is only for source_kind {mapped}"]
-    return []
-
-
-def _check_secrets(secrets: Any, where: str, target: Any) -> list[str]:
-    if not isinstance(secrets, dict):
-        return [f"{where}: secrets must map a role ({', '.join(SECRET_ROLES)}) to a variable name"]
-    problems = []
-    for role, env_name in secrets.items():
-        if role not in SECRET_ROLES:
-            problems.append(
-                f"{where}: secrets has unknown role {role!r} (one of {', '.join(SECRET_ROLES)})"
-            )
-        elif not isinstance(env_name, str) or not ENV_NAME.match(env_name):
-            # Not echoed: someone may have pasted the secret itself here.
-            problems.append(
-                f"{where}: secrets.{role} must be the NAME of an environment variable "
-                "(letters, digits, underscores), not the secret itself"
-            )
-    if isinstance(target, str) and target.strip():
-        try:
-            requires = target_kind(target.strip())[0].district_requires
-        except ValueError:  # reported with the delivery_target
-            requires = ()
-        problems += [f"{where}: {why}" for roles, why in requires if not set(roles) & set(secrets)]
-    return problems
-
-
-def _check_source_secrets(entry: dict, where: str) -> list[str]:
-    """An sftp:// source is read only from a pinned server: its key is named up front."""
-    url, secrets = entry.get("source_url"), entry.get("secrets") or {}
-    if not (isinstance(url, str) and is_sftp(url.strip()) and isinstance(secrets, dict)):
-        return []
-    if "source_sftp_known_hosts" in secrets:
-        return []
-    return [
-        f"{where}: secrets.source_sftp_known_hosts is required for an sftp:// source_url "
-        "(the pinned host key)"
-    ]
-
-
-def _district(entry: dict) -> District:
-    return District(
-        id=entry["id"],
-        source_url=entry["source_url"].strip(),
-        timezone=entry["timezone"],
-        schedule_time=entry["schedule_time"].strip(),
-        delivery_target=entry["delivery_target"].strip(),
-        secrets=dict(entry.get("secrets", {})),
-        include_staff=entry.get("include_staff", False),
-        rollover_day=entry.get("rollover_day", "07-15"),
-        source_system_name=entry.get("source_system_name", "ClassLink").strip(),
-        source_kind=entry.get("source_kind", kinds.DEFAULT_KIND),
-        source_mapping=entry.get("source_mapping", "").strip(),
-    )
+        requires = target_kind(target.strip())[0].district_requires
+    except (ValueError, AttributeError):  # reported with the delivery_target
+        requires = ()
+    needs = [why for roles, why in requires if not set(roles) & set(secrets)]
+    if isinstance(url, str) and is_sftp(url.strip()) and "source_sftp_known_hosts" not in secrets:
+        needs.append(
+            "secrets.source_sftp_known_hosts is required for an sftp:// source_url "
+            "(the pinned host key)"
+        )
+    kind, mapping = entry.get("source_kind", kinds.DEFAULT_KIND), entry.get("source_mapping")
+    if mapping and kind in kinds.names() and not kinds.source_kind(kind).mapped:
+        needs.append(f"source_mapping is only for source_kind {' or '.join(kinds.mapped_names())}")
+    return needs
 
 
 class DistrictChoiceError(ValueError):

@@ -11,7 +11,6 @@ must never become markup.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jinja2
@@ -27,7 +26,9 @@ class ReportTemplateError(ValueError):
 def template_setting() -> str | None:
     """The district's template file (``NAVIANCE_REPORT_TEMPLATE``), or None for the default.
     The one place the setting is read."""
-    return os.environ.get(TEMPLATE_ENV) or None
+    from naviance_pipeline.operations.settings import Settings
+
+    return Settings.from_env().report_template or None
 
 
 def _is_count(value: object) -> bool:
