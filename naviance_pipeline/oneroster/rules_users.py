@@ -70,11 +70,27 @@ def select_users(
         dropped_status=~live,
         not_taken=live & role.isin(ROLES_NOT_TAKEN).to_numpy(bool),
         staff_excluded=live & staff & (not options.include_staff),
-        bad_role=live & ~role.isin(ROLES_V11).to_numpy(bool),
+        bad_role=outside_v11(frame, dropped_status),
         written=live & (students | (staff & options.include_staff)),
         students=students,
         staff=staff,
     )
+
+
+def outside_v11(frame: pd.DataFrame, dropped_status: np.ndarray) -> np.ndarray:
+    """Rows not deleted whose role is not a OneRoster v1.1 role (blank included): never written,
+    USR-ROLE (an error) on each."""
+    live = ~np.asarray(dropped_status, dtype=bool)
+    return live & ~frame["role"].isin(ROLES_V11).to_numpy(bool)
+
+
+def first_lines(ids: pd.Series, counts: pd.Series) -> dict[int, int]:
+    """``{line: n}``: each id of ``counts`` (a count per sourcedId) on the first line of ``ids``
+    (sourcedIds on their lines) that holds it; ids not in ``ids`` are left out."""
+    first = ids[~ids.duplicated()]
+    line_of = pd.Series(first.index, index=first.to_numpy())
+    counts = counts[counts.index.isin(line_of.index)]
+    return dict(zip(line_of.loc[counts.index].tolist(), counts.tolist(), strict=True))
 
 
 def role_findings(frame: pd.DataFrame, selection: UserSelection) -> list[Finding]:

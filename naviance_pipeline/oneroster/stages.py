@@ -27,7 +27,12 @@ from naviance_pipeline.oneroster import rules_users as ru
 from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.classyear import class_years
 from naviance_pipeline.oneroster.csvread import read_table
-from naviance_pipeline.oneroster.findings import Finding, sort_findings
+from naviance_pipeline.oneroster.findings import (
+    Finding,
+    fold_same_row,
+    sort_findings,
+    with_consequences,
+)
 from naviance_pipeline.oneroster.kernels.arrays import blank, choose, is_in
 from naviance_pipeline.oneroster.kernels.columns import detach_accessors, output_frame
 from naviance_pipeline.oneroster.kernels.parallel import PARALLEL_ROWS
@@ -204,6 +209,7 @@ def build_users(source: Source, options: Options) -> StageResult:
     )
     findings = [*validated, *rules, *ru.class_year_findings(candidates, years)]
     candidates["grades"] = years.grades  # one grade per student (USR-GRADE-MULTI)
+    dropped_for_role = frame.loc[selection.bad_role, SOURCED_ID]  # before _finish frees it
     result = _finish(
         read,
         candidates,
@@ -223,7 +229,35 @@ def build_users(source: Source, options: Options) -> StageResult:
         students=int((out["role"] == "student").sum()),
         staff=int(out["role"].isin(ROLES_STAFF).sum()),
     )
+    result.findings = with_consequences(
+        fold_same_row(result.findings, "USR-CLASSYEAR"),
+        "DEM-USER-REF",
+        _role_consequences(source, dropped_for_role, out),
+        cause_file=USERS.name,
+        file=DEMOGRAPHICS.name,
+    )
     return result
+
+
+def _dropped_for_role(source: Source) -> pd.Series:
+    """The sourcedIds of the users.csv rows left out for a role outside v1.1 (USR-ROLE), read
+    without cell checks (users.csv's findings are the users stage's)."""
+    read = _read(source, USERS, [SOURCED_ID, "status", "role"])
+    return read.frame.loc[ru.outside_v11(read.frame, read.dropped), SOURCED_ID]
+
+
+def _role_consequences(source: Source, dropped_for_role: pd.Series, users: pd.DataFrame):
+    """``{line: n}``: the demographics rows the demographics stage leaves out, unreported,
+    because the user on that users.csv line (the first with its sourcedId) was left out for its
+    role; counted under its USR-ROLE finding. demographics.csv is read (two columns, no cell
+    checks) only when some user was."""
+    dropped_for_role = dropped_for_role[dropped_for_role != ""]
+    if not len(dropped_for_role):
+        return {}
+    read = _read(source, DEMOGRAPHICS, [SOURCED_ID, "status"])
+    _, stray = rd.stray_rows(read.frame, ~read.dropped, rd.package_students(users))
+    caused = rd.role_consequences(read.frame, stray, dropped_for_role)
+    return ru.first_lines(dropped_for_role, read.frame.loc[caused, SOURCED_ID].value_counts())
 
 
 def build_demographics(source: Source, users: pd.DataFrame, options: Options) -> StageResult:
@@ -235,7 +269,9 @@ def build_demographics(source: Source, users: pd.DataFrame, options: Options) ->
 
     def references() -> tuple[np.ndarray, pd.Series, list[Finding]]:
         students = rd.package_students(users)
-        return students, *rd.user_ref_findings(frame, ~read.dropped, students, users)
+        return students, *rd.user_ref_findings(
+            frame, ~read.dropped, students, users, lambda: _dropped_for_role(source)
+        )
 
     validated, (students, known, refs) = _validated_beside(
         read, candidates, DEMOGRAPHICS, options, references
