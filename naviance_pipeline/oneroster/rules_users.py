@@ -84,13 +84,15 @@ def outside_v11(frame: pd.DataFrame, dropped_status: np.ndarray) -> np.ndarray:
     return live & ~frame["role"].isin(ROLES_V11).to_numpy(bool)
 
 
-def first_lines(ids: pd.Series, counts: pd.Series) -> dict[int, int]:
-    """``{line: n}``: each id of ``counts`` (a count per sourcedId) on the first line of ``ids``
-    (sourcedIds on their lines) that holds it; ids not in ``ids`` are left out."""
-    first = ids[~ids.duplicated()]
-    line_of = pd.Series(first.index, index=first.to_numpy())
-    counts = counts[counts.index.isin(line_of.index)]
-    return dict(zip(line_of.loc[counts.index].tolist(), counts.tolist(), strict=True))
+def first_lines(ids: pd.Series, found: pd.Series) -> dict[int, int]:
+    """``{line: n}``: how many of ``found`` (sourcedIds) each line of ``ids`` (sourcedIds on
+    their lines) counts, each id on the first line that holds it (ids not there: not counted).
+    By Arrow kernels: only the lines counted become Python values."""
+    first = ~ids.duplicated().to_numpy(bool)
+    at = pc.index_in(arrow(found), value_set=arrow(ids[first])).drop_null()
+    counts = np.bincount(at.to_numpy(zero_copy_only=False), minlength=int(first.sum()))
+    hit = np.flatnonzero(counts)
+    return dict(zip(ids.index[first][hit].tolist(), counts[hit].tolist(), strict=True))
 
 
 def role_findings(frame: pd.DataFrame, selection: UserSelection) -> list[Finding]:

@@ -38,6 +38,7 @@ from naviance_pipeline.oneroster.kernels.columns import detach_accessors, output
 from naviance_pipeline.oneroster.kernels.parallel import PARALLEL_ROWS
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.repair import repair
+from naviance_pipeline.oneroster.rules import CAUSES
 from naviance_pipeline.oneroster.rules_common import SOURCED_ID, at_most_warnings, bulk_status
 from naviance_pipeline.oneroster.source import Source
 from naviance_pipeline.oneroster.spec import (
@@ -242,6 +243,8 @@ def build_users(source: Source, options: Options) -> StageResult:
 def _dropped_for_role(source: Source) -> pd.Series:
     """The sourcedIds of the users.csv rows left out for a role outside v1.1 (USR-ROLE), read
     without cell checks (users.csv's findings are the users stage's)."""
+    if "DEM-USER-REF" not in CAUSES:  # reported on its own
+        return pd.Series([], dtype=STRING)
     read = _read(source, USERS, [SOURCED_ID, "status", "role"])
     return read.frame.loc[ru.outside_v11(read.frame, read.dropped), SOURCED_ID]
 
@@ -252,12 +255,12 @@ def _role_consequences(source: Source, dropped_for_role: pd.Series, users: pd.Da
     role; counted under its USR-ROLE finding. demographics.csv is read (two columns, no cell
     checks) only when some user was."""
     dropped_for_role = dropped_for_role[dropped_for_role != ""]
-    if not len(dropped_for_role):
+    if not len(dropped_for_role) or "DEM-USER-REF" not in CAUSES:
         return {}
     read = _read(source, DEMOGRAPHICS, [SOURCED_ID, "status"])
     _, stray = rd.stray_rows(read.frame, ~read.dropped, rd.package_students(users))
     caused = rd.role_consequences(read.frame, stray, dropped_for_role)
-    return ru.first_lines(dropped_for_role, read.frame.loc[caused, SOURCED_ID].value_counts())
+    return ru.first_lines(dropped_for_role, read.frame.loc[caused, SOURCED_ID])
 
 
 def build_demographics(source: Source, users: pd.DataFrame, options: Options) -> StageResult:
