@@ -245,19 +245,19 @@ def consequence_note(counts: Mapping[str, int], file: str) -> str:
 
 def with_consequences(
     findings: Iterable[Finding],
+    cause: str,
     consequence: str,
     counts: Mapping[int, int],
     *,
     cause_file: str,
     file: str,
 ) -> list[Finding]:
-    """``findings`` with the finding of ``consequence``'s cause (``rules.CAUSES``) on each line
-    of ``cause_file`` in ``counts`` carrying ``counts[line]`` findings of ``consequence`` (in
-    ``file``) that are not reported. Only the causes are rebuilt (a failing file can have a
-    million rows). Nothing is counted for a rule the registry does not declare a consequence."""
-    cause = CAUSES.get(consequence)
+    """``findings`` with the ``cause`` finding on each line of ``cause_file`` in ``counts``
+    carrying ``counts[line]`` findings of ``consequence`` (in ``file``) that are not reported.
+    Only the causes are rebuilt (a failing file can have a million rows). Nothing is counted
+    unless the registry declares ``consequence`` a consequence of ``cause`` (``CAUSES``)."""
     out = list(findings)
-    if not counts or cause is None:
+    if not counts or cause not in CAUSES.get(consequence, ()):
         return out
     notes: dict[int, str] = {}  # per count: a handful
     for i, f in enumerate(out):
@@ -281,28 +281,36 @@ def with_consequences(
 
 
 def fold_same_row(findings: Iterable[Finding], consequence: str) -> list[Finding]:
-    """``findings`` with each ``consequence`` finding whose cause (``rules.CAUSES``) is found on
-    the same row (file and line) at a severity at least as high counted under that cause
-    instead of reported: it blocks nothing the cause does not block already."""
+    """``findings`` with each ``consequence`` finding whose cause (``rules.CAUSES``, the first
+    declared) is found on the same row (file and line) at a severity at least as high counted
+    under that cause instead of reported: it blocks nothing the cause does not block already."""
     findings = list(findings)
-    cause = CAUSES.get(consequence)
-    causes = {(f.file, f.line): f.severity for f in findings if f.rule == cause and f.line}
+    order = CAUSES.get(consequence, ())
+    causes: dict[tuple, Finding] = {}
+    for f in findings:
+        if f.rule in order and f.line:
+            held = causes.get((f.file, f.line))
+            if held is None or order.index(f.rule) < order.index(held.rule):
+                causes[(f.file, f.line)] = f
     if not causes:
         return findings
 
-    def folded(f: Finding) -> bool:
-        severity = causes.get((f.file, f.line)) if f.rule == consequence else None
-        return severity is not None and (severity == ERROR or f.severity == WARNING)
+    def cause_of(f: Finding) -> Finding | None:
+        cause = causes.get((f.file, f.line)) if f.rule == consequence else None
+        if cause is not None and (cause.severity == ERROR or f.severity == WARNING):
+            return cause
+        return None
 
-    counts: dict[str, Counter] = {}
+    counts: dict[tuple[str, str], Counter] = {}
     kept = []
     for f in findings:
-        if folded(f):
-            counts.setdefault(f.file or "", Counter())[f.line] += 1
-        else:
+        cause = cause_of(f)
+        if cause is None:
             kept.append(f)
-    for file, lines in counts.items():
-        kept = with_consequences(kept, consequence, lines, cause_file=file, file=file)
+        else:
+            counts.setdefault((cause.rule, f.file or ""), Counter())[f.line] += 1
+    for (rule, file), lines in counts.items():
+        kept = with_consequences(kept, rule, consequence, lines, cause_file=file, file=file)
     return kept
 
 

@@ -107,9 +107,10 @@ class Rule:
     the class-year range and the as-of date). A single-file rule has ``on`` and ``check`` (the
     name of its predicate in ``predicates``); any other rule names in ``by`` the function or
     module (``module.function``, within ``naviance_pipeline``) that reports it.
-    ``consequence_of``: the rule whose finding on the same row (the same user) causes this
-    one; such a finding is not reported on its own but counted under its cause's finding
-    (``findings.with_consequences``), and blocks nothing the cause does not block."""
+    ``consequence_of``: the rules whose finding on the same row (the same user) causes this
+    one (the first found, in this order); such a finding is not reported on its own but
+    counted under its cause's finding (``findings.with_consequences``), and blocks nothing the
+    cause does not block."""
 
     code: str
     severity: str
@@ -118,7 +119,7 @@ class Rule:
     on: On | None = None
     check: str | None = None
     by: str | None = None
-    consequence_of: str | None = None
+    consequence_of: tuple[str, ...] = ()
 
     @property
     def family(self) -> Family:
@@ -349,7 +350,7 @@ REGISTRY: tuple[Rule, ...] = (
                  "one grade per student) and used for class year",
          message="names the grade written"),
     Rule("USR-CLASSYEAR", "E", by="oneroster.rules_users.class_year_findings",
-         consequence_of="USR-GRADE",
+         consequence_of=("USR-GRADE",),
          summary="an active student has no class year (no supplied year, and no numeric grade)",
          message="this active student has no class year: give a numeric grade (KG, 01-12) or the "
                  "supplied class-year column"),
@@ -378,7 +379,7 @@ REGISTRY: tuple[Rule, ...] = (
          message="this student has no demographics row; a row holding only the sourcedId is "
                  "written"),
     Rule("DEM-USER-REF", "W", by="oneroster.rules_demographics.user_ref_findings",
-         consequence_of="USR-ROLE",
+         consequence_of=("USR-ROLE", "BULK-STATUS"),
          summary="a demographics row for a user who is not in the package; it is left out",
          message="no student with this sourcedId is in the package (or the user is staff); the "
                  "row is left out"),
@@ -442,10 +443,12 @@ REGISTRY: tuple[Rule, ...] = (
 BY_CODE: dict[str, Rule] = {r.code: r for r in REGISTRY}
 # code -> severity letter (E error, W warning, R repair reported as a warning)
 RULES: dict[str, str] = {r.code: r.severity for r in REGISTRY}
-# consequence code -> cause code: a finding of the first on a row that has one of the second is
-# counted under it instead of reported (a user left out for its role, its demographics row then
-# unmatched; a grade outside CEDS, the class year then underivable).
-CAUSES: dict[str, str] = {r.code: r.consequence_of for r in REGISTRY if r.consequence_of}
+# consequence code -> cause codes: a finding of the first on a row (a user) that has one of the
+# others is counted under it instead of reported (a user left out for its role or deleted, its
+# demographics row then unmatched; a grade outside CEDS, the class year then underivable).
+CAUSES: dict[str, tuple[str, ...]] = {
+    r.code: r.consequence_of for r in REGISTRY if r.consequence_of
+}
 
 
 def column_rules(file: str, column: Column) -> list[Rule]:
@@ -501,9 +504,10 @@ def _cell(text: str) -> str:
 def _counted_under(rule: Rule) -> str:
     if not rule.consequence_of:
         return ""
+    causes = " or ".join(rule.consequence_of)
     return (
-        f"; a consequence of {rule.consequence_of} on the same row (user): then counted under "
-        f"that finding, not reported itself"
+        f"; a consequence of {causes} on the same row (user): then counted under that finding, "
+        "not reported itself"
     )
 
 

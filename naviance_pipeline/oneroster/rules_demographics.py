@@ -1,7 +1,7 @@
 """Cross-file rules of demographics.csv: exactly one row per student of the users frame.
 
 Rows for anyone who is not a student in the package are left out (DEM-USER-REF, counted
-under USR-ROLE for a user left out for its role); a student
+under USR-ROLE or BULK-STATUS for a user left out for its role or deleted); a student
 without a row gets a sourcedId-only row (DEM-MISSING). DEM-DUPLICATE and the value rules are
 Pandera checks in ``schemas.py``.
 """
@@ -36,15 +36,14 @@ def stray_rows(
     return known, np.asarray(live, dtype=bool) & ~known & (ids != "").to_numpy(bool)
 
 
-def role_consequences(
-    frame: pd.DataFrame, stray: np.ndarray, dropped_for_role: pd.Series
-) -> np.ndarray:
-    """The ``stray`` rows (``stray_rows``) of users left out of the package for a role outside
-    v1.1 (``dropped_for_role``: their sourcedIds): their DEM-USER-REF is a consequence of
-    USR-ROLE (``rules.CAUSES``), counted under it by the users stage, not reported here."""
+def caused_rows(frame: pd.DataFrame, stray: np.ndarray, left_out: pd.Series) -> np.ndarray:
+    """The ``stray`` rows (``stray_rows``) of users the users stage left out with a finding on
+    their row saying why (``left_out``: their sourcedIds, ``rules_users.left_out_users``):
+    their DEM-USER-REF is a consequence of it (``rules.CAUSES``), counted under it by the users
+    stage, not reported here."""
     caused = np.zeros(len(frame), dtype=bool)
-    if stray.any() and len(dropped_for_role):
-        caused[stray] = is_in(frame[SOURCED_ID][stray], dropped_for_role)
+    if stray.any() and len(left_out):
+        caused[stray] = is_in(frame[SOURCED_ID][stray], left_out)
     return caused
 
 
@@ -53,16 +52,16 @@ def user_ref_findings(
     live: np.ndarray,
     students: pd.Series,
     users: pd.DataFrame,
-    dropped_for_role: Callable[[], pd.Series],
+    left_out: Callable[[], pd.Series],
 ) -> tuple[np.ndarray, list[Finding]]:
     """``(known, findings)``: ``known`` marks rows of a student in the package; every other
-    ``live`` row with a sourcedId gets DEM-USER-REF (left out), but for a user left out for a
-    role outside v1.1 (``dropped_for_role()``, asked only when there are such rows: their
-    findings are counted under USR-ROLE by the users stage). Staff are named as such."""
+    ``live`` row with a sourcedId gets DEM-USER-REF (left out), but for a user the users stage
+    left out with a finding saying why (``left_out()``, asked only when there are such rows:
+    their findings are counted under that one by the users stage). Staff are named as such."""
     ids = frame[SOURCED_ID]
     known, stray = stray_rows(frame, live, students)
     if stray.any():
-        stray &= ~role_consequences(frame, stray, dropped_for_role())
+        stray &= ~caused_rows(frame, stray, left_out())
     staff = np.zeros(len(frame), dtype=bool)
     if stray.any():
         staff[stray] = is_in(ids[stray], users[SOURCED_ID])

@@ -210,7 +210,7 @@ def build_users(source: Source, options: Options) -> StageResult:
     )
     findings = [*validated, *rules, *ru.class_year_findings(candidates, years)]
     candidates["grades"] = years.grades  # one grade per student (USR-GRADE-MULTI)
-    dropped_for_role = frame.loc[selection.bad_role, SOURCED_ID]  # before _finish frees it
+    left_out = ru.left_out_users(frame, read.dropped)  # before _finish frees the frame
     result = _finish(
         read,
         candidates,
@@ -230,37 +230,53 @@ def build_users(source: Source, options: Options) -> StageResult:
         students=int((out["role"] == "student").sum()),
         staff=int(out["role"].isin(ROLES_STAFF).sum()),
     )
-    result.findings = with_consequences(
-        fold_same_row(result.findings, "USR-CLASSYEAR"),
-        "DEM-USER-REF",
-        _role_consequences(source, dropped_for_role, out),
-        cause_file=USERS.name,
-        file=DEMOGRAPHICS.name,
+    result.findings = _user_consequences(
+        fold_same_row(result.findings, "USR-CLASSYEAR"), source, left_out, out
     )
     return result
 
 
-def _dropped_for_role(source: Source) -> pd.Series:
-    """The sourcedIds of the users.csv rows left out for a role outside v1.1 (USR-ROLE), read
-    without cell checks (users.csv's findings are the users stage's)."""
-    if "DEM-USER-REF" not in CAUSES:  # reported on its own
+def _declared(left_out: list[tuple[str, pd.Series]]) -> list[tuple[str, pd.Series]]:
+    """The causes the registry declares for DEM-USER-REF, with their users' sourcedIds."""
+    causes = CAUSES.get("DEM-USER-REF", ())
+    return [(cause, ids[ids != ""]) for cause, ids in left_out if cause in causes]
+
+
+def _left_out_users(source: Source) -> pd.Series:
+    """The sourcedIds of the users.csv rows left out with a finding saying why (a role outside
+    v1.1, deleted), read without cell checks (users.csv's findings are the users stage's)."""
+    if not CAUSES.get("DEM-USER-REF"):  # reported on its own
         return pd.Series([], dtype=STRING)
     read = _read(source, USERS, [SOURCED_ID, "status", "role"])
-    return read.frame.loc[ru.outside_v11(read.frame, read.dropped), SOURCED_ID]
+    left_out = _declared(ru.left_out_users(read.frame, read.dropped))
+    return pd.concat([ids for _, ids in left_out]) if left_out else pd.Series([], dtype=STRING)
 
 
-def _role_consequences(source: Source, dropped_for_role: pd.Series, users: pd.DataFrame):
-    """``{line: n}``: the demographics rows the demographics stage leaves out, unreported,
-    because the user on that users.csv line (the first with its sourcedId) was left out for its
-    role; counted under its USR-ROLE finding. demographics.csv is read (two columns, no cell
-    checks) only when some user was."""
-    dropped_for_role = dropped_for_role[dropped_for_role != ""]
-    if not len(dropped_for_role) or "DEM-USER-REF" not in CAUSES:
-        return {}
+def _user_consequences(
+    findings: list[Finding],
+    source: Source,
+    left_out: list[tuple[str, pd.Series]],
+    users: pd.DataFrame,
+) -> list[Finding]:
+    """``findings`` with the demographics rows the demographics stage leaves out, unreported,
+    because their user was left out (``ru.left_out_users``), counted under the finding on
+    that user's row (the first with its sourcedId) that says why. demographics.csv is read
+    (two columns, no cell checks) only when some user was left out so."""
+    left_out = _declared(left_out)
+    if not any(len(ids) for _, ids in left_out):
+        return findings
     read = _read(source, DEMOGRAPHICS, [SOURCED_ID, "status"])
     _, stray = rd.stray_rows(read.frame, ~read.dropped, rd.package_students(users))
-    caused = rd.role_consequences(read.frame, stray, dropped_for_role)
-    return ru.first_lines(dropped_for_role, read.frame.loc[caused, SOURCED_ID])
+    every = pd.concat([ids for _, ids in left_out])
+    remaining = read.frame.loc[rd.caused_rows(read.frame, stray, every), SOURCED_ID]
+    for cause, ids in left_out:  # a user left out for both: counted under the first cause
+        hit = is_in(remaining, ids)
+        counts = ru.first_lines(ids, remaining[hit])
+        findings = with_consequences(
+            findings, cause, "DEM-USER-REF", counts, cause_file=USERS.name, file=DEMOGRAPHICS.name
+        )
+        remaining = remaining[~hit]
+    return findings
 
 
 def build_demographics(source: Source, users: pd.DataFrame, options: Options) -> StageResult:
@@ -273,7 +289,7 @@ def build_demographics(source: Source, users: pd.DataFrame, options: Options) ->
     def references() -> tuple[np.ndarray, pd.Series, list[Finding]]:
         students = rd.package_students(users)
         return students, *rd.user_ref_findings(
-            frame, ~read.dropped, students, users, lambda: _dropped_for_role(source)
+            frame, ~read.dropped, students, users, lambda: _left_out_users(source)
         )
 
     validated, (students, known, refs) = _validated_beside(

@@ -46,7 +46,7 @@ from naviance_pipeline_tests.oneroster.factories import (
     student,
 )
 
-ROLE_NOTE = " (and 1 consequence: DEM-USER-REF in demographics.csv)"
+DEM_NOTE = " (and 1 consequence: DEM-USER-REF in demographics.csv)"
 GRADE_NOTE = " (and 1 consequence: USR-CLASSYEAR in users.csv)"
 
 
@@ -67,7 +67,7 @@ def test_a_user_left_out_for_its_role_counts_its_demographics_row_under_usr_role
     pupil, blank = of_rule(users_r.findings, "USR-ROLE")
     assert (pupil.line, pupil.sourcedId, pupil.severity) == (line(1), "u2", ERROR)
     assert pupil.consequences == {"DEM-USER-REF": 1}
-    assert pupil.message.endswith(ROLE_NOTE)
+    assert pupil.message.endswith(DEM_NOTE)
     assert pupil.to_dict()["consequences"] == {"DEM-USER-REF": 1}
     assert (blank.line, blank.sourcedId, blank.value) == (line(2), "u3", "")
     assert blank.consequences == {"DEM-USER-REF": 1}
@@ -114,15 +114,28 @@ def test_a_user_repeated_with_a_student_row_has_no_consequence():
     assert of_rule(demo_r.findings, "DEM-USER-REF") == []
 
 
-def test_a_deleted_users_demographics_row_is_not_counted_under_usr_role():
+def test_a_deleted_users_demographics_row_is_counted_under_bulk_status():
     """A pupil marked tobedeleted is left out for its status (USR-ROLE is then a warning): its
-    demographics row's DEM-USER-REF has no role cause and is reported as before."""
+    demographics row is counted under the row's BULK-STATUS, once."""
     users = [student("u1"), person("u2", "pupil", status="tobedeleted")]
     _, users_r, demo_r = build_all(
         source(district_orgs(), users, [demo("u1"), demo("u2")]), OPTIONS
     )
     assert one(users_r.findings, "USR-ROLE", severity=WARNING).consequences is None
-    one(demo_r.findings, "DEM-USER-REF", sourced_id="u2")
+    deleted = one(users_r.findings, "BULK-STATUS", line=line(1), severity=WARNING)
+    assert deleted.consequences == {"DEM-USER-REF": 1} and deleted.message.endswith(DEM_NOTE)
+    assert of_rule(demo_r.findings, "DEM-USER-REF") == []
+
+
+def test_a_user_left_out_twice_is_counted_once_under_the_first_cause():
+    """u2 deleted on one row, a pupil on another: its demographics row goes under USR-ROLE."""
+    users = [student("u1"), student("u2", status="tobedeleted"), person("u2", "pupil")]
+    _, users_r, demo_r = build_all(
+        source(district_orgs(), users, [demo("u1"), demo("u2")]), OPTIONS
+    )
+    assert one(users_r.findings, "USR-ROLE").consequences == {"DEM-USER-REF": 1}
+    assert one(users_r.findings, "BULK-STATUS").consequences is None
+    assert of_rule(demo_r.findings, "DEM-USER-REF") == []
 
 
 # ---- blocking exactly as before, on damaged sample districts ---------------------------------
@@ -131,8 +144,8 @@ def test_a_deleted_users_demographics_row_is_not_counted_under_usr_role():
 def _damaged(tmp_path: Path, errors: bool) -> str:
     """A generated district (60 students) damaged with pandas. ``errors``: pupils, a blank
     role, grade 14 on active students, a pupil repeating a student's sourcedId and a stray
-    demographics row; else only damage the package leaves out anyway (grade 14 on deleted
-    students), so the package is delivered."""
+    demographics row; always: grade 14 on students marked tobedeleted (whose demographics
+    rows stay), which the package leaves out anyway: without ``errors`` it is delivered."""
     folder = write_sample_district(str(tmp_path / "district"), students=60, fmt="folder")
     read = {"dtype": str, "keep_default_na": False}
     users = pd.read_csv(f"{folder}/users.csv", **read)
@@ -201,23 +214,26 @@ def test_blocking_rows_and_package_bytes_are_as_before(tmp_path, monkeypatch, er
     consequences = summarize(found_after)["consequences"]
     if errors:
         assert consequences == {
+            "BULK-STATUS": {"DEM-USER-REF": 3},
             "USR-GRADE": {"USR-CLASSYEAR": 6},
             "USR-ROLE": {"DEM-USER-REF": 6},
         }
         assert gone == {
-            ("DEM-USER-REF", WARNING): 6,
+            ("DEM-USER-REF", WARNING): 9,
             ("USR-CLASSYEAR", ERROR): 3,
             ("USR-CLASSYEAR", WARNING): 3,
         }
         assert has_errors(found_after)
     else:
-        assert consequences == {"USR-GRADE": {"USR-CLASSYEAR": 3}}
-        assert gone == {("USR-CLASSYEAR", WARNING): 3}
+        assert consequences == {
+            "BULK-STATUS": {"DEM-USER-REF": 3},
+            "USR-GRADE": {"USR-CLASSYEAR": 3},
+        }
+        assert gone == {("DEM-USER-REF", WARNING): 3, ("USR-CLASSYEAR", WARNING): 3}
         assert not has_errors(found_after)
-    # The stray row and the deleted students' rows: not caused by a role, reported as before.
-    stray = {f.sourcedId for f in of_rule(found_after, "DEM-USER-REF")}
-    deleted = {f.sourcedId for f in of_rule(found_after, "BULK-STATUS") if f.line}
-    assert len(deleted) == 3 and stray == deleted | ({"not-a-user"} if errors else set())
+    # The row of no user at all: no cause, reported as before.
+    stray = [f.sourcedId for f in of_rule(found_after, "DEM-USER-REF")]
+    assert stray == (["not-a-user"] if errors else [])
 
 
 # ---- where the count shows ----------------------------------------------------------------------
@@ -228,6 +244,7 @@ def test_validate_json_and_text_show_the_count(tmp_path, capsys):
     assert cli.main(["validate", folder, "--format", "json"]) == 1
     payload = json.loads(capsys.readouterr().out)
     assert payload["summary"]["consequences"] == {
+        "BULK-STATUS": {"DEM-USER-REF": 3},
         "USR-GRADE": {"USR-CLASSYEAR": 6},
         "USR-ROLE": {"DEM-USER-REF": 6},
     }
@@ -237,22 +254,22 @@ def test_validate_json_and_text_show_the_count(tmp_path, capsys):
         "null",
         *[json.dumps({"DEM-USER-REF": 1})] * 6,
     ]
-    assert payload["summary"]["by_rule"]["DEM-USER-REF"] == 4  # three deleted, one stray
+    assert payload["summary"]["by_rule"]["DEM-USER-REF"] == 1  # the stray row
     assert cli.main(["validate", folder]) == 1
     text = capsys.readouterr().out
     assert "USR-ROLE (error) × 7 (and 6 consequences counted under them: DEM-USER-REF × 6)" in text
-    assert ROLE_NOTE in text
+    assert DEM_NOTE in text
 
 
 def test_check_metadata_shows_the_count():
     cause = Finding(
-        "USR-ROLE", ERROR, "users.csv", 3, "role", "u2", "role: …" + ROLE_NOTE, "pupil",
+        "USR-ROLE", ERROR, "users.csv", 3, "role", "u2", "role: …" + DEM_NOTE, "pupil",
         {"DEM-USER-REF": 1},
     )  # fmt: skip
     (result,) = [r for r in check_results("users", [cause], "2026-11-30") if not r.passed]
     assert result.metadata["consequences_by_rule"].data == {"USR-ROLE": {"DEM-USER-REF": 1}}
     assert "DEM-USER-REF × 1 under USR-ROLE" in result.description
-    assert ROLE_NOTE in result.metadata["first_findings"].md_str
+    assert DEM_NOTE in result.metadata["first_findings"].md_str
 
 
 def test_the_report_shows_the_count(tmp_path):
@@ -274,7 +291,7 @@ def test_the_report_shows_the_count(tmp_path):
     assert by_rule["USR-ROLE"]["consequences"] == 1 and by_rule["USR-ROLE"]["errors"] == 1
     assert set(by_rule) == {"USR-GRADE", "USR-ROLE", "DEM-MISSING"}
     (first,) = report["first_findings"]["USR-ROLE"]
-    assert first["consequences"] == {"DEM-USER-REF": 1} and first["message"].endswith(ROLE_NOTE)
+    assert first["consequences"] == {"DEM-USER-REF": 1} and first["message"].endswith(DEM_NOTE)
     line = "USR-GRADE: USR-CLASSYEAR (1); USR-ROLE: DEM-USER-REF (1)"
     assert f"Counted under their cause (same user), not listed: {line}" in render_report_text(
         report
