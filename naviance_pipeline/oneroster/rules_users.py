@@ -84,13 +84,17 @@ def outside_v11(frame: pd.DataFrame, dropped_status: np.ndarray) -> np.ndarray:
     return live & ~frame["role"].isin(ROLES_V11).to_numpy(bool)
 
 
-def left_out_users(frame: pd.DataFrame, dropped_status: np.ndarray) -> list[tuple[str, pd.Series]]:
+def left_out_users(
+    frame: pd.DataFrame, dropped_status: np.ndarray, bad_role: np.ndarray | None = None
+) -> list[tuple[str, pd.Series]]:
     """``[(cause, sourcedIds)]``: the users never written for a reason a finding on their row
-    gives: a role outside v1.1 (USR-ROLE, an error), deleted in the source (BULK-STATUS). A
-    demographics row of theirs is then unmatched: a consequence of that finding."""
+    gives: a role outside v1.1 (USR-ROLE, an error; ``bad_role`` when already known), deleted
+    in the source (BULK-STATUS). A demographics row of theirs is then unmatched: a
+    consequence of that finding."""
     ids = frame[SOURCED_ID]
     dropped = np.asarray(dropped_status, dtype=bool)
-    return [("USR-ROLE", ids[outside_v11(frame, dropped)]), ("BULK-STATUS", ids[dropped])]
+    role = outside_v11(frame, dropped) if bad_role is None else bad_role
+    return [("USR-ROLE", ids[role]), ("BULK-STATUS", ids[dropped])]
 
 
 def first_lines(ids: pd.Series, found: pd.Series) -> dict[int, int]:

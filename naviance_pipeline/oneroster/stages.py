@@ -210,7 +210,8 @@ def build_users(source: Source, options: Options) -> StageResult:
     )
     findings = [*validated, *rules, *ru.class_year_findings(candidates, years)]
     candidates["grades"] = years.grades  # one grade per student (USR-GRADE-MULTI)
-    left_out = ru.left_out_users(frame, read.dropped)  # before _finish frees the frame
+    # Before _finish frees the frame: who is left out with a finding saying why.
+    left_out = ru.left_out_users(frame, read.dropped, selection.bad_role)
     result = _finish(
         read,
         candidates,
