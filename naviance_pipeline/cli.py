@@ -22,7 +22,13 @@ from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
-from naviance_pipeline.oneroster.findings import Finding, has_errors, sort_findings, summarize
+from naviance_pipeline.oneroster.findings import (
+    Finding,
+    consequences_note,
+    has_errors,
+    sort_findings,
+    summarize,
+)
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.oneroster.spec import ZIP_NAME
@@ -309,7 +315,7 @@ def _print_findings(
         print()
     for rule in order:
         items = by_rule[rule]
-        print(f"{rule} ({items[0].severity}) × {len(items)}")
+        print(f"{rule} ({items[0].severity}) × {len(items)}{consequences_note(items)}")
         for f in items[:EXAMPLES_PER_RULE]:
             where = ":".join(str(x) for x in (f.file, f.line) if x)
             extra = ", ".join(

@@ -122,10 +122,14 @@ def test_bad_role_fails_users_check_and_delivers_nothing(tmp_path, tiny_district
     findings = json.loads(Path(str(layout.findings_path(DAY, "users"))).read_text())
     role = [f for f in findings if f["rule"] == "USR-ROLE"]
     assert [(f["line"], f["value"]) for f in role] == [(edited_line[0], "pupil")]
+    # Its demographics row, then unmatched, is counted under it (check, stored, report).
+    assert role[0]["consequences"] == {"DEM-USER-REF": 1}
+    assert "DEM-USER-REF × 1 under USR-ROLE" in failed["users:user_rules"]
     # The blocked date has a report that says why.
     report = json.loads(Path(str(report_paths(layout, DAY)[0])).read_text())
     assert report["verdict"]["status"] == "blocked"
     assert "USR-ROLE" in report["verdict"]["reason"]
+    assert report["consequences"] == {"USR-ROLE": {"DEM-USER-REF": 1}}
 
 
 def test_rerunning_users_alone_reads_the_stored_orgs(settings, instance):

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from naviance_pipeline.oneroster.findings import ERROR, Finding, summarize
+from naviance_pipeline.oneroster.findings import ERROR, Finding, consequence_counts, summarize
 from naviance_pipeline.oneroster.rules import FAMILIES, family
 from naviance_pipeline.oneroster.spec import FileSpec
 
@@ -92,6 +92,8 @@ def check_results(asset: str, findings: list[Finding], day: str) -> list[dg.Asse
             "blocking_by_rule": dg.MetadataValue.json(blocking),
             "warnings_by_rule": dg.MetadataValue.json(warnings),
         }
+        if "consequences" in summary:  # {cause: {consequence: n}}, counted under the cause
+            metadata["consequences_by_rule"] = dg.MetadataValue.json(summary["consequences"])
         if items:
             metadata["first_findings"] = dg.MetadataValue.md(findings_table(items))
         results.append(
@@ -127,6 +129,10 @@ def _verdict(items: list[Finding]) -> str:
     parts = [f"Blocks the package: {rule_counts(blocking)}"] if blocking else ["Passed"]
     if warnings:
         parts.append(f"warnings and repairs (do not block): {rule_counts(warnings)}")
+    consequences = consequence_counts(items)
+    if consequences:
+        under = (f"{rule_counts(c)} under {cause}" for cause, c in consequences.items())
+        parts.append(f"counted under their cause, not listed: {', '.join(under)}")
     return "; ".join(parts) + "."
 
 

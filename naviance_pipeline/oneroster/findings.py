@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from naviance_pipeline.oneroster.rules import RULES
+from naviance_pipeline.oneroster.rules import CAUSES, RULES
 from naviance_pipeline.oneroster.spec import FILES, PII_COLUMNS
 
 ERROR = "error"
@@ -177,7 +177,9 @@ def _shapes(arr: pa.Array, ids: bool) -> pa.Array:
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem found in the source or the package. ``value`` is None for PII columns."""
+    """One problem found in the source or the package. ``value`` is None for PII columns.
+    ``consequences``: ``{rule: n}`` of the findings this one caused on the same row (the same
+    user), counted here instead of reported (``with_consequences``); None when there are none."""
 
     rule: str
     severity: str
@@ -187,11 +189,13 @@ class Finding:
     sourcedId: str | None  # the spec's spelling, as it appears in reports
     message: str
     value: str | None = None
+    consequences: dict[str, int] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["value"] is None:
-            d.pop("value")
+        for key in ("value", "consequences"):
+            if d[key] is None:
+                d.pop(key)
         return d
 
 
@@ -229,19 +233,127 @@ def as_warning(f: Finding) -> Finding:
     return Finding(**{**asdict(f), "severity": WARNING})
 
 
+# ---- consequences: one cause, reported once -----------------------------------------------------
+
+
+def consequence_note(counts: Mapping[str, int], file: str) -> str:
+    """What a cause's message adds: ``(and 1 consequence: DEM-USER-REF in demographics.csv)``."""
+    total = sum(counts.values())
+    what = ", ".join(rule if n == 1 else f"{rule} × {n}" for rule, n in sorted(counts.items()))
+    return f" (and {total} consequence{'' if total == 1 else 's'}: {what} in {file})"
+
+
+def with_consequences(
+    findings: Iterable[Finding],
+    cause: str,
+    consequence: str,
+    counts: Mapping[int, int],
+    *,
+    cause_file: str,
+    file: str,
+) -> list[Finding]:
+    """``findings`` with the ``cause`` finding on each line of ``cause_file`` in ``counts``
+    carrying ``counts[line]`` findings of ``consequence`` (in ``file``) that are not reported.
+    Only the causes are rebuilt (a failing file can have a million rows). Nothing is counted
+    unless the registry declares ``consequence`` a consequence of ``cause`` (``CAUSES``)."""
+    out = list(findings)
+    if not counts or cause not in CAUSES.get(consequence, ()):
+        return out
+    notes: dict[int, str] = {}  # per count: a handful
+    for i, f in enumerate(out):
+        n = counts.get(f.line, 0) if f.rule == cause and (f.file or "") == cause_file else 0
+        if n:
+            if n not in notes:
+                notes[n] = consequence_note({consequence: n}, file)
+            had = f.consequences or {}
+            out[i] = Finding(  # not dataclasses.replace: ten times slower, for 100,000 causes
+                f.rule,
+                f.severity,
+                f.file,
+                f.line,
+                f.column,
+                f.sourcedId,
+                f.message + notes[n],
+                f.value,
+                {**had, consequence: had.get(consequence, 0) + n},
+            )
+    return out
+
+
+def fold_same_row(findings: Iterable[Finding], consequence: str) -> list[Finding]:
+    """``findings`` with each ``consequence`` finding whose cause (``rules.CAUSES``, the first
+    declared) is found on the same row (file and line) at a severity at least as high counted
+    under that cause instead of reported: it blocks nothing the cause does not block already."""
+    findings = list(findings)
+    order = CAUSES.get(consequence, ())
+    causes: dict[tuple, Finding] = {}
+    for f in findings:
+        if f.rule in order and f.line:
+            held = causes.get((f.file, f.line))
+            if held is None or order.index(f.rule) < order.index(held.rule):
+                causes[(f.file, f.line)] = f
+    if not causes:
+        return findings
+
+    def cause_of(f: Finding) -> Finding | None:
+        cause = causes.get((f.file, f.line)) if f.rule == consequence else None
+        if cause is not None and (cause.severity == ERROR or f.severity == WARNING):
+            return cause
+        return None
+
+    counts: dict[tuple[str, str], Counter] = {}
+    kept = []
+    for f in findings:
+        cause = cause_of(f)
+        if cause is None:
+            kept.append(f)
+        else:
+            counts.setdefault((cause.rule, f.file or ""), Counter())[f.line] += 1
+    for (rule, file), lines in counts.items():
+        kept = with_consequences(kept, rule, consequence, lines, cause_file=file, file=file)
+    return kept
+
+
 def has_errors(findings: Iterable[Finding]) -> bool:
     return any(f.severity == ERROR for f in findings)
 
 
 def summarize(findings: Iterable[Finding]) -> dict:
-    """``{"errors": n, "warnings": n, "by_rule": {code: n}}`` with rules sorted by code."""
+    """``{"errors": n, "warnings": n, "by_rule": {code: n}}`` with rules sorted by code, and
+    when findings were counted under their cause, ``"consequences": {cause: {code: n}}``."""
     findings = list(findings)
     by_rule = Counter(f.rule for f in findings)
-    return {
+    summary = {
         "errors": sum(1 for f in findings if f.severity == ERROR),
         "warnings": sum(1 for f in findings if f.severity == WARNING),
         "by_rule": dict(sorted(by_rule.items())),
     }
+    consequences = consequence_counts(findings)
+    if consequences:
+        summary["consequences"] = consequences
+    return summary
+
+
+def consequences_note(findings: Iterable[Finding]) -> str:
+    """`` (and 3 consequences counted under them: DEM-USER-REF × 3)`` for a group of findings
+    (one rule's, say); "" when none caused others."""
+    counts: Counter = Counter()
+    for f in findings:
+        counts.update(f.consequences or {})
+    if not counts:
+        return ""
+    total = sum(counts.values())
+    listed = ", ".join(f"{rule} × {n}" for rule, n in sorted(counts.items()))
+    return f" (and {total} consequence{'' if total == 1 else 's'} counted under them: {listed})"
+
+
+def consequence_counts(findings: Iterable[Finding]) -> dict[str, dict[str, int]]:
+    """``{cause: {consequence: n}}``: the findings counted under causes instead of reported."""
+    counts: dict[str, Counter] = {}
+    for f in findings:
+        if f.consequences:
+            counts.setdefault(f.rule, Counter()).update(f.consequences)
+    return {cause: dict(sorted(c.items())) for cause, c in sorted(counts.items())}
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

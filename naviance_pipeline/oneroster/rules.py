@@ -106,7 +106,11 @@ class Rule:
     check's finding is ``"<column>: <message>"``; ``{low}``, ``{high}`` and ``{as_of}`` name
     the class-year range and the as-of date). A single-file rule has ``on`` and ``check`` (the
     name of its predicate in ``predicates``); any other rule names in ``by`` the function or
-    module (``module.function``, within ``naviance_pipeline``) that reports it."""
+    module (``module.function``, within ``naviance_pipeline``) that reports it.
+    ``consequence_of``: the rules whose finding on the same row (the same user) causes this
+    one (the first found, in this order); such a finding is not reported on its own but
+    counted under its cause's finding (``findings.with_consequences``), and blocks nothing the
+    cause does not block."""
 
     code: str
     severity: str
@@ -115,6 +119,7 @@ class Rule:
     on: On | None = None
     check: str | None = None
     by: str | None = None
+    consequence_of: tuple[str, ...] = ()
 
     @property
     def family(self) -> Family:
@@ -345,6 +350,7 @@ REGISTRY: tuple[Rule, ...] = (
                  "one grade per student) and used for class year",
          message="names the grade written"),
     Rule("USR-CLASSYEAR", "E", by="oneroster.rules_users.class_year_findings",
+         consequence_of=("USR-GRADE",),
          summary="an active student has no class year (no supplied year, and no numeric grade)",
          message="this active student has no class year: give a numeric grade (KG, 01-12) or the "
                  "supplied class-year column"),
@@ -373,6 +379,7 @@ REGISTRY: tuple[Rule, ...] = (
          message="this student has no demographics row; a row holding only the sourcedId is "
                  "written"),
     Rule("DEM-USER-REF", "W", by="oneroster.rules_demographics.user_ref_findings",
+         consequence_of=("USR-ROLE", "BULK-STATUS"),
          summary="a demographics row for a user who is not in the package; it is left out",
          message="no student with this sourcedId is in the package (or the user is staff); the "
                  "row is left out"),
@@ -436,6 +443,12 @@ REGISTRY: tuple[Rule, ...] = (
 BY_CODE: dict[str, Rule] = {r.code: r for r in REGISTRY}
 # code -> severity letter (E error, W warning, R repair reported as a warning)
 RULES: dict[str, str] = {r.code: r.severity for r in REGISTRY}
+# consequence code -> cause codes: a finding of the first on a row (a user) that has one of the
+# others is counted under it instead of reported (a user left out for its role or deleted, its
+# demographics row then unmatched; a grade outside CEDS, the class year then underivable).
+CAUSES: dict[str, tuple[str, ...]] = {
+    r.code: r.consequence_of for r in REGISTRY if r.consequence_of
+}
 
 
 def column_rules(file: str, column: Column) -> list[Rule]:
@@ -470,6 +483,10 @@ for a finding about a whole file), the column and the row's sourcedId, with a me
 what to fix. The value is shown only for columns that are not personal data, and only when it
 has the shape of a code; a finding about a row the package leaves out anyway is a warning at
 most. Each family of rules reports under one Dagster asset check (named under its heading).
+A finding caused by another on the same row (user) is reported once, under its cause (see
+"a consequence of" below): the cause's message ends "(and 1 consequence: DEM-USER-REF in
+demographics.csv)" and its JSON carries `"consequences": {"DEM-USER-REF": 1}`; it blocks
+exactly as before.
 
 Rules checked on the values of one file alone are checks of that file's Pandera model
 (`naviance-pipeline schema users|orgs|demographics` prints them); their finding says
@@ -484,6 +501,16 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _counted_under(rule: Rule) -> str:
+    if not rule.consequence_of:
+        return ""
+    causes = " or ".join(rule.consequence_of)
+    return (
+        f"; a consequence of {causes} on the same row (user): then counted under that finding, "
+        "not reported itself"
+    )
+
+
 def markdown() -> str:
     """The rule catalogue, ``docs/rules.md``, generated from ``REGISTRY``."""
     out = [CATALOGUE_INTRO.rstrip("\n")]
@@ -494,8 +521,8 @@ def markdown() -> str:
             "|---|---|---|---|---|",
         ]
         out += [
-            f"| {r.code} | {r.severity} | {_cell(r.summary)} | {_cell(r.where())} | "
-            f"{_cell(r.message)} |"
+            f"| {r.code} | {r.severity} | {_cell(r.summary + _counted_under(r))} | "
+            f"{_cell(r.where())} | {_cell(r.message)} |"
             for r in REGISTRY
             if family(r.code) == prefix
         ]

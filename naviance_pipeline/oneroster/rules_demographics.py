@@ -1,11 +1,14 @@
 """Cross-file rules of demographics.csv: exactly one row per student of the users frame.
 
-Rows for anyone who is not a student in the package are left out (DEM-USER-REF); a student
+Rows for anyone who is not a student in the package are left out (DEM-USER-REF, counted
+under USR-ROLE or BULK-STATUS for a user left out for its role or deleted); a student
 without a row gets a sourcedId-only row (DEM-MISSING). DEM-DUPLICATE and the value rules are
 Pandera checks in ``schemas.py``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -23,14 +26,42 @@ def package_students(users: pd.DataFrame) -> pd.Series:
     return users.loc[users["role"] == "student", SOURCED_ID].reset_index(drop=True)
 
 
-def user_ref_findings(
-    frame: pd.DataFrame, live: np.ndarray, students: pd.Series, users: pd.DataFrame
-) -> tuple[np.ndarray, list[Finding]]:
-    """``(known, findings)``: ``known`` marks rows of a student in the package; every other
-    ``live`` row with a sourcedId gets DEM-USER-REF (left out). Staff are named as such."""
+def stray_rows(
+    frame: pd.DataFrame, live: np.ndarray, students: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(known, stray)``: rows of a student in the package; ``live`` rows with a sourcedId of
+    anyone else (left out, DEM-USER-REF)."""
     ids = frame[SOURCED_ID]
     known = is_in(ids, students)
-    stray = np.asarray(live, dtype=bool) & ~known & (ids != "").to_numpy(bool)
+    return known, np.asarray(live, dtype=bool) & ~known & (ids != "").to_numpy(bool)
+
+
+def caused_rows(frame: pd.DataFrame, stray: np.ndarray, left_out: pd.Series) -> np.ndarray:
+    """The ``stray`` rows (``stray_rows``) of users the users stage left out with a finding on
+    their row saying why (``left_out``: their sourcedIds, ``rules_users.left_out_users``):
+    their DEM-USER-REF is a consequence of it (``rules.CAUSES``), counted under it by the users
+    stage, not reported here."""
+    caused = np.zeros(len(frame), dtype=bool)
+    if stray.any() and len(left_out):
+        caused[stray] = is_in(frame[SOURCED_ID][stray], left_out)
+    return caused
+
+
+def user_ref_findings(
+    frame: pd.DataFrame,
+    live: np.ndarray,
+    students: pd.Series,
+    users: pd.DataFrame,
+    left_out: Callable[[], pd.Series],
+) -> tuple[np.ndarray, list[Finding]]:
+    """``(known, findings)``: ``known`` marks rows of a student in the package; every other
+    ``live`` row with a sourcedId gets DEM-USER-REF (left out), but for a user the users stage
+    left out with a finding saying why (``left_out()``, asked only when there are such rows:
+    their findings are counted under that one by the users stage). Staff are named as such."""
+    ids = frame[SOURCED_ID]
+    known, stray = stray_rows(frame, live, students)
+    if stray.any():
+        stray &= ~caused_rows(frame, stray, left_out())
     staff = np.zeros(len(frame), dtype=bool)
     if stray.any():
         staff[stray] = is_in(ids[stray], users[SOURCED_ID])

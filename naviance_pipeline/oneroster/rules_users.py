@@ -70,11 +70,42 @@ def select_users(
         dropped_status=~live,
         not_taken=live & role.isin(ROLES_NOT_TAKEN).to_numpy(bool),
         staff_excluded=live & staff & (not options.include_staff),
-        bad_role=live & ~role.isin(ROLES_V11).to_numpy(bool),
+        bad_role=outside_v11(frame, dropped_status),
         written=live & (students | (staff & options.include_staff)),
         students=students,
         staff=staff,
     )
+
+
+def outside_v11(frame: pd.DataFrame, dropped_status: np.ndarray) -> np.ndarray:
+    """Rows not deleted whose role is not a OneRoster v1.1 role (blank included): never written,
+    USR-ROLE (an error) on each."""
+    live = ~np.asarray(dropped_status, dtype=bool)
+    return live & ~frame["role"].isin(ROLES_V11).to_numpy(bool)
+
+
+def left_out_users(
+    frame: pd.DataFrame, dropped_status: np.ndarray, bad_role: np.ndarray | None = None
+) -> list[tuple[str, pd.Series]]:
+    """``[(cause, sourcedIds)]``: the users never written for a reason a finding on their row
+    gives: a role outside v1.1 (USR-ROLE, an error; ``bad_role`` when already known), deleted
+    in the source (BULK-STATUS). A demographics row of theirs is then unmatched: a
+    consequence of that finding."""
+    ids = frame[SOURCED_ID]
+    dropped = np.asarray(dropped_status, dtype=bool)
+    role = outside_v11(frame, dropped) if bad_role is None else bad_role
+    return [("USR-ROLE", ids[role]), ("BULK-STATUS", ids[dropped])]
+
+
+def first_lines(ids: pd.Series, found: pd.Series) -> dict[int, int]:
+    """``{line: n}``: how many of ``found`` (sourcedIds) each line of ``ids`` (sourcedIds on
+    their lines) counts, each id on the first line that holds it (ids not there: not counted).
+    By Arrow kernels: only the lines counted become Python values."""
+    first = ~ids.duplicated().to_numpy(bool)
+    at = pc.index_in(arrow(found), value_set=arrow(ids[first])).drop_null()
+    counts = np.bincount(at.to_numpy(zero_copy_only=False), minlength=int(first.sum()))
+    hit = np.flatnonzero(counts)
+    return dict(zip(ids.index[first][hit].tolist(), counts[hit].tolist(), strict=True))
 
 
 def role_findings(frame: pd.DataFrame, selection: UserSelection) -> list[Finding]:

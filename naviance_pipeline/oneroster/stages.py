@@ -27,12 +27,18 @@ from naviance_pipeline.oneroster import rules_users as ru
 from naviance_pipeline.oneroster import schemas
 from naviance_pipeline.oneroster.classyear import class_years
 from naviance_pipeline.oneroster.csvread import read_table
-from naviance_pipeline.oneroster.findings import Finding, sort_findings
+from naviance_pipeline.oneroster.findings import (
+    Finding,
+    fold_same_row,
+    sort_findings,
+    with_consequences,
+)
 from naviance_pipeline.oneroster.kernels.arrays import blank, choose, is_in
 from naviance_pipeline.oneroster.kernels.columns import detach_accessors, output_frame
 from naviance_pipeline.oneroster.kernels.parallel import PARALLEL_ROWS
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.repair import repair
+from naviance_pipeline.oneroster.rules import CAUSES
 from naviance_pipeline.oneroster.rules_common import SOURCED_ID, at_most_warnings, bulk_status
 from naviance_pipeline.oneroster.source import Source
 from naviance_pipeline.oneroster.spec import (
@@ -204,6 +210,8 @@ def build_users(source: Source, options: Options) -> StageResult:
     )
     findings = [*validated, *rules, *ru.class_year_findings(candidates, years)]
     candidates["grades"] = years.grades  # one grade per student (USR-GRADE-MULTI)
+    # Before _finish frees the frame: who is left out with a finding saying why.
+    left_out = ru.left_out_users(frame, read.dropped, selection.bad_role)
     result = _finish(
         read,
         candidates,
@@ -223,7 +231,53 @@ def build_users(source: Source, options: Options) -> StageResult:
         students=int((out["role"] == "student").sum()),
         staff=int(out["role"].isin(ROLES_STAFF).sum()),
     )
+    result.findings = _user_consequences(
+        fold_same_row(result.findings, "USR-CLASSYEAR"), source, left_out, out
+    )
     return result
+
+
+def _declared(left_out: list[tuple[str, pd.Series]]) -> list[tuple[str, pd.Series]]:
+    """The causes the registry declares for DEM-USER-REF, with their users' sourcedIds."""
+    causes = CAUSES.get("DEM-USER-REF", ())
+    return [(cause, ids[ids != ""]) for cause, ids in left_out if cause in causes]
+
+
+def _left_out_users(source: Source) -> pd.Series:
+    """The sourcedIds of the users.csv rows left out with a finding saying why (a role outside
+    v1.1, deleted), read without cell checks (users.csv's findings are the users stage's)."""
+    if not CAUSES.get("DEM-USER-REF"):  # reported on its own
+        return pd.Series([], dtype=STRING)
+    read = _read(source, USERS, [SOURCED_ID, "status", "role"])
+    left_out = _declared(ru.left_out_users(read.frame, read.dropped))
+    return pd.concat([ids for _, ids in left_out]) if left_out else pd.Series([], dtype=STRING)
+
+
+def _user_consequences(
+    findings: list[Finding],
+    source: Source,
+    left_out: list[tuple[str, pd.Series]],
+    users: pd.DataFrame,
+) -> list[Finding]:
+    """``findings`` with the demographics rows the demographics stage leaves out, unreported,
+    because their user was left out (``ru.left_out_users``), counted under the finding on
+    that user's row (the first with its sourcedId) that says why. demographics.csv is read
+    (two columns, no cell checks) only when some user was left out so."""
+    left_out = _declared(left_out)
+    if not any(len(ids) for _, ids in left_out):
+        return findings
+    read = _read(source, DEMOGRAPHICS, [SOURCED_ID, "status"])
+    _, stray = rd.stray_rows(read.frame, ~read.dropped, rd.package_students(users))
+    every = pd.concat([ids for _, ids in left_out])
+    remaining = read.frame.loc[rd.caused_rows(read.frame, stray, every), SOURCED_ID]
+    for cause, ids in left_out:  # a user left out for both: counted under the first cause
+        hit = is_in(remaining, ids)
+        counts = ru.first_lines(ids, remaining[hit])
+        findings = with_consequences(
+            findings, cause, "DEM-USER-REF", counts, cause_file=USERS.name, file=DEMOGRAPHICS.name
+        )
+        remaining = remaining[~hit]
+    return findings
 
 
 def build_demographics(source: Source, users: pd.DataFrame, options: Options) -> StageResult:
@@ -235,7 +289,9 @@ def build_demographics(source: Source, users: pd.DataFrame, options: Options) ->
 
     def references() -> tuple[np.ndarray, pd.Series, list[Finding]]:
         students = rd.package_students(users)
-        return students, *rd.user_ref_findings(frame, ~read.dropped, students, users)
+        return students, *rd.user_ref_findings(
+            frame, ~read.dropped, students, users, lambda: _left_out_users(source)
+        )
 
     validated, (students, known, refs) = _validated_beside(
         read, candidates, DEMOGRAPHICS, options, references

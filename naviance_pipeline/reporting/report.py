@@ -89,7 +89,26 @@ def _clean(stored: dict, stage: str) -> dict:
     out["stage"] = stage
     if stored.get("value") is not None and stored.get("column") not in PII_COLUMNS:
         out["value"] = stored["value"]
+    if stored.get("consequences"):
+        out["consequences"] = stored["consequences"]
     return out
+
+
+def _consequences(findings: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
+    """``{cause: {consequence: n}}``: the findings counted under their cause (a user left out
+    for its role: its demographics row's DEM-USER-REF) instead of stored on their own."""
+    counts: dict[str, dict[str, int]] = {}
+    for found in findings.values():
+        for f in found:
+            for rule, n in (f.get("consequences") or {}).items():
+                under = counts.setdefault(f["rule"], {})
+                under[rule] = under.get(rule, 0) + int(n)
+    return {cause: dict(sorted(c.items())) for cause, c in sorted(counts.items())}
+
+
+def consequences_line(consequences: dict[str, dict[str, int]]) -> str:
+    """``USR-ROLE: DEM-USER-REF (3); USR-GRADE: USR-CLASSYEAR (1)``."""
+    return "; ".join(f"{cause}: {_rule_list(under)}" for cause, under in consequences.items())
 
 
 def _findings_frame(findings: dict[str, list[dict]]) -> pd.DataFrame:
@@ -310,6 +329,10 @@ def build_report(
         frames = load_frame(layout, "users", day), load_frame(layout, "orgs", day)
     users, orgs = frames
     by_rule = _by_rule(frame)
+    consequences = _consequences(findings)
+    for r in by_rule:
+        if r["rule"] in consequences:  # counted under this cause, not among its findings
+            r["consequences"] = sum(consequences[r["rule"]].values())
     # Every stage that ran, in pipeline order, a stage with no findings included.
     stages = _severities(frame, "stage").reindex(list(findings), fill_value=0)
     package = _package(layout, day)
@@ -336,6 +359,7 @@ def build_report(
             for stage, errors, warnings in stages.itertuples()
         ],
         "by_rule": by_rule,
+        "consequences": consequences,
         "by_school": _by_school(_schools_of_findings(frame, users, orgs), school_names(orgs)),
         "first_findings": _first_findings(findings, frame),
         "repairs": [
@@ -411,6 +435,11 @@ def render_report_text(report: dict) -> str:
             for r in report["by_rule"]
         ]
         out += text_table(["rule", "sev", "family", "errors", "warnings"], rows)
+    if report.get("consequences"):
+        out.append(
+            "Counted under their cause (same user), not listed: "
+            + consequences_line(report["consequences"])
+        )
     if report["by_school"]:
         out += ["", "By school:"]
         rows = [
@@ -483,6 +512,8 @@ def render_report_markdown(report: dict, first: int = 3) -> str:
     out.append("")
     out.append(f"- Blocks: {_rule_list(blocking) or 'nothing'}")
     out.append(f"- Warnings and repairs: {_rule_list(warnings) or 'none'}")
+    if report.get("consequences"):
+        out.append(f"- Counted under their cause: {consequences_line(report['consequences'])}")
     if report["by_school"]:
         out += ["", "| school | name | errors | warnings | rules |", "|---|---|---|---|---|"]
         out += [

@@ -83,12 +83,15 @@ def findings_metadata(findings: list[Finding]) -> dict:
 
     summary = summarize(findings)
     blocking, warnings = split_by_rule(findings)
-    return {
+    metadata = {
         "findings/errors": summary["errors"],
         "findings/warnings": summary["warnings"],
         "findings/blocking_by_rule": dg.MetadataValue.json(blocking),
         "findings/warnings_by_rule": dg.MetadataValue.json(warnings),
     }
+    if "consequences" in summary:  # counted under their cause, not among the findings
+        metadata["findings/consequences"] = dg.MetadataValue.json(summary["consequences"])
+    return metadata
 
 
 def refresh_report(
