@@ -334,7 +334,16 @@ def _print_findings(
         print(verdict)
 
 
-FINDINGS_CSV_COLUMNS = ("rule", "severity", "file", "line", "column", "sourcedId", "message")
+FINDINGS_CSV_COLUMNS = (
+    "rule",
+    "severity",
+    "file",
+    "line",
+    "column",
+    "sourcedId",
+    "message",
+    "consequences",  # findings this one caused, counted under it: "DEM-USER-REF: 1"
+)
 # A cell a spreadsheet would read as a formula starts with one of these: written with a ' first.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -357,8 +366,9 @@ def write_findings_csv(path: str, findings: list[Finding]) -> None:
             writer = csv.writer(out)
             writer.writerow(FINDINGS_CSV_COLUMNS)
             for f, sourced_id in zip(findings, ids, strict=True):
+                caused = "; ".join(f"{r}: {n}" for r, n in (f.consequences or {}).items())
                 cells = (f.rule, f.severity, f.file, f.line, f.column, sourced_id, f.message)
-                writer.writerow(_cell(c) for c in cells)
+                writer.writerow(_cell(c) for c in (*cells, caused))
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
     except BaseException:
