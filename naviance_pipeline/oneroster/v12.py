@@ -160,9 +160,10 @@ class Relocation:
             k = self.key[row]
             lo, hi = int(self.starts[k]), int(self.starts[k + 1])
             at = lo
-            if f.column == "orgSourcedIds" and f.value is not None:
+            if f.column == "orgSourcedIds" and f.value:  # an unknown org: its own row
                 orgs = self.orgs.slice(lo, hi - lo).to_pylist()
-                at = lo + orgs.index(f.value) if f.value in orgs else lo
+                first = f.value.split(",")[0]
+                at = lo + orgs.index(first) if first in orgs else lo
             column = "role" if f.column == "role" else "orgSourcedId"
             line = int(self.lines[at])
             message = f.message.replace(f"line {f.line})", f"{USERS.name} line {f.line})")
