@@ -190,7 +190,10 @@ def translate_users(users: Table, roles: Table | None) -> tuple[Table, Relocatio
         return _table(users, out, findings), None
     findings.extend(roles.findings)
     sids = arrow(frame[SOURCED_ID])
-    key = _first_positions(sids, sids)
+    if n < 2 or pc.all(pc.greater(sids[1:], sids[:-1])).as_py():
+        key = np.arange(n)  # sorted, no id twice (the usual export): each row is its own
+    else:
+        key = _first_positions(sids, sids)
     r = roles.frame
     status = pc.utf8_lower(arrow(r["status"]))
     live = ~pc.is_in(status, value_set=pa.array(DROPPED_STATUSES, status.type)).to_numpy(
@@ -216,9 +219,11 @@ def translate_users(users: Table, roles: Table | None) -> tuple[Table, Relocatio
     role_text = _v11_roles(arrow(r["role"]).take(pa.array(np.maximum(role, 0))))
     role_text = pc.if_else(pa.array(has_primary), role_text, "")
     # Each org once per user (its first row: the primary one, else the earliest).
-    org_codes = pd.factorize(orgs.to_numpy(zero_copy_only=False))[0]
-    pairs = pd.DataFrame({"u": owner, "o": org_codes})
-    once = ~pairs.duplicated().to_numpy() & pc.not_equal(orgs, "").to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(orgs)
+    pair = owner * len(encoded.dictionary) + encoded.indices.to_numpy(zero_copy_only=False)
+    once = np.zeros(len(pair), dtype=bool)
+    once[np.unique(pair, return_index=True)[1]] = True  # the first of each (user, org)
+    once &= pc.not_equal(orgs, "").to_numpy(zero_copy_only=False)
     org_text = join_list(n, orgs.filter(pa.array(once)), owner[once])
 
     per_row = pa.array(key)

@@ -11,6 +11,7 @@ import zipfile
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from naviance_pipeline import cli
@@ -21,12 +22,15 @@ from naviance_pipeline.oneroster.package import build_package
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.oneroster.source import Source, open_source
 from naviance_pipeline.oneroster.spec import DEMOGRAPHICS as DEMOGRAPHICS_SPEC
-from naviance_pipeline.oneroster.spec import user_output_header
+from naviance_pipeline.oneroster.spec import ZIP_NAME, user_output_header
 from naviance_pipeline.oneroster.stages import StageResult, build_all
 from naviance_pipeline.oneroster.v12 import ROLES as ROLES_SPEC
 from naviance_pipeline.oneroster.v12 import USERS_V12, V11, V12
+from naviance_pipeline_tests.conftest import make_settings
+from naviance_pipeline_tests.pipeline_helpers import failed_checks, run_job
 
 OPTIONS = Options(as_of=date(2026, 11, 30))
+DAY = "2026-11-24"
 STAFF = Options(as_of=date(2026, 11, 30), include_staff=True)
 
 MANIFEST = """propertyName,value
@@ -128,6 +132,19 @@ def test_roles_give_the_role_and_the_orgs_primary_first(hand):
     assert (by_id.loc["u2", "role"], by_id.loc["u2", "orgSourcedIds"]) == ("administrator", "s1")
     assert by_id.loc["u7", "orgSourcedIds"] == "s1,s9"
     assert "u3" not in by_id.index  # counselor: no 1.1 role, not guessed
+
+
+def test_users_out_of_order_and_a_repeated_id_get_their_roles_too(tmp_path):
+    head, *rows = USERS.splitlines()
+    users = "\n".join([head, *reversed(rows), rows[0]]) + "\n"  # u7 … u1, then u1 again
+    _, (_, out, _), findings = built(write(tmp_path, {**FILES, "users.csv": users}))
+    by_id = out.frame.set_index("sourcedId")
+    assert (by_id.loc["u1", "orgSourcedIds"], by_id.loc["u7", "orgSourcedIds"]) == (
+        "s2,s1",
+        "s1,s9",
+    )
+    assert where(findings, "USR-ORG-REF") == [("roles.csv", 11, "orgSourcedId", ERROR, "s9")]
+    assert [f.line for f in findings if f.rule == "ID-DUPLICATE"] == [8, 9]
 
 
 def test_findings_name_the_v12_file_line_and_column(hand):
@@ -257,3 +274,18 @@ def test_sample_district_shape_oneroster_1_2_on_the_command_line(tmp_path, capsy
     assert "OneRoster 1.2" in capsys.readouterr().out
     assert (out / "roles.csv").is_file()
     assert open_source(str(out), OPTIONS).version == V12
+
+
+def test_the_nightly_job_delivers_the_same_package_from_the_v12_sample(tmp_path):
+    """The Dagster path (a snapshot opened lazily, each stage reading its own file) too."""
+    delivered = []
+    for version in ("1.1", "1.2"):
+        home = tmp_path / version
+        export = home / "export.zip"
+        home.mkdir()
+        write_sample_district(str(export), students=120, schools=3, seed=5, version=version)
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = run_job(make_settings(home, export), DAY, instance)
+        assert result.success, failed_checks(result)
+        delivered.append((home / "outbox" / ZIP_NAME).read_bytes())
+    assert delivered[0] == delivered[1]
