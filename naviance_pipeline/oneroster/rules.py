@@ -321,7 +321,7 @@ REGISTRY: tuple[Rule, ...] = (
          summary="OneRoster 1.2: a user with no primary role in `roles.csv`, or more than one",
          message="names the users.csv line of a user with no primary role, or the roles.csv "
                  "line of a second primary role"),
-    Rule("USR-ROLE-V12", "W", by=_V12,
+    Rule("USR-ROLE-UNMAPPED", "W", by=_V12,
          summary="OneRoster 1.2: a user whose primary role has no 1.1 equivalent (`counselor`, "
                  "an `ext:` role) — left out",
          message="once per role: users whose primary role is <role> left out, with the count "
@@ -401,7 +401,7 @@ REGISTRY: tuple[Rule, ...] = (
     Rule("DEM-SEX", "E", on=On(columns=("sex",), files=(DEMOGRAPHICS.name,)), check="allowed",
          summary="sex not `male`/`female` (after repair of case)",
          message="must be male or female"),
-    Rule("DEM-SEX-V12", "W", by=_V12,
+    Rule("DEM-SEX-UNMAPPED", "W", by=_V12,
          summary="OneRoster 1.2: sex `other` or `unspecified`, which 1.1 does not have; written "
                  "blank",
          message="once per value: the value, the count and the first line; written blank, not "

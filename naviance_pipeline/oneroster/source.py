@@ -1,4 +1,6 @@
-"""Open a district's OneRoster v1.1 CSV source: a folder or a ZIP (any name) at any fsspec URL.
+"""Open a district's OneRoster v1.1 or v1.2 CSV source: a folder or a ZIP (any name) at any
+fsspec URL. A 1.2 export (its manifest says so; with no manifest, it holds roles.csv) has
+``version`` V12 and roles.csv among its files: ``v12.py`` reads it as 1.1.
 
 Only the entries the package needs (manifest, orgs, users, demographics) are read, into memory;
 nothing is ever extracted to disk. With ``lazy=True`` a file's bytes are read only when a stage

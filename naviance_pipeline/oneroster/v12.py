@@ -8,13 +8,13 @@ A 1.2 export differs from 1.1, for the files the package needs, in three ways:
   primary one first, then in roles.csv order, each once. 1.2's administrator roles
   (``districtAdministrator``, ``siteAdministrator``, ``systemAdministrator``, ``principal``)
   are 1.1's ``administrator``; a primary role 1.1 has no equivalent for (``counselor``, an
-  ``ext:`` role) is not guessed: the user is left out (USR-ROLE-V12). A user with no primary
+  ``ext:`` role) is not guessed: the user is left out (USR-ROLE-UNMAPPED). A user with no primary
   role, or more than one, is USR-ROLE-PRIMARY.
 - ``users.csv``'s new columns (``userMasterIdentifier``, ``resourceSourcedIds``,
   ``preferred*`` names, ``primaryOrgSourcedId``, ``pronouns``) are read (their header is
   checked) but never sent: 1.1 has no place for them.
 - ``demographics.csv``'s ``sex`` may be ``other`` or ``unspecified``, which 1.1 lacks: such a
-  value is DEM-SEX-V12 and written blank, never guessed.
+  value is DEM-SEX-UNMAPPED and written blank, never guessed.
 
 Everything else (orgs.csv, ``metadata.*`` columns, every other rule) is read as in 1.1. The
 translated users frame keeps users.csv's line numbers; a finding about the role or the orgs of
@@ -308,7 +308,7 @@ def _primary_findings(
 def _left_out(role: str, count: int, line: int, sid: str | None, column: str) -> Finding:
     rows = "1 user" if count == 1 else f"{count} users"
     return finding(
-        "USR-ROLE-V12",
+        "USR-ROLE-UNMAPPED",
         f"users whose primary role is {role} left out: OneRoster 1.1 has no such role "
         f"({rows}, the first on line {line})",
         file=ROLES_FILE,
@@ -338,7 +338,7 @@ def _table(users: Table, frame: pd.DataFrame, findings: list[Finding]) -> Table:
 
 
 def blank_v12_sexes(frame: pd.DataFrame) -> list[Finding]:
-    """DEM-SEX-V12 once per 1.2-only sex value (count and first line); the values are blanked
+    """DEM-SEX-UNMAPPED once per 1.2-only sex value (count and first line); the values are blanked
     in ``frame`` (1.1 has no value for them, and none is guessed)."""
     sex = arrow(frame["sex"])
     lower = pc.utf8_lower(sex)
@@ -351,7 +351,7 @@ def blank_v12_sexes(frame: pd.DataFrame) -> list[Finding]:
         findings += summary_finding(
             frame,
             mask,
-            "DEM-SEX-V12",
+            "DEM-SEX-UNMAPPED",
             DEMOGRAPHICS,
             "sex",
             f"sex '{value}' is a OneRoster 1.2 value that 1.1 does not have: written blank, "

@@ -149,7 +149,7 @@ def test_users_out_of_order_and_a_repeated_id_get_their_roles_too(tmp_path):
 
 def test_findings_name_the_v12_file_line_and_column(hand):
     _, _, findings = built(hand)
-    assert where(findings, "USR-ROLE-V12") == [("roles.csv", 5, "role", WARNING, "counselor")]
+    assert where(findings, "USR-ROLE-UNMAPPED") == [("roles.csv", 5, "role", WARNING, "counselor")]
     assert where(findings, "USR-ROLE-PRIMARY") == [
         ("roles.csv", 8, "roleType", ERROR, "primary"),  # u5's second primary role
         ("users.csv", 5, "sourcedId", ERROR, None),  # u4 has no primary role
@@ -162,7 +162,7 @@ def test_findings_name_the_v12_file_line_and_column(hand):
 
 def test_v12_only_sex_values_are_findings_and_written_blank(hand):
     _, (_, _, demographics), findings = built(hand)
-    assert where(findings, "DEM-SEX-V12") == [
+    assert where(findings, "DEM-SEX-UNMAPPED") == [
         ("demographics.csv", 3, "sex", WARNING, "Other"),
         ("demographics.csv", 4, "sex", WARNING, "unspecified"),
     ]
