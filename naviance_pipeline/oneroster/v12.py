@@ -106,6 +106,7 @@ ADMINISTRATOR_ROLES = (
 NO_V11_ROLE = ("counselor",)  # and every ext: role
 SEXES_V12_ONLY = ("other", "unspecified")
 PRIMARY = "primary"
+_NEEDED_ROLE_COLUMNS = frozenset({"userSourcedId", "roleType", "role"})
 
 
 def read_v12(
@@ -279,7 +280,9 @@ def _primary_findings(
     """USR-ROLE-PRIMARY: users with no primary role (on users.csv), and every primary role
     row of a user after their first (on roles.csv)."""
     out: list[Finding] = []
-    if roles.present and len(roles.frame):
+    # Not when roles.csv is absent, empty or lacks the columns (SRC-MISSING-FILE, CSV-EMPTY,
+    # CSV-HEADER-MISSING say so once): one finding a user would bury them.
+    if roles.present and len(roles.frame) and not roles.absent & _NEEDED_ROLE_COLUMNS:
         rows = np.flatnonzero(no_primary)
         out += many_findings(
             "USR-ROLE-PRIMARY",

@@ -213,6 +213,13 @@ def test_a_v12_export_without_roles_is_missing_a_file(tmp_path):
     assert errors == [("SRC-MISSING-FILE", "roles.csv")]
 
 
+def test_roles_without_a_role_type_column_is_one_finding_not_one_a_user(tmp_path):
+    roles = ROLES.replace("roleType", "kind")
+    _, _, findings = built(write(tmp_path, {**FILES, "roles.csv": roles}))
+    assert where(findings, "CSV-HEADER-MISSING") == [("roles.csv", 1, "roleType", ERROR, None)]
+    assert "USR-ROLE-PRIMARY" not in {f.rule for f in findings}
+
+
 def test_without_a_manifest_roles_csv_makes_it_v12(tmp_path):
     files = {k: v for k, v in FILES.items() if k != "manifest.csv"}
     raw = Options(as_of=date(2026, 11, 30), raw_sis_export=True)
