@@ -217,8 +217,10 @@ def translate_users(users: Table, roles: Table | None) -> tuple[Table, Relocatio
     has_primary[owner[first]] = primary[first]
     role = np.full(n, -1)
     role[owner[first]] = rows[first]
-    role_text = _v11_roles(arrow(r["role"]).take(pa.array(np.maximum(role, 0))))
-    role_text = pc.if_else(pa.array(has_primary), role_text, "")
+    role_text = pa.nulls(n, pa.large_string()).fill_null("")
+    if has_primary.any():
+        picked = _v11_roles(arrow(r["role"]).take(pa.array(np.maximum(role, 0))))
+        role_text = pc.if_else(pa.array(has_primary), picked, role_text)
     # Each org once per user (its first row: the primary one, else the earliest).
     encoded = pc.dictionary_encode(orgs)
     pair = owner * len(encoded.dictionary) + encoded.indices.to_numpy(zero_copy_only=False)

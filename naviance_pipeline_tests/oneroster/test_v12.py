@@ -211,6 +211,15 @@ def test_a_v12_export_without_roles_is_missing_a_file(tmp_path):
     source = open_source(write(tmp_path, files), OPTIONS)
     errors = [(f.rule, f.file) for f in source.findings if f.severity == ERROR]
     assert errors == [("SRC-MISSING-FILE", "roles.csv")]
+    _, (_, users, _), findings = built(str(tmp_path))  # the stages still run, quietly
+    assert len(users.frame) == 0 and "USR-ROLE-PRIMARY" not in {f.rule for f in findings}
+
+
+@pytest.mark.parametrize("roles", ["", ",".join(ROLES_SPEC.header) + "\n"], ids=["empty", "header"])
+def test_an_empty_roles_file_is_one_finding(tmp_path, roles):
+    _, (_, users, _), findings = built(write(tmp_path, {**FILES, "roles.csv": roles}))
+    assert where(findings, "CSV-EMPTY") == [("roles.csv", None, None, ERROR, None)]
+    assert len(users.frame) == 0 and "USR-ROLE-PRIMARY" not in {f.rule for f in findings}
 
 
 def test_roles_without_a_role_type_column_is_one_finding_not_one_a_user(tmp_path):
