@@ -448,6 +448,13 @@ def cmd_sample_district(args: argparse.Namespace) -> int:
             )
         path = write_demo_database(args.out, **size)
         what = "a PowerSchool-style SQLite database"
+    elif args.shape == "oneroster-1.2":
+        big = args.students >= 50_000 and sys.stderr.isatty()
+        progress = _progress_bar("rows") if big else None
+        path = write_sample_district(
+            args.out, fmt=args.format, progress=progress, version="1.2", **size
+        )
+        what = "a ClassLink-style OneRoster 1.2 export"
     elif args.shape != "classlink":
         path = write_sample_export(args.out, args.shape, fmt=args.format, **size)
         what = f"a {args.shape} SIS export"
@@ -876,9 +883,10 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--shape",
-        choices=("classlink", "powerschool", "generic"),
+        choices=("classlink", "oneroster-1.2", "powerschool", "generic"),
         default="classlink",
-        help="classlink: a OneRoster export; powerschool, generic: SIS CSV exports that the "
+        help="classlink: a OneRoster 1.1 export; oneroster-1.2: the same people as a OneRoster "
+        "1.2 export (the same package); powerschool, generic: SIS CSV exports that the "
         "presets of the same name read (default: classlink; e.g. --shape powerschool)",
     )
     s.add_argument(

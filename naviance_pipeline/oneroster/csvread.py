@@ -2,7 +2,8 @@
 
 Every value is read as text, never through a type-guessing parser (``00123``, ``true``, ``NA``,
 ``1.23457E+11`` stay as written), trimmed, and every problem becomes a finding (rules CSV-*,
-and SRC-VERSION for a OneRoster 1.0/1.2 users header). Nothing here raises on bad input.
+and SRC-VERSION for a OneRoster 1.0 users header, or a 1.2 one in a source read as 1.1).
+Nothing here raises on bad input.
 
 Line numbers are CSV *record* numbers: the header is record 1, the first data record 2, and a
 record whose quoted value holds a line break counts once, numbered by the line it starts on.
@@ -339,7 +340,7 @@ def _report_order(kept: dict[str, int], spec: FileSpec, report: _Reporter) -> No
 
 
 def _report_version(names: list[str], spec: FileSpec, report: _Reporter) -> None:
-    if spec.name != USERS.name:
+    if spec is not USERS:  # oneroster.v12 reads a 1.2 export's users.csv with its own spec
         return
     present = {n.strip() for n in names}
     if present & _USERS_V12_ONLY:
@@ -348,9 +349,14 @@ def _report_version(names: list[str], spec: FileSpec, report: _Reporter) -> None
         version = "1.0"
     else:
         return
+    how = (
+        "a 1.2 export is read as such when its manifest says oneroster.version 1.2"
+        if version == "1.2"
+        else "export OneRoster 1.1 or 1.2 CSV"
+    )
     report.header(
         "SRC-VERSION",
-        f"the header looks like OneRoster {version}, not 1.1: export OneRoster 1.1 CSV",
+        f"the header looks like OneRoster {version}, but the source is read as 1.1: {how}",
         None,
         None,
     )

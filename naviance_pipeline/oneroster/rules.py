@@ -139,6 +139,7 @@ _BLANK_IN_BULK = "must be blank in a bulk file"
 _SOURCE = "oneroster.source"
 _CSVREAD = "oneroster.csvread"
 _GUARDS = "delivery.guards"
+_V12 = "oneroster.v12"
 
 # One rule a block: code, severity, where it applies (``on`` and ``check``, or ``by``), what it
 # checks, what its findings say. Laid out by hand (the formatter would give each eight lines).
@@ -161,24 +162,28 @@ REGISTRY: tuple[Rule, ...] = (
          summary="the CSV files sit inside one folder of the archive, not at its root",
          message="names the folder the files were read from"),
     Rule("SRC-MISSING-FILE", "E", by=_SOURCE,
-         summary="`orgs.csv` or `users.csv` is absent (`demographics.csv` absent is DEM-MISSING)",
+         summary="`orgs.csv` or `users.csv` (or a 1.2 export's `roles.csv`) is absent "
+                 "(`demographics.csv` absent is DEM-MISSING)",
          message="names the missing file"),
     Rule("SRC-DUPLICATE-FILE", "E", by=_SOURCE,
          summary="a needed file is found twice (`users.csv` and `export/users.csv`, or one name "
                  "twice in a ZIP): which one is the export cannot be told",
          message="names the file found twice"),
     Rule("SRC-EXTRA-FILE", "W", by=_SOURCE,
-         summary="files other than the OneRoster v1.1 set are present; they are ignored",
+         summary="files other than the OneRoster v1.1 (or, for 1.2, v1.2) set are present; "
+                 "they are ignored",
          message="names the files ignored"),
     Rule("SRC-MANIFEST-MISSING", "E", by=_SOURCE,
          summary="no `manifest.csv` in a OneRoster source",
          message="manifest.csv is missing"),
     Rule("SRC-VERSION", "E", by=_SOURCE,
-         summary="the manifest's `oneroster.version` is not `1.1`, or `users.csv` has the "
-                 "header of OneRoster 1.0 or 1.2: export OneRoster 1.1 CSV",
+         summary="the manifest's `oneroster.version` is not `1.1` or `1.2`, or `users.csv` has "
+                 "the header of another version than the source's (1.0 always); a 1.2 bulk "
+                 "export is read as its 1.1 package",
          message="names the version found"),
     Rule("SRC-DELTA", "E", by=_SOURCE,
-         summary="the manifest marks orgs, users or demographics as `delta`",
+         summary="the manifest marks orgs, users or demographics (or a 1.2 export's roles) as "
+                 "`delta`",
          message="names the file marked delta"),
     Rule("SRC-MANIFEST-MISMATCH", "W", by=_SOURCE,
          summary="the source manifest says `bulk` for a missing file, `absent` for a present one,"
@@ -317,6 +322,15 @@ REGISTRY: tuple[Rule, ...] = (
                  "relative) — left out",
          message="once per role: users with role <role> left out: Naviance does not take this "
                  "role"),
+    Rule("USR-ROLE-PRIMARY", "E", by=_V12,
+         summary="OneRoster 1.2: a user with no primary role in `roles.csv`, or more than one",
+         message="names the users.csv line of a user with no primary role, or the roles.csv "
+                 "line of a second primary role"),
+    Rule("USR-ROLE-UNMAPPED", "W", by=_V12,
+         summary="OneRoster 1.2: a user whose primary role has no 1.1 equivalent (`counselor`, "
+                 "an `ext:` role) — left out",
+         message="once per role: users whose primary role is <role> left out, with the count "
+                 "and the first roles.csv line"),
     Rule("USR-REQUIRED", "E", check="not_blank",
          on=On(kinds=("text",), files=(USERS.name,), required=True),
          summary="blank username, givenName or familyName",
@@ -394,6 +408,11 @@ REGISTRY: tuple[Rule, ...] = (
     Rule("DEM-SEX", "E", on=On(columns=("sex",), files=(DEMOGRAPHICS.name,)), check="allowed",
          summary="sex not `male`/`female` (after repair of case)",
          message="must be male or female"),
+    Rule("DEM-SEX-UNMAPPED", "W", by=_V12,
+         summary="OneRoster 1.2: sex `other` or `unspecified`, which 1.1 does not have; written "
+                 "blank",
+         message="once per value: the value, the count and the first line; written blank, not "
+                 "guessed"),
     Rule("DEM-FLAG", "E", on=On(kinds=("bool",), files=(DEMOGRAPHICS.name,)), check="boolean",
          summary="a race/ethnicity flag not `true`/`false`/blank (after repair)",
          message="must be true, false or blank"),

@@ -31,6 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from naviance_pipeline.oneroster.kernels.arrays import arrow
+from naviance_pipeline.oneroster.kernels.lists import split_list
 from naviance_pipeline.oneroster.package import write_zip
 from naviance_pipeline.oneroster.spec import (
     CEDS_GRADES,
@@ -43,16 +45,22 @@ from naviance_pipeline.oneroster.spec import (
     TWO_OR_MORE,
     USERS,
 )
+from naviance_pipeline.oneroster.v12 import ONEROSTER_V12_FILES, ROLES, USERS_V12, V11, V12
 from naviance_pipeline.oneroster.writer import csv_header, iter_csv
 
 SCHOOL_YEAR_END = 2027  # the sample describes school year 2026-27
 EXPORT_DATE = date(2026, 9, 15)  # ZIP entry timestamps: fixed, so a seed gives identical bytes
 CHUNK_STUDENTS = 100_000
 FORMATS = ("zip", "folder")
+VERSIONS = (V11, V12)
 
 # ClassLink's extension columns on users.csv (the graduation-year name is ClassLink's).
 YEAR_OF_GRADUATION = "metadata.yearOfGraduation"  # one of spec.CLASS_YEAR_SOURCES
 USERS_HEADER = [*USERS.header, YEAR_OF_GRADUATION, TITLE_COLUMN]
+USERS_V12_HEADER = [*USERS_V12.header, YEAR_OF_GRADUATION, TITLE_COLUMN]
+# OneRoster 1.2 has no "administrator": a district's is districtAdministrator, a school's
+# siteAdministrator (oneroster.v12 reads both as 1.1's administrator).
+V12_ADMIN_ROLES = ("districtAdministrator", "siteAdministrator")
 
 # OneRoster v1.1 headers of the files the pipeline ignores (spec.py holds the package's files).
 ACADEMIC_SESSIONS_HEADER = [
@@ -156,18 +164,25 @@ def write_sample_district(
     seed: int = 7,
     fmt: str = "zip",
     progress: Callable[[int, int], None] | None = None,
+    version: str = V11,
 ) -> str:
     """Write a realistic synthetic ClassLink-style OneRoster v1.1 CSV export to `out` (a ZIP
     file path when fmt="zip", a folder when fmt="folder"; local paths or fsspec URLs); return
     the path. Deterministic for a seed: the same arguments give identical bytes.
+
+    ``version`` "1.2": the same people as a OneRoster 1.2 export (roles.csv holds each user's
+    role and orgs, the first org primary; users.csv has 1.2's header; the 1.2 manifest), whose
+    package is byte for byte the 1.1 export's.
 
     ``progress(done, total)`` is called after every chunk written, counting data rows of all
     files; the last call is ``(total, total)``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {VERSIONS}, not {version!r}")
     district = draw_district(students, schools, seed)
-    files = district.files()
+    files = district.files() if version == V11 else district.files_v12()
     counter = _Progress(sum(rows for _, _, _, rows in files), progress)
     entries = [(name, counter.track(frames, header)) for name, frames, header, _ in files]
     write_export(out, entries, fmt)
@@ -535,6 +550,53 @@ class District:
         }
         return [(name, *files[name]) for name in EXPORT_FILES]
 
+    def files_v12(self) -> list[tuple[str, Iterable[pd.DataFrame], list[str], int]]:
+        """``files`` as a OneRoster 1.2 export: users.csv split into 1.2's users.csv and
+        roles.csv (one row per org a user has, the first primary), the 1.2 manifest."""
+        files = {name: (frames, header, rows) for name, frames, header, rows in self.files()}
+        users = files["users.csv"][2]
+        staff_orgs = sum(len(split_list(p.orgs)[0]) for p in self.staff)
+        roles = len(self.students.ids) + staff_orgs
+        props = [f"file.{name.removesuffix('.csv')}" for name in ONEROSTER_V12_FILES[1:]]
+        names = {*files, "roles.csv"}
+        manifest = text_frame(
+            {
+                "propertyName": ["manifest.version", "oneroster.version", *props, *SOURCE],
+                "value": [
+                    "1.0",
+                    V12,
+                    *("bulk" if f"{p[5:]}.csv" in names else "absent" for p in props),
+                    *SOURCE.values(),
+                ],
+            }
+        )
+        files.update(
+            {
+                "manifest.csv": ([manifest], list(MANIFEST_HEADER), len(manifest)),
+                "roles.csv": ((self._roles(f) for f in self._users()), ROLES.header, roles),
+                "users.csv": ((_users_v12(f) for f in self._users()), USERS_V12_HEADER, users),
+            }
+        )
+        return [(name, *files[name]) for name in sorted(names, key=_export_order)]
+
+    def _roles(self, users: pd.DataFrame) -> pd.DataFrame:
+        """roles.csv rows of a users.csv (1.1) frame: one per org, the first primary."""
+        orgs, rows = split_list(users["orgSourcedIds"])
+        user = arrow(users["sourcedId"]).take(pa.array(rows))
+        role = arrow(users["role"]).take(pa.array(rows))
+        first = np.concatenate(([True], rows[1:] != rows[:-1])) if len(rows) else rows
+        admin = pc.if_else(pc.equal(orgs, self.district_id), *V12_ADMIN_ROLES)
+        return text_frame(
+            {
+                "sourcedId": join("R", user, "-", orgs),
+                "userSourcedId": user,
+                "roleType": pc.if_else(pa.array(first, pa.bool_()), "primary", "secondary"),
+                "role": pc.if_else(pc.equal(role, "administrator"), admin, role),
+                "orgSourcedId": orgs,
+            },
+            ROLES.header,
+        )
+
     def _manifest(self) -> pd.DataFrame:
         """The package manifest's properties, with this export's files and source."""
 
@@ -677,6 +739,19 @@ class District:
             },
             ENROLLMENTS_HEADER,
         )
+
+
+def _export_order(name: str) -> tuple[int, str]:
+    return (name != "manifest.csv", name)
+
+
+def _users_v12(users: pd.DataFrame) -> pd.DataFrame:
+    """A users.csv (1.1) frame as 1.2's: no role or orgSourcedIds, the first org as
+    primaryOrgSourcedId, the state id as userMasterIdentifier (neither is sent)."""
+    columns = {c: arrow(users[c]) for c in users.columns if c in USERS_V12_HEADER}
+    first = pc.list_element(pc.split_pattern(arrow(users["orgSourcedIds"]), ",", max_splits=1), 0)
+    columns.update(primaryOrgSourcedId=first, userMasterIdentifier=arrow(users["identifier"]))
+    return text_frame(columns, USERS_V12_HEADER)
 
 
 def _sessions() -> pd.DataFrame:

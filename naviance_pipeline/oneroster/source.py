@@ -1,4 +1,6 @@
-"""Open a district's OneRoster v1.1 CSV source: a folder or a ZIP (any name) at any fsspec URL.
+"""Open a district's OneRoster v1.1 or v1.2 CSV source: a folder or a ZIP (any name) at any
+fsspec URL. A 1.2 export (its manifest says so; with no manifest, it holds roles.csv) has
+``version`` V12 and roles.csv among its files: ``v12.py`` reads it as 1.1.
 
 Only the entries the package needs (manifest, orgs, users, demographics) are read, into memory;
 nothing is ever extracted to disk. With ``lazy=True`` a file's bytes are read only when a stage
@@ -39,6 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from naviance_pipeline.oneroster.findings import Finding, finding
 from naviance_pipeline.oneroster.options import Options
 from naviance_pipeline.oneroster.spec import ONEROSTER_V11_FILES, ORGS, PACKAGE_ENTRIES, USERS
+from naviance_pipeline.oneroster.v12 import ONEROSTER_V12_FILES, ROLES_FILE, V11, V12
 
 try:  # ISA-L inflates about twice as fast as zlib; same raw-deflate interface
     from isal import isal_zlib as _inflate
@@ -54,7 +57,10 @@ RATIO_MIN_BYTES = 1_000_000  # smaller entries may compress very well without be
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FILE_PROPERTY = "file."
 _FILE_STATES = ("bulk", "delta", "absent")
-_STATED_FILES = frozenset(ONEROSTER_V11_FILES) - {MANIFEST}  # those a file.<name> row describes
+# By version: the files of a package (others are SRC-EXTRA-FILE), those read, those required.
+_FILE_SETS = {V11: frozenset(ONEROSTER_V11_FILES), V12: frozenset(ONEROSTER_V12_FILES)}
+_NEEDED = {V11: NEEDED, V12: (*NEEDED, ROLES_FILE)}
+_REQUIRED = {V11: REQUIRED, V12: (*REQUIRED, ROLES_FILE)}
 
 
 class SourceUnreadable(Exception):
@@ -75,6 +81,7 @@ class Source:
     files: Mapping[str, bytes]  # raw bytes of the needed entries present, by base name
     entries: list[str]  # every file name found in the source (relative paths), for reports
     findings: list[Finding]  # source-package findings (SRC-*)
+    version: str = V11  # V12: a OneRoster 1.2 export, read as 1.1 by oneroster.v12
 
 
 def open_source(
@@ -586,37 +593,47 @@ def _assemble(
     ``read`` is thread-safe, so an eager open reads two files at a time (users.csv beside the
     others: an archive's inflate releases the GIL)."""
     prefix, findings = _package_folder(names)
-    duplicates = _duplicate_findings(names)
-    findings.extend(duplicates)
     here = {n[len(prefix) :] for n in names if _in_folder(n, prefix)}
-    present = [name for name in NEEDED if name in here]
+    # roles.csv is measured (and, eagerly, read) whenever present: only the manifest, read
+    # with the others, tells whether the export is 1.2 and needs it.
+    present = [name for name in _NEEDED[V12] if name in here]
     expanded = sum(size(prefix + name) for name in present)
     if expanded > options.max_source_bytes:
         return Source(url, {}, names, [*findings, _too_large(present, expanded, options)])
     files: Mapping[str, bytes]
+    manifest: bytes | None = None
     if read_later is not None:
-        files = _LazyFiles(present, lambda name: read_later(prefix + name))
+        if MANIFEST in here:
+            manifest = read(prefix + MANIFEST)
     else:
         read_now = _read_all(read, [prefix + n for n in present], parallel)
         files = dict(zip(present, read_now, strict=True))
+        manifest = files.get(MANIFEST)
+    version = _version(manifest, here)
+    present = [name for name in present if name in _NEEDED[version]]
+    if read_later is not None:
+        files = _LazyFiles(present, lambda name: read_later(prefix + name))
+    else:
+        files = {name: files[name] for name in present}
+    duplicates = _duplicate_findings(names, _NEEDED[version])
+    findings.extend(duplicates)
     doubled = {n for f in duplicates for n in _places(f.file, names)}
     for n in names:
         if n not in doubled and not (
-            _in_folder(n, prefix) and n[len(prefix) :] in ONEROSTER_V11_FILES
+            _in_folder(n, prefix) and n[len(prefix) :] in _FILE_SETS[version]
         ):
             findings.append(
                 finding(
                     "SRC-EXTRA-FILE",
-                    "this file is not part of a OneRoster v1.1 package; it is ignored",
+                    f"this file is not part of a OneRoster v{version} package; it is ignored",
                     file=n,
                 )
             )
-    for name in REQUIRED:
+    for name in _REQUIRED[version]:
         if name not in files:
             findings.append(finding("SRC-MISSING-FILE", _missing_message(name, names), file=name))
-    if MANIFEST in files:
-        manifest = files[MANIFEST] if read_later is None else read(prefix + MANIFEST)
-        findings.extend(_manifest_findings(manifest, here))
+    if manifest is not None:
+        findings.extend(_manifest_findings(manifest, here, version))
     elif not options.raw_sis_export:
         findings.append(
             finding(
@@ -626,7 +643,18 @@ def _assemble(
                 file=MANIFEST,
             )
         )
-    return Source(url, files, names, findings)
+    return Source(url, files, names, findings, version)
+
+
+def _version(manifest: bytes | None, here: set[str]) -> str:
+    """V12 when the manifest says ``oneroster.version`` 1.2, or, with no manifest, when the
+    files are a 1.2 export's (a roles.csv beside users.csv); else V11 (another version in the
+    manifest is SRC-VERSION, and a 1.2 users header read as 1.1 is, by csvread)."""
+    if manifest is None:
+        return V12 if ROLES_FILE in here else V11
+    records, _ = _manifest_records(manifest)
+    stated = [value for _, prop, value in records if prop == "oneroster.version"]
+    return V12 if stated[:1] == [V12] else V11
 
 
 def _too_large(present: list[str], expanded: int, options: Options) -> Finding:
@@ -638,12 +666,12 @@ def _too_large(present: list[str], expanded: int, options: Options) -> Finding:
     )
 
 
-def _duplicate_findings(names: list[str]) -> list[Finding]:
+def _duplicate_findings(names: list[str], needed: tuple[str, ...] = NEEDED) -> list[Finding]:
     """SRC-DUPLICATE-FILE for each needed file found more than once where a source may hold
     it (at the root or in one enclosing folder, or the same name twice in an archive): which
     one is the district's export cannot be told, so none is chosen silently."""
     out = []
-    for name in NEEDED:
+    for name in needed:
         found = _places(name, names)
         if len(found) > 1:
             shown = ", ".join(sorted(found))
@@ -705,8 +733,10 @@ def _missing_message(name: str, names: list[str]) -> str:
 # -- manifest ---------------------------------------------------------------------------------
 
 
-def _manifest_findings(data: bytes, present: set[str]) -> list[Finding]:
-    """Check the source manifest (``propertyName,value``; BOM and CRLF tolerated)."""
+def _manifest_findings(data: bytes, present: set[str], version: str = V11) -> list[Finding]:
+    """Check the source manifest (``propertyName,value``; BOM and CRLF tolerated) of a source
+    of ``version``."""
+    stated_files = _FILE_SETS[version] - {MANIFEST}  # those a file.<name> row describes
     out: list[Finding] = []
 
     def report(rule: str, message: str, line: int, column: str, value: str) -> None:
@@ -722,15 +752,18 @@ def _manifest_findings(data: bytes, present: set[str]) -> list[Finding]:
         seen.add(prop)
         file_name = f"{prop.removeprefix(_FILE_PROPERTY)}.csv"
         if prop == "oneroster.version":
-            if value != "1.1":
-                message = f"the source is OneRoster '{value}', not 1.1: export OneRoster 1.1 CSV"
+            if value not in (V11, V12):
+                message = (
+                    f"the source is OneRoster '{value}', not 1.1 or 1.2: export OneRoster 1.1 "
+                    "or 1.2 CSV"
+                )
                 report("SRC-VERSION", message, line, "value", value)
-        elif prop.startswith(_FILE_PROPERTY) and file_name in _STATED_FILES:
-            problem = _file_state_problem(file_name, value.lower(), present)
+        elif prop.startswith(_FILE_PROPERTY) and file_name in stated_files:
+            problem = _file_state_problem(file_name, value.lower(), present, _NEEDED[version])
             if problem:
                 report(*problem, line, "value", value)
         elif prop != "manifest.version" and not prop.startswith("source."):
-            message = f"'{prop}' is not a OneRoster v1.1 manifest property"
+            message = f"'{prop}' is not a OneRoster v{version} manifest property"
             report("SRC-MANIFEST-MISMATCH", message, line, "propertyName", prop)
     if stopped_at is not None:
         # Unread properties could hide a delta file or another version: fail closed.
@@ -763,9 +796,11 @@ def _manifest_records(data: bytes) -> tuple[list[tuple[int, str, str]], int | No
     return records, None
 
 
-def _file_state_problem(name: str, state: str, present: set[str]) -> tuple[str, str] | None:
+def _file_state_problem(
+    name: str, state: str, present: set[str], needed: tuple[str, ...] = NEEDED
+) -> tuple[str, str] | None:
     if state == "delta":
-        if name in NEEDED:
+        if name in needed:
             return (
                 "SRC-DELTA",
                 f"the manifest marks {name} as delta: Naviance takes bulk files only",

@@ -52,6 +52,7 @@ from naviance_pipeline.oneroster.spec import (
     FileSpec,
     user_output_header,
 )
+from naviance_pipeline.oneroster.v12 import V12, Relocation, read_v12
 
 T = TypeVar("T")
 
@@ -75,16 +76,21 @@ class _Read:
     findings: list[Finding]
     absent: frozenset[str]  # spec columns not in the source header
     present: bool  # False when the file is not in the source
+    relocation: Relocation | None = None  # a 1.2 export's users: role findings to roles.csv
 
 
 def _read(source: Source, spec: FileSpec, columns: list[str] | None = None) -> _Read:
     """Read, repair and mark deleted rows of one source file. With ``columns``, only those are
     read, without the cell checks: another stage's file, whose findings that stage reports."""
-    table = read_table(source.files.get(spec.name), spec, only=columns)
+    relocation = None
+    if source.version == V12:
+        table, relocation = read_v12(source.files, spec, only=columns)
+    else:
+        table = read_table(source.files.get(spec.name), spec, only=columns)
     frame, repairs = repair(table.frame, spec)
     dropped, bulk = bulk_status(frame, spec)
     findings = [*table.findings, *repairs, *bulk]
-    return _Read(frame, dropped.to_numpy(bool), findings, table.absent, table.present)
+    return _Read(frame, dropped.to_numpy(bool), findings, table.absent, table.present, relocation)
 
 
 def _validated_beside(
@@ -225,6 +231,8 @@ def build_users(source: Source, options: Options) -> StageResult:
             "invalid_role": int(selection.bad_role.sum()),
         },
     )
+    if read.relocation is not None:
+        result.findings = sort_findings(read.relocation.apply(result.findings))
     out = result.frame
     result.counts.update(
         disabled=int((out["enabledUser"] == "false").sum()),

@@ -1,4 +1,4 @@
-"""``oneroster``: a OneRoster v1.1 CSV export (ClassLink and others), a folder or ZIP at any
+"""``oneroster``: a OneRoster v1.1 or v1.2 CSV export (ClassLink and others), a folder or ZIP at any
 fsspec URL (an ``sftp://`` one from a pinned server), copied byte for byte."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def sample(_mapping: str, sample_zip: Path) -> str:
 
 KIND = SourceKind(
     name="oneroster",
-    source_help="a OneRoster v1.1 CSV folder or ZIP (path or fsspec URL)",
+    source_help="a OneRoster v1.1 or v1.2 CSV folder or ZIP (path or fsspec URL)",
     mapped=False,
     secrets=("source_password", "source_sftp_known_hosts"),  # at an sftp:// URL
     system_name=lambda _mapping: "ClassLink",
