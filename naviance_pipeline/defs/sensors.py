@@ -288,8 +288,9 @@ def build_export_sensor(
     source is an export, a cheap look (sizes, times) and the content hash when it changed. A
     new version is recorded as an observation of ``sis_export`` (data version = content hash),
     and, for a district whose ``run_trigger`` is ``arrival`` or ``both``, requests the run of
-    its local date's partition (run key ``arrival:<district>:<date>``: once per date however
-    often the export changes). A stale export gets its alert (once a day per version)."""
+    its local date's partition once per date however often the export changes (the cursor
+    keeps the date requested; the run key ``arrival:<district>:<date>`` makes the daemon refuse
+    a second one too). A stale export gets its alert (once a day per version)."""
     if districts is None:
         scopes = [(settings.district, settings.timezone, settings.run_trigger, None)]
     else:
@@ -333,8 +334,8 @@ def build_export_sensor(
                 notes.append(f"{district}: the export cannot be looked at")
                 continue
             day = _local_day(timezone)
-            if cursor.get(district) != seen.version:
-                cursor[district] = seen.version
+            seen_before = cursor.get(district) or {}
+            if seen_before.get("version") != seen.version:
                 events.append(
                     dg.AssetObservation(
                         asset_key=EXPORT,
@@ -343,7 +344,10 @@ def build_export_sensor(
                         metadata=_export_metadata(seen),
                     )
                 )
-                if trigger in ARRIVAL_TRIGGERS:
+                notes.append(f"{district}: new export {seen.version[:12]}")
+                ran = seen_before.get("requested")
+                if trigger in ARRIVAL_TRIGGERS and ran != day:
+                    ran = day
                     requests.append(
                         dg.RunRequest(
                             run_key=f"arrival:{district}:{day}",
@@ -351,7 +355,9 @@ def build_export_sensor(
                             tags=host_tags(entry) if entry is not None else {},
                         )
                     )
-                notes.append(f"{district}: new export {seen.version[:12]}")
+                elif trigger in ARRIVAL_TRIGGERS:
+                    notes.append(f"{district}: the run of {day} was already requested")
+                cursor[district] = {"version": seen.version, "requested": ran}
             if stale_finding(seen, scoped.freshness_limits()) is not None:
                 if alert_if_stale(state_file, district, day, seen, context.log.warning):
                     notes.append(f"{district}: stale, alerted ({age_text(seen)})")
