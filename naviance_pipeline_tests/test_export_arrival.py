@@ -162,6 +162,19 @@ def test_an_export_landing_on_the_sftp_server_requests_its_date_once(
         assert len(watch.tick().run_requests) == 1
         assert _ticks_until_quiet(watch, 2) == []
         assert watch.latest_version() == hashlib.sha256(tiny_district.read_bytes()).hexdigest()
+        (record,) = instance.fetch_observations(EXPORT, limit=5).records
+        assert record.asset_observation.metadata["age_hours"].value < 1  # sftp's mtime is read
+
+
+def test_an_export_path_that_is_a_fifo_is_never_opened(tmp_path, monkeypatch):
+    monkeypatch.delenv("NAVIANCE_ALERT_URLS", raising=False)
+    fifo = tmp_path / "district.zip"
+    os.mkfifo(fifo)  # opened, it would block the sensor forever
+    settings = make_settings(tmp_path / "home", fifo, run_trigger="arrival")
+    with dg.instance_for_test() as instance:
+        result = Watch(settings, instance).tick()
+    assert result.run_requests == []
+    assert "cannot be looked at" in result.skip_message
 
 
 def test_a_schedule_only_district_is_observed_but_starts_no_run(tmp_path, tiny_district):
@@ -332,3 +345,27 @@ def test_districts_choose_their_trigger_and_the_sensor_requests_their_partition(
         assert watch.latest_version("east") == watch.latest_version("west") == digest
     state = json.loads((tmp_path / "data" / "districts" / "east" / "export-state.json").read_text())
     assert state["version"] == digest
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt"), [("oneroster", "folder"), ("sis-csv", "folder"), ("sis-csv", "zip")]
+)
+def test_sis_extract_and_the_sensor_agree_on_the_version(tmp_path, tiny_district, kind, fmt):
+    """sis_extract takes the version from the sha256s of its copy (no second read); it must be
+    the sensor's, or each would reset the other's "unchanged since"."""
+    from naviance_pipeline.sources.sis.sample_export import write_sample_export
+
+    export = tmp_path / ("export" if fmt == "folder" else "export.zip")
+    if kind == "oneroster":
+        _unzip(tiny_district, export)
+    else:
+        write_sample_export(str(export), "powerschool", students=30, schools=2, fmt=fmt)
+    settings = make_settings(tmp_path / "home", export, source_kind=kind)
+    state = UPath(DataLayout(settings.data_root, settings.district).base) / "export-state.json"
+    with dg.instance_for_test() as instance:
+        assert run_job(settings, DAY, instance, selection=["sis_extract"]).success
+        by_extract = read_json(state)
+        watch = Watch(settings, instance)
+        watch.tick()
+        assert watch.latest_version() == by_extract["version"]
+    assert read_json(state)["first_seen"] == by_extract["first_seen"]

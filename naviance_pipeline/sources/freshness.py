@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,6 +120,9 @@ def look(url: str, storage_options: dict | None = None) -> Look:
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     info = fs.info(path)
     if info.get("type") != "directory":
+        if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
+            # A FIFO would block the reader, a device never end: never opened here.
+            raise OSError(f"{os.path.basename(path)} is not a regular file")
         entries = {"": (path, info)}
     else:
         root = path.rstrip("/")
