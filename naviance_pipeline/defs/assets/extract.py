@@ -50,9 +50,9 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         snapshot, never the live source, so any stage can be re-run alone. Its check reports
         the source-package rules (SRC-*), the export's freshness (SRC-STALE-EXPORT: its age
         and how long its content has not changed are in the metadata) and values the mapping
-        could not map. Its output
-        is the snapshot's index (what to open, kind, mapping, queries, files), stored beside
-        it once the snapshot is complete: the later stages take the snapshot as an input.
+        could not map. Its output is the snapshot's index (what to open, kind, mapping,
+        queries, files), stored beside it once the snapshot is complete: the later stages
+        take the snapshot as an input. Upstream of it: sis_export, the export as it lands.
         """
         day, pipeline, _ = partition_of(context, pipeline)
         config = pipeline.source_config()
