@@ -369,3 +369,27 @@ def test_sis_extract_and_the_sensor_agree_on_the_version(tmp_path, tiny_district
         watch.tick()
         assert watch.latest_version() == by_extract["version"]
     assert read_json(state)["first_seen"] == by_extract["first_seen"]
+
+
+def test_the_districts_file_checks_the_new_keys_naming_district_and_key():
+    from naviance_pipeline.operations.districts import DistrictsFileError, parse_districts
+
+    entry = {
+        "id": "d1",
+        "source_url": "/exports/d1.zip",
+        "timezone": "UTC",
+        "schedule_time": "02:00",
+        "delivery_target": "/outbox/d1",
+        "run_trigger": "hourly",
+        "export_max_age_hours": -1,
+        "export_stale_blocks": "yes",
+    }
+    with pytest.raises(DistrictsFileError) as caught:
+        parse_districts({"data_root": "/data", "districts": [entry]}, "districts.yaml")
+    assert caught.value.problems == [
+        "districts.yaml: district \"d1\": run_trigger Input should be 'schedule', 'arrival' or "
+        "'both'",
+        'districts.yaml: district "d1": export_max_age_hours Input should be greater than or '
+        "equal to 0",
+        'districts.yaml: district "d1": export_stale_blocks must be true or false',
+    ]
