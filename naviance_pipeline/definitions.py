@@ -35,7 +35,7 @@ from naviance_pipeline.defs.resources import (
     secret,
     with_deployment_defaults,
 )
-from naviance_pipeline.defs.sensors import build_sensors
+from naviance_pipeline.defs.sensors import build_export_sensor, build_sensors, export_spec
 from naviance_pipeline.operations.districts import DistrictsConfig, load_districts
 from naviance_pipeline.operations.settings import Settings
 
@@ -79,6 +79,9 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             include_staff=settings.include_staff,
             rollover_day=settings.rollover_day,
             max_source_bytes=settings.max_source_bytes,
+            export_unchanged_days=settings.export_unchanged_days,
+            export_max_age_hours=settings.export_max_age_hours,
+            export_stale_blocks=settings.export_stale_blocks,
         )()
         delivery = with_deployment_defaults(
             DeliveryResource,
@@ -115,26 +118,37 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     districts = load_districts(settings.districts_file) if settings.districts_file else None
+    # A district whose run_trigger is "arrival" alone has no schedule (watch_sis_export).
     if districts is not None:
         partitions = district_partitions(settings, districts)
         job = build_nightly_job(partitions, districts)
-        nightly = [build_district_schedule(job, d) for d in districts.districts]
+        nightly = [
+            build_district_schedule(job, d)
+            for d in districts.districts
+            if d.run_trigger != "arrival"
+        ]
     else:
         partitions = daily_partitions(settings)
         job = build_nightly_job()
-        nightly = [build_nightly_schedule(job, settings)]
+        nightly = (
+            [build_nightly_schedule(job, settings)] if settings.run_trigger != "arrival" else []
+        )
     retention_job, retention_schedule = build_retention(settings)
     resources = build_resources(settings, districts)
     layout = resources["pipeline"].layout
     return dg.Definitions(
         assets=[
+            export_spec(partitions if districts is not None else None),
             build_extract_asset(partitions),
             *build_oneroster_assets(partitions),
             build_delivery_asset(partitions),
         ],
         jobs=[job, retention_job],
         schedules=[*nightly, retention_schedule],
-        sensors=build_sensors(job, lambda: layout, partitions if districts is not None else None),
+        sensors=[
+            *build_sensors(job, lambda: layout, partitions if districts is not None else None),
+            build_export_sensor(job, settings, districts),
+        ],
         resources=resources,
         executor=build_executor(settings),
     )

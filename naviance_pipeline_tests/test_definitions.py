@@ -19,6 +19,7 @@ EXPECTED_ASSETS = [
     "naviance_delivery",
     "naviance_package",
     "orgs",
+    "sis_export",  # external: the export as it lands, observed by watch_sis_export
     "sis_extract",
     "users",
 ]
@@ -61,6 +62,16 @@ def test_asset_keys_groups_and_checks(settings):
     assert checks == EXPECTED_CHECKS
 
 
+def test_the_export_is_an_external_asset_upstream_of_sis_extract_outside_the_job(settings):
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    export = graph.get(dg.AssetKey("sis_export"))
+    assert not export.is_executable and export.group_name == "extract"
+    assert graph.get(dg.AssetKey("sis_extract")).parent_keys == {dg.AssetKey("sis_export")}
+    job = defs.resolve_job_def("nightly_job")
+    assert len(job.nodes) == 7  # the seven assets run; the export is only observed
+
+
 def test_every_asset_has_a_description_and_kinds(settings):
     graph = build_definitions(settings).resolve_asset_graph()
     for key in graph.get_all_asset_keys():
@@ -78,6 +89,7 @@ def test_nothing_that_deletes_or_sends_starts_by_itself(settings):
         "retention_schedule",
         "alert_on_failure",
         "alert_on_missed_delivery",
+        "watch_sis_export",
     }
     assert set(states.values()) == {"STOPPED"}
     readme = (Path(__file__).parents[1] / "README.md").read_text()

@@ -27,6 +27,7 @@ from naviance_pipeline.defs.resources import PipelineResource
 from naviance_pipeline.operations.crash import crashpoint
 from naviance_pipeline.operations.frames import StoredFrame, read_frame, write_frame
 from naviance_pipeline.operations.storage import (
+    SNAPSHOT_INDEX,
     DataLayout,
     read_json,
     release_memory,
@@ -35,7 +36,6 @@ from naviance_pipeline.operations.storage import (
 
 COLUMNS = "columns"  # input metadata: read only these columns of the stored frame
 ON_DEMAND = "on_demand"  # input metadata: hand over a StoredFrame, loaded by the stage
-SNAPSHOT_INDEX = "snapshot.json"
 SNAPSHOT_IO_MANAGER = "snapshot_io_manager"
 
 

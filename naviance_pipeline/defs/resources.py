@@ -20,9 +20,10 @@ from naviance_pipeline.delivery.target import RetryOptions, Target, target_from_
 from naviance_pipeline.delivery.targets import secret_env, target_kind
 from naviance_pipeline.oneroster.options import DEFAULT_MAX_SOURCE_BYTES, Options
 from naviance_pipeline.operations.districts import District, load_districts
-from naviance_pipeline.operations.settings import parse_month_day
+from naviance_pipeline.operations.settings import Settings, parse_month_day
 from naviance_pipeline.operations.storage import DataLayout
-from naviance_pipeline.sources.kinds import DEFAULT_KIND, SOURCE_SECRET_ENV
+from naviance_pipeline.sources.freshness import Limits
+from naviance_pipeline.sources.kinds import DEFAULT_KIND, SOURCE_SECRET_ENV, source_kind
 from naviance_pipeline.sources.snapshot import SourceConfig, ensure_sample
 
 R = TypeVar("R", bound=dg.ConfigurableResource)
@@ -86,6 +87,10 @@ class PipelineResource(dg.ConfigurableResource):
     districts_file: str = ""  # many districts: the fields above come from here per district
     # SRC-TOO-LARGE: the most the source's needed entries may hold, expanded (all districts).
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES
+    # SRC-STALE-EXPORT: when the export is stale, and whether that blocks (sources/freshness.py)
+    export_unchanged_days: float = Settings.model_fields["export_unchanged_days"].default
+    export_max_age_hours: float = Settings.model_fields["export_max_age_hours"].default
+    export_stale_blocks: bool = False
 
     @property
     def layout(self) -> DataLayout:
@@ -101,6 +106,16 @@ class PipelineResource(dg.ConfigurableResource):
             known_hosts=self.source_sftp_known_hosts or None,
             known_hosts_path=self.source_sftp_known_hosts_path,
         )
+
+    def freshness_limits(self) -> Limits:
+        return Limits(
+            self.export_unchanged_days, self.export_max_age_hours, self.export_stale_blocks
+        )
+
+    def watches_export(self) -> bool:
+        """Whether the source is an export whose age is watched: files at a configured URL (not
+        a database, not the bundled sample)."""
+        return bool(self.source_url) and source_kind(self.source_kind).files
 
     def resolved_source(self) -> str:
         return self.source_url or ensure_sample(self.source_config(), self.sample_path)
@@ -131,6 +146,9 @@ class PipelineResource(dg.ConfigurableResource):
                 "source_system_name": entry.source_system_name,
                 "include_staff": entry.include_staff,
                 "rollover_day": entry.rollover_day,
+                "export_unchanged_days": entry.export_unchanged_days,
+                "export_max_age_hours": entry.export_max_age_hours,
+                "export_stale_blocks": entry.export_stale_blocks,
             }
         )
 

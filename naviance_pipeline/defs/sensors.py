@@ -1,4 +1,6 @@
-"""Alerts from Dagster: a failed run (or guards that blocked delivery) and a missed delivery.
+"""Sensors: alerts from Dagster (a failed run or guards that blocked delivery, a missed
+delivery) and the SIS export watched (``watch_sis_export``: new versions, runs on arrival,
+stale-export alerts).
 
 Both sensors run in the daemon (``dagster dev`` starts one) and send through apprise to the
 channels of ``NAVIANCE_ALERT_URLS`` (``alerts.py``); with none configured they do nothing.
@@ -8,24 +10,46 @@ Alerts carry counts, rule codes and a link to the run — never PII.
 
 import json
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from naviance_pipeline.defs.partitions import split_key
+from naviance_pipeline.defs.jobs import host_tags
+from naviance_pipeline.defs.partitions import DISTRICT_DIM, district_key, split_key
+from naviance_pipeline.defs.resources import PipelineResource
 from naviance_pipeline.operations.alerts import (
     Alert,
     alert_from_findings,
     notifiers_from_env,
     send_all,
 )
+from naviance_pipeline.operations.districts import DistrictsConfig
 from naviance_pipeline.operations.settings import Settings
 from naviance_pipeline.operations.storage import FINDING_STAGES, GUARDS_STAGE, DataLayout, read_json
+from naviance_pipeline.sources.freshness import (
+    Freshness,
+    age_text,
+    claim_alert,
+    observe,
+    stale_finding,
+    state_path,
+)
+from naviance_pipeline.sources.snapshot import (
+    SourceConfigError,
+    SourceUnavailable,
+    sftp_errors,
+    storage_options,
+)
 
 if TYPE_CHECKING:  # private Dagster types, for annotations only
     from dagster._core.definitions.unresolved_asset_job_definition import (
         UnresolvedAssetJobDefinition,
     )
+
+# Dagster's tag for an observation's data version (dagster._core.definitions.data_version).
+DATA_VERSION_TAG = "dagster/data_version"
 
 
 MAX_DELIVERY_AGE_HOURS = Settings.model_fields["delivery_max_age_hours"].default
@@ -176,3 +200,185 @@ def build_sensors(
         return dg.SkipReason("; ".join(notes))
 
     return [alert_on_failure, alert_on_missed_delivery]
+
+
+# ---- the SIS export: an external source, watched ------------------------------------------------
+
+EXPORT = dg.AssetKey("sis_export")
+EXPORT_SENSOR = "watch_sis_export"
+ARRIVAL_TRIGGERS = ("arrival", "both")
+
+
+def export_spec(partitions_def: dg.MultiPartitionsDefinition | None) -> dg.AssetSpec:
+    """The district's SIS export as Dagster sees it: an external asset upstream of
+    ``sis_extract``, observed by ``watch_sis_export`` (never materialized by this code). With
+    many districts, one partition per district (the ``district`` dimension of the runs)."""
+    return dg.AssetSpec(
+        EXPORT,
+        group_name="extract",
+        kinds={"csv", "zip"},
+        partitions_def=(
+            dg.StaticPartitionsDefinition(
+                partitions_def.get_partitions_def_for_dimension(DISTRICT_DIM).get_partition_keys()
+            )
+            if partitions_def is not None
+            else None
+        ),
+        description="The SIS export as the district's export job leaves it (a file or folder, "
+        "local or at an fsspec URL such as sftp://). Observed by the sensor watch_sis_export: "
+        "its data version is its content hash, hashed again only when a listing shows other "
+        "sizes or modification times; its observations carry the export's age. sis_extract "
+        "copies it for each date.",
+    )
+
+
+def export_dep(partitions_def: dg.MultiPartitionsDefinition | None) -> dg.AssetDep:
+    """``sis_extract``'s dependency on the export: with many districts, a date × district
+    partition reads the district's export."""
+    if partitions_def is None:
+        return dg.AssetDep(EXPORT)
+    return dg.AssetDep(
+        EXPORT,
+        partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+            partition_dimension_name=DISTRICT_DIM
+        ),
+    )
+
+
+def stale_alert(district: str, day: str | None, seen: Freshness) -> Alert:
+    """The stale-export alert: the district and the ages, nothing of the export itself."""
+    return Alert(
+        kind="export_stale",
+        district=district,
+        partition=day,
+        summary=f"the SIS export of {district} looks stale: {age_text(seen)}",
+        counts={
+            "days_unchanged": int(seen.unchanged_days),
+            **({"hours_since_modified": int(seen.age_hours)} if seen.age_hours is not None else {}),
+        },
+        run_url=None,
+    )
+
+
+def alert_if_stale(state_file, district: str, day: str, seen: Freshness, warn) -> bool:
+    """Send the stale alert once per export version and date (``sis_extract`` and the sensor
+    share the claim in the district's state file). True when sent now."""
+    try:
+        notifiers = notifiers_from_env()
+    except ValueError as exc:
+        warn(f"stale-export alert not sent: {exc}")
+        return False
+    if not notifiers or not claim_alert(state_file, seen, day):
+        return False
+    for error in send_all(stale_alert(district, day, seen), notifiers):
+        warn(f"alert not sent: {error}")
+    return True
+
+
+def _local_day(timezone: str) -> str:
+    return datetime.now(ZoneInfo(timezone)).date().isoformat()
+
+
+def build_export_sensor(
+    job: "UnresolvedAssetJobDefinition",
+    settings: Settings,
+    districts: DistrictsConfig | None = None,
+) -> dg.SensorDefinition:
+    """``watch_sis_export``: every ``NAVIANCE_EXPORT_WATCH_SECONDS``, for each district whose
+    source is an export, a cheap look (sizes, times) and the content hash when it changed. A
+    new version is recorded as an observation of ``sis_export`` (data version = content hash),
+    and, for a district whose ``run_trigger`` is ``arrival`` or ``both``, requests the run of
+    its local date's partition once per date however often the export changes (the cursor
+    keeps the date requested; the run key ``arrival:<district>:<date>`` makes the daemon refuse
+    a second one too). A stale export gets its alert (once a day per version)."""
+    if districts is None:
+        scopes = [(settings.district, settings.timezone, settings.run_trigger, None)]
+    else:
+        scopes = [(d.id, d.timezone, d.run_trigger, d) for d in districts.districts]
+    arrival = sorted(i for i, _, trigger, _ in scopes if trigger in ARRIVAL_TRIGGERS)
+
+    @dg.sensor(
+        name=EXPORT_SENSOR,
+        job=job,
+        minimum_interval_seconds=settings.export_watch_seconds,
+        # It starts runs and sends alerts: switched on by an operator (README).
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Watches the SIS export: records each new version as an observation of "
+        "sis_export (content hash, age) and alerts when it is stale; "
+        + (
+            f"starts the date's run when a new export lands for {', '.join(arrival)}."
+            if arrival
+            else "starts no run (NAVIANCE_RUN_TRIGGER is schedule)."
+        ),
+    )
+    def watch_sis_export(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        requests, events, notes = [], [], []
+        for district, timezone, trigger, entry in scopes:
+            scoped = pipeline.for_district(district) if entry is not None else pipeline
+            if not scoped.watches_export():
+                notes.append(f"{district}: the source is not an export file")
+                continue
+            config = scoped.source_config()
+            url = scoped.source_url
+            state_file = state_path(scoped.layout.base)
+            try:
+                remote = storage_options(config, url)
+                with sftp_errors(url):
+                    seen = observe(url, state_file, remote)
+            except FileNotFoundError:
+                notes.append(f"{district}: no export at the source URL")
+                continue
+            except (SourceConfigError, SourceUnavailable, OSError) as exc:
+                context.log.warning(f"{district}: the export cannot be looked at: {exc}")
+                notes.append(f"{district}: the export cannot be looked at")
+                continue
+            day = _local_day(timezone)
+            seen_before = cursor.get(district) or {}
+            if seen_before.get("version") != seen.version:
+                events.append(
+                    dg.AssetObservation(
+                        asset_key=EXPORT,
+                        partition=district if entry is not None else None,
+                        tags={DATA_VERSION_TAG: seen.version},
+                        metadata=_export_metadata(seen),
+                    )
+                )
+                notes.append(f"{district}: new export {seen.version[:12]}")
+                ran = seen_before.get("requested")
+                if trigger in ARRIVAL_TRIGGERS and ran != day:
+                    ran = day
+                    requests.append(
+                        dg.RunRequest(
+                            run_key=f"arrival:{district}:{day}",
+                            partition_key=district_key(day, district) if entry else day,
+                            tags=host_tags(entry) if entry is not None else {},
+                        )
+                    )
+                elif trigger in ARRIVAL_TRIGGERS:
+                    notes.append(f"{district}: the run of {day} was already requested")
+                cursor[district] = {"version": seen.version, "requested": ran}
+            if stale_finding(seen, scoped.freshness_limits()) is not None:
+                if alert_if_stale(state_file, district, day, seen, context.log.warning):
+                    notes.append(f"{district}: stale, alerted ({age_text(seen)})")
+                else:
+                    notes.append(f"{district}: stale ({age_text(seen)})")
+        return dg.SensorResult(
+            run_requests=requests,
+            asset_events=events,
+            cursor=json.dumps(cursor, sort_keys=True),
+            skip_reason=None if requests else "; ".join(notes) or "nothing to watch",
+        )
+
+    return watch_sis_export
+
+
+def _export_metadata(seen: Freshness) -> dict:
+    summary = seen.summary()
+    return {
+        "version": summary["version"],
+        "bytes": summary["bytes"],
+        "unchanged_days": summary["unchanged_days"],
+        **({"age_hours": summary["age_hours"]} if summary["age_hours"] is not None else {}),
+        **({"modified": dg.MetadataValue.timestamp(seen.modified)} if seen.modified else {}),
+    }

@@ -189,6 +189,11 @@ REGISTRY: tuple[Rule, ...] = (
          summary="the source manifest says `bulk` for a missing file, `absent` for a present one,"
                  " or has unknown/duplicate properties",
          message="names the manifest property"),
+    Rule("SRC-STALE-EXPORT", "W", by="sources.freshness",
+         summary="the SIS export has not changed for `NAVIANCE_EXPORT_UNCHANGED_DAYS` days, or "
+                 "its newest file is older than `NAVIANCE_EXPORT_MAX_AGE_HOURS` (the export job "
+                 "upstream may be broken); an error when `NAVIANCE_EXPORT_STALE_BLOCKS` is set",
+         message="names the ages and the limits passed (never a file's content)"),
     # ---- CSV syntax: reading each file leniently
     Rule("CSV-ENCODING", "E", by=_CSVREAD,
          summary="not valid UTF-8 (the line is reported, and whether it looks like Windows-1252)",

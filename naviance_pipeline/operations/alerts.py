@@ -28,7 +28,9 @@ KINDS = {
     "run_failed": "pipeline run failed",
     "guard_blocked": "delivery blocked by the guards",
     "delivery_missed": "no delivery",
+    "export_stale": "SIS export is stale",
 }
+WARNING_KINDS = ("delivery_missed", "export_stale")  # sent as warnings, not failures
 URLS_ENV = "NAVIANCE_ALERT_URLS"
 # The channels of versions before apprise; refused by name rather than silently ignored.
 RETIRED_PREFIXES = ("NAVIANCE_ALERT_SMTP_", "NAVIANCE_ALERT_WEBHOOK_")
@@ -106,8 +108,8 @@ class Channel:
     def send(self, alert: Alert) -> None:
         import apprise  # here, not at module level: 0.4 s more for every process that starts
 
-        missed = alert.kind == "delivery_missed"
-        kind = apprise.NotifyType.WARNING if missed else apprise.NotifyType.FAILURE
+        warning = alert.kind in WARNING_KINDS
+        kind = apprise.NotifyType.WARNING if warning else apprise.NotifyType.FAILURE
         with _apprise_logs() as records:
             try:
                 sender = apprise.Apprise(asset=_asset())  # converts the text for each service

@@ -18,6 +18,10 @@ A YAML file with a shared ``data_root`` and one entry per district::
         source_system_name: ClassLink         # optional
         source_kind: oneroster                # optional: oneroster | sis-csv | sql
         source_mapping: powerschool           # optional: preset name or mapping YAML path
+        run_trigger: schedule                 # optional: schedule | arrival | both
+        export_unchanged_days: 7              # optional: stale after N days unchanged (0: off)
+        export_max_age_hours: 48              # optional: stale when the newest file is older
+        export_stale_blocks: false            # optional: a stale export blocks delivery
 
 The file holds no secret, only the names of the variables that do; they are read at run time
 by the process that delivers. Loading validates everything and names the district and the key
@@ -33,7 +37,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -48,6 +52,7 @@ from pydantic import (
 from naviance_pipeline.delivery.target import target_from_url
 from naviance_pipeline.delivery.targets import secret_env, target_kind
 from naviance_pipeline.operations.settings import (
+    Settings,
     clock_text,
     delivery_target_url,
     iso_date_text,
@@ -129,6 +134,11 @@ Role = Annotated[
 EnvName = Annotated[str, _must(lambda v: isinstance(v, str) and ENV_NAME.match(v), _ENV_NAME)]
 
 
+def _default(name: str) -> Any:
+    """The default of the one-district setting of the same name (declared once there)."""
+    return Settings.model_fields[name].default
+
+
 class District(BaseModel):
     """One district of the file; each field's check says what is wrong with its value."""
 
@@ -150,6 +160,12 @@ class District(BaseModel):
     source_mapping: Annotated[
         str, _checked(refused="must be a preset name or a mapping file path", blank=True)
     ] = ""
+    # What starts its runs, and when its export is stale (the NAVIANCE_* settings of the same
+    # names in one-district mode).
+    run_trigger: Literal["schedule", "arrival", "both"] = _default("run_trigger")
+    export_unchanged_days: Annotated[float, Field(ge=0)] = _default("export_unchanged_days")
+    export_max_age_hours: Annotated[float, Field(ge=0)] = _default("export_max_age_hours")
+    export_stale_blocks: StrictBool = _default("export_stale_blocks")
 
     def secret(self, role: str, environ: Mapping[str, str] | None = None) -> str | None:
         """The secret's value from its variable, read now (None when unnamed, unset or empty)."""

@@ -254,6 +254,32 @@ class Settings(BaseModel):
     delivery_max_age_hours: float = _setting(
         26.0, "hours without a delivery before `alert_on_missed_delivery` alerts", ge=0
     )
+    run_trigger: Literal["schedule", "arrival", "both"] = _setting(
+        "schedule",
+        "what starts the nightly run: `schedule` (at `NAVIANCE_SCHEDULE_TIME`), `arrival` (when "
+        "the sensor `watch_sis_export` sees a new export: that date's partition, once per date) "
+        "or `both`: see [Sources](#sources)",
+    )
+    export_unchanged_days: float = _setting(
+        7.0,
+        "days an export may keep the same content before it is stale (`SRC-STALE-EXPORT` and an "
+        "alert); 0: not checked",
+        ge=0,
+    )
+    export_max_age_hours: float = _setting(
+        48.0,
+        "hours since the export's newest file was modified before it is stale; 0: not checked",
+        ge=0,
+    )
+    export_stale_blocks: bool = _setting(
+        False, "a stale export blocks delivery (`SRC-STALE-EXPORT` an error, not a warning)"
+    )
+    export_watch_seconds: int = _setting(
+        300,
+        "seconds between two looks of `watch_sis_export` at the export (a listing; the content "
+        "is hashed only when sizes or times changed)",
+        gt=0,
+    )
     report_template: str = _setting(
         "",
         "a jinja2 template file that replaces the HTML report's page "

@@ -50,6 +50,7 @@ SENDFILE_BLOCK = 1 << 30
 # "guards" beside them.
 FINDING_STAGES = ("sis_extract", "users", "orgs", "demographics")
 GUARDS_STAGE = "guards"
+SNAPSHOT_INDEX = "snapshot.json"  # a date's snapshot index, in its raw folder (io_manager.py)
 
 
 def _libc_trim():

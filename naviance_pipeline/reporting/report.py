@@ -32,6 +32,7 @@ from naviance_pipeline.oneroster.spec import (
 )
 from naviance_pipeline.operations.storage import (
     GUARDS_STAGE,
+    SNAPSHOT_INDEX,
     DataLayout,
     read_json,
     sha256_of,
@@ -260,6 +261,23 @@ def _package(layout: DataLayout, day: str) -> dict | None:
     return package or None
 
 
+def _export(layout: DataLayout, day: str) -> dict | None:
+    """The export's freshness when ``sis_extract`` copied it (``sources/freshness.py``): its
+    newest file's modification time and age, how long its content had not changed. None for
+    a database or the bundled sample."""
+    index = layout.raw_dir(day) / SNAPSHOT_INDEX
+    return (read_json(index).get("freshness") or None) if index.exists() else None
+
+
+def export_line(export: dict) -> str:
+    """The export's age in words (the text and Markdown reports)."""
+    parts = []
+    if export.get("age_hours") is not None:
+        parts.append(f"newest file modified {export['age_hours']:g} hours before the copy")
+    parts.append(f"content unchanged for {export['unchanged_days']:g} days")
+    return "; ".join(parts)
+
+
 def _deliveries(layout: DataLayout, day: str) -> list[dict]:
     return [
         {k: r.get(k) for k in RECEIPT_KEYS}
@@ -366,6 +384,7 @@ def build_report(
             {"rule": r["rule"], "count": r["count"]} for r in by_rule if r["rule_severity"] == "R"
         ],
         "class_years": _class_years(users, orgs),
+        "export": _export(layout, day),
         "package": package,
         "deliveries": deliveries,
     }
@@ -467,6 +486,8 @@ def render_report_text(report: dict) -> str:
             for s in report["class_years"]
         ]
         out += text_table(["school", "name", *years], rows, names=2)
+    if report.get("export"):
+        out += ["", "Export: " + export_line(report["export"])]
     package = report["package"]
     out += ["", "Package: " + (_package_line(package) if package else "not built")]
     deliveries = report["deliveries"]
@@ -514,6 +535,8 @@ def render_report_markdown(report: dict, first: int = 3) -> str:
     out.append(f"- Warnings and repairs: {_rule_list(warnings) or 'none'}")
     if report.get("consequences"):
         out.append(f"- Counted under their cause: {consequences_line(report['consequences'])}")
+    if report.get("export"):
+        out.append(f"- Export: {export_line(report['export'])}")
     if report["by_school"]:
         out += ["", "| school | name | errors | warnings | rules |", "|---|---|---|---|---|"]
         out += [

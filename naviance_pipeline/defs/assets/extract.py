@@ -7,24 +7,37 @@ from naviance_pipeline.defs.assets.common import findings_metadata, partition_of
 from naviance_pipeline.defs.checks import blocked, check_results, check_specs
 from naviance_pipeline.defs.io_manager import SNAPSHOT_IO_MANAGER
 from naviance_pipeline.defs.resources import PipelineResource
+from naviance_pipeline.defs.sensors import alert_if_stale, export_dep
 from naviance_pipeline.oneroster.findings import has_errors
 from naviance_pipeline.oneroster.source import SourceUnreadable, open_source, redact_url
 from naviance_pipeline.operations.crash import crashpoint
 from naviance_pipeline.operations.storage import ensure_private_dir, sweep_leftovers
+from naviance_pipeline.sources.freshness import (
+    look,
+    observe,
+    snapshot_version,
+    stale_finding,
+    state_path,
+)
 from naviance_pipeline.sources.snapshot import (
     Snapshot,
     SourceConfig,
     SourceConfigError,
     SourceUnavailable,
+    sftp_errors,
+    storage_options,
     take_snapshot,
 )
 
 
 def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    many = partitions_def if isinstance(partitions_def, dg.MultiPartitionsDefinition) else None
+
     @dg.asset(
         name="sis_extract",
         group_name="extract",
         kinds={"csv", "zip"},
+        deps=[export_dep(many)],
         partitions_def=partitions_def,
         check_specs=check_specs("sis_extract"),
         io_manager_key=SNAPSHOT_IO_MANAGER,
@@ -35,9 +48,11 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         converted through its mapping; or a SQL database's query results with the query text
         and row counts, converted the same way. Every later stage of the date reads this
         snapshot, never the live source, so any stage can be re-run alone. Its check reports
-        the source-package rules (SRC-*) and values the mapping could not map. Its output
-        is the snapshot's index (what to open, kind, mapping, queries, files), stored beside
-        it once the snapshot is complete: the later stages take the snapshot as an input.
+        the source-package rules (SRC-*), the export's freshness (SRC-STALE-EXPORT: its age
+        and how long its content has not changed are in the metadata) and values the mapping
+        could not map. Its output is the snapshot's index (what to open, kind, mapping,
+        queries, files), stored beside it once the snapshot is complete: the later stages
+        take the snapshot as an input. Upstream of it: sis_export, the export as it lands.
         """
         day, pipeline, _ = partition_of(context, pipeline)
         config = pipeline.source_config()
@@ -73,14 +88,24 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         except SourceUnreadable as exc:
             findings = [exc.finding]
         findings = [*snapshot.findings, *findings]
+        freshness = _freshness(context, pipeline, config, url, snapshot, day)
+        if freshness is not None and (
+            stale := stale_finding(freshness, pipeline.freshness_limits())
+        ):
+            findings.append(stale)
+            state = state_path(pipeline.layout.base)
+            alert_if_stale(state, pipeline.district, day, freshness, context.log.warning)
         store_findings(pipeline, day, "sis_extract", findings)
         files = snapshot.files
         context.log.info(f"snapshot of {len(files)} file(s), {sum(f.size for f in files)} bytes")
         if has_errors(findings):  # stored for the report; the date fails here
             yield from check_results("sis_extract", findings, day)
             raise blocked("sis_extract", day, findings)
+        index = snapshot_index(snapshot, raw, config)
+        if freshness is not None:
+            index["freshness"] = freshness.summary()
         yield dg.MaterializeResult(
-            value=snapshot_index(snapshot, raw, config),
+            value=index,
             metadata={
                 "source_kind": config.kind,
                 "source_attempts": attempts,
@@ -93,6 +118,7 @@ def build_extract_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 "bytes": sum(f.size for f in files),
                 "sha256": files[0].sha256 if len(files) == 1 else "(per file)",
                 "snapshot": dg.MetadataValue.path(str(snapshot.open_path)),
+                **_freshness_metadata(freshness),
                 **findings_metadata(findings),
             },
         )
@@ -109,6 +135,43 @@ def snapshot_index(snapshot: Snapshot, raw, config: SourceConfig) -> dict:
         "mapping": snapshot.mapping,
         "queries": snapshot.queries,
         "files": [f.__dict__ for f in snapshot.files],
+    }
+
+
+def _freshness(context, pipeline: PipelineResource, config, url: str, snapshot, day: str):
+    """The export's freshness (sources/freshness.py) for an export at a configured URL, its
+    version taken from the sha256s of the copy just made; None for a database or the bundled
+    sample, or when its listing cannot be read now (logged: the snapshot is what matters)."""
+    if not pipeline.watches_export():
+        return None
+    try:
+        remote = storage_options(config, url)
+        with sftp_errors(url):
+            seen = look(url, remote)
+            version = snapshot_version(snapshot.files, seen)
+            return observe(
+                url, state_path(pipeline.layout.base), remote, version=version, seen=seen
+            )
+    except (OSError, SourceConfigError, SourceUnavailable) as exc:
+        context.log.warning(f"the export's age could not be read for {day}: {exc}")
+        return None
+
+
+def _freshness_metadata(freshness) -> dict:
+    if freshness is None:
+        return {}
+    summary = freshness.summary()
+    return {
+        "export_version": summary["version"],
+        "export_unchanged_days": summary["unchanged_days"],
+        **(
+            {
+                "export_age_hours": summary["age_hours"],
+                "export_modified": dg.MetadataValue.timestamp(freshness.modified),
+            }
+            if freshness.modified is not None
+            else {}
+        ),
     }
 
 

@@ -49,6 +49,9 @@ class SourceKind:
     # The bundled synthetic district in this kind's shape: (mapping reference, the OneRoster
     # sample ZIP's path; others are generated beside it) -> the URL to read it from.
     sample: Callable[[str, Path], str]
+    # Its source is files at a URL (a folder or a ZIP): their age and content hash tell when a
+    # new export lands and when it is stale (sources/freshness.py). False: a database.
+    files: bool = True
 
 
 @cache

@@ -103,4 +103,5 @@ KIND = SourceKind(
     system_name=lambda mapping: "PowerSchool" if mapping in ("", DEFAULT_MAPPING) else "SIS",
     capture=capture,
     sample=sample,
+    files=False,  # a database: no export file whose age could be watched
 )
