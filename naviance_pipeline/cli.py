@@ -843,11 +843,9 @@ def parser() -> argparse.ArgumentParser:
             "anonymise district.zip --out ./for-support --keep-sourcedids",
         ],
         {
-            0: "the copy was written and validate finds the same rule codes on the same "
-            "files, lines and columns in it as in the source (the proof is printed)",
+            0: "the copy was written and gives the same findings (the proof is printed)",
             1: "the copy was written but its findings differ (the differences are printed)",
-            2: "bad arguments: no key, a source that is not a local OneRoster ZIP or folder, "
-            "a copy that exists already",
+            2: "bad arguments, no key, or a source that is not a readable local ZIP or folder",
         },
     )
     a.add_argument(

@@ -36,6 +36,7 @@ import re
 import stat
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -385,6 +386,10 @@ def anonymise(source: str, out: str, key: bytes, *, keep_sourced_ids: bool = Fal
             _copy_folder(src, partial, faker) if src.is_dir() else _copy_zip(src, partial, faker)
         )
         os.replace(partial, target)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+        _remove(partial)
+        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise AnonymiseError(f"{source} could not be read to the end ({what})") from None
     except BaseException:
         _remove(partial)
         raise
