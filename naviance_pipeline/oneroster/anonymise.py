@@ -34,6 +34,7 @@ import hmac
 import os
 import re
 import stat
+import string
 import warnings
 import zipfile
 import zlib
@@ -67,6 +68,14 @@ _ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _SCIENTIFIC = re.compile(r"-?[0-9]+(\.[0-9]+)?[Ee][+-]?[0-9]+")
 _CONTROL = re.compile(CONTROL_CHARS.replace(r"\x{80}", "\x80").replace(r"\x{9f}", "\x9f"))
 _BREAK = re.compile(rb"\r\n|\n|\r")
+_LETTERS = frozenset(string.ascii_letters)
+_DIGITS = frozenset(string.digits)
+_LOWER = string.ascii_lowercase
+_NOT_LETTER, _NOT_DIGIT = re.compile("[^A-Za-z]+"), re.compile("[^0-9]+")
+_BASE26 = str.maketrans(_LOWER, string.digits + _LOWER[:16])  # a-z as the numerals of base 26
+_SHAPE = str.maketrans(
+    {**dict.fromkeys(string.ascii_letters, "a"), **dict.fromkeys(string.digits, "0")}
+)
 _QUOTED = re.compile(r'"(?:[^"]|"")*"[^,]*')
 _PLAIN = re.compile(r"[^,]*")
 # Letters a non-ASCII letter is replaced by (a non-ASCII letter, as the ID-CHARSET rule sees it).
@@ -155,64 +164,69 @@ class Faker:
         return self._encipher(value)
 
     def _encipher(self, value: str) -> str:
-        chars = list(value)
-        digits, radices, upper = [], [], []
-        slots: list[int] = []
-        fixed_e = _SCIENTIFIC.fullmatch(value) is not None
-        zeros = len(value) - len(value.lstrip("0"))  # leading zeros: kept
-        tweak = []
-        for i, ch in enumerate(value):
-            if "0" <= ch <= "9" and i >= zeros:
-                low = 1 if i == zeros else 0  # the first digit after the zeros is not a zero
-                digits.append(ord(ch) - 48 - low)
-                radices.append(10 - low)
-                upper.append(False)
-                slots.append(i)
-                tweak.append("9" if low else "0")
-            elif ch.isascii() and ch.isalpha() and not (fixed_e and ch in "Ee"):
-                digits.append(ord(ch.lower()) - 97)
-                radices.append(26)
-                upper.append(ch.isupper())
-                slots.append(i)
-                tweak.append("a")
-            elif ch.isalpha():  # a non-ASCII letter: one of _ACCENTED, from the key
-                tweak.append(ch)
-            else:
-                tweak.append(ch)
-        shape = "".join(tweak).encode("utf-8", "surrogatepass")
-        number, size = 0, 1
-        for d, r in zip(digits, radices, strict=True):
-            number, size = number * r + d, size * r
-        if size > 1:
-            number = self._permute(number, size, shape)
-            for k in range(len(slots) - 1, -1, -1):
-                number, d = divmod(number, radices[k])
-                low = 10 - radices[k] if radices[k] < 26 else 0
-                ch = chr(48 + d + low) if radices[k] < 26 else chr(97 + d)
-                chars[slots[k]] = ch.upper() if upper[k] else ch
-        for i, ch in enumerate(value):
-            if ch.isalpha() and not ch.isascii():
-                pick = self._round(255, i + 1, shape, 1)[0] % len(_ACCENTED)
-                chars[i] = _ACCENTED[pick].upper() if ch.isupper() else _ACCENTED[pick]
-        return "".join(chars)
+        zeros = len(value) - len(value.lstrip("0"))  # leading zeros: kept (XLS-LEADING-ZERO)
+        head, body = value[:zeros], value[zeros:]
+        exponent = _SCIENTIFIC.fullmatch(body) and re.search("[Ee]", body)
+        if exponent:  # 1.23457E+11: the E stays (XLS-SCIENTIFIC-ID)
+            body = body[: exponent.start()] + "\0" + body[exponent.end() :]
+        letters = _NOT_LETTER.sub("", body).lower()
+        digits = _NOT_DIGIT.sub("", body)
+        nl, nd = len(letters), len(digits)
+        tweak = (head + body.translate(_SHAPE)).encode("utf-8", "surrogatepass")
+        if nl + nd:
+            size_d = 10**nd
+            number = (int(letters.translate(_BASE26), 26) if nl else 0) * size_d + (
+                int(digits) if nd else 0
+            )
+            lead_digit = nd and "0" <= body[0] <= "9"  # and not a zero: the fake neither
+            while True:  # cycle-walking, when the first digit must not become a zero
+                number = self._permute(number, nl, nd, tweak)
+                if not lead_digit or number % size_d >= size_d // 10:
+                    break
+            number, fake_digits = divmod(number, size_d)
+            fake_letters = []
+            for _ in range(nl):
+                number, d = divmod(number, 26)
+                fake_letters.append(_LOWER[d])
+            li, di = reversed(fake_letters), iter(f"{fake_digits:0{nd}d}" if nd else "")
+            body = "".join(
+                (next(li).upper() if c.isupper() else next(li))
+                if c in _LETTERS
+                else next(di)
+                if c in _DIGITS
+                else c
+                for c in body
+            )
+        if not body.isascii():
+            body = "".join(
+                self._accented(c, i, tweak) if c.isalpha() and not c.isascii() else c
+                for i, c in enumerate(body)
+            )
+        if exponent:
+            body = body.replace("\0", exponent.group())
+        return head + body
 
-    def _permute(self, number: int, size: int, tweak: bytes) -> int:
-        bits = max(2, (size - 1).bit_length())
-        bits += bits % 2
-        half = bits // 2
-        mask, width = (1 << half) - 1, (half + 7) // 8
-        while True:  # cycle-walking: a permutation of [0, 2**bits) restricted to [0, size)
-            left, right = number >> half, number & mask
-            for r in range(ROUNDS):
-                f = int.from_bytes(self._round(r, right, tweak, width), "big") & mask
-                left, right = right, left ^ f
-            number = (left << half) | right
-            if number < size:
-                return number
+    def _accented(self, ch: str, at: int, tweak: bytes) -> str:
+        pick = _ACCENTED[self._round(255, at, tweak, 1)[0] % len(_ACCENTED)]
+        return pick.upper() if ch.isupper() else pick
+
+    def _permute(self, number: int, nl: int, nd: int, tweak: bytes) -> int:
+        """A keyed permutation of [0, 26**nl * 10**nd): a Feistel network over the two factors
+        of a balanced split of that size (modular addition: no cycle-walking needed)."""
+        al, ad = nl // 2, nd // 2
+        if nl % 2 and nd % 2:
+            al += 1
+        size_a, size_b = 26**al * 10**ad, 26 ** (nl - al) * 10 ** (nd - ad)
+        wa, wb = size_a.bit_length() // 8 + 9, size_b.bit_length() // 8 + 9
+        x, y = divmod(number, size_b)
+        for r in range(0, ROUNDS, 2):
+            x = (x + int.from_bytes(self._round(r, y, tweak, wa), "big")) % size_a
+            y = (y + int.from_bytes(self._round(r + 1, x, tweak, wb), "big")) % size_b
+        return x * size_b + y
 
     def _round(self, r: int, value: int, tweak: bytes, width: int) -> bytes:
         h = self._prf.copy()
-        h.update(bytes([r]) + len(tweak).to_bytes(4, "big") + tweak + value.to_bytes(width + 1))
+        h.update(b"%d|%d|%s|%d" % (r, len(tweak), tweak, value))
         return h.digest(width)
 
 
