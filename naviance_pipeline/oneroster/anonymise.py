@@ -6,19 +6,21 @@ Every PII value is replaced by a keyed fake of the same shape, and nothing else 
   and agent; unless ``keep_sourced_ids``); every value of a non-PII column that a finding would
   not show (``findings.shown``, the one rule of what looks like a code: an e-mail address typed
   into ``grades`` is replaced, ``09`` is kept); every value of a column the validator does not
-  read (an unknown or duplicate column, a column past the header in a ragged row), and of a
-  CSV file it does not read (all but codes). Other files than CSV files are written empty.
+  read (unknown, duplicate, case-mismatched) and every field of a ragged record; in other CSV
+  files, sourcedIds and what is not code-shaped. Headers and the manifest's property names
+  are kept; files that are not CSV are written empty.
 - the fake: only letters and digits change. A letter stays a letter of the same case, a digit
   a digit; punctuation, spaces, quotes, control characters, line breaks, BOMs and undecodable
   bytes are kept where they are, so the CSV structure and its damage (ragged rows, broken
   quoting, spreadsheet dates, scientific-notation ids) stay byte for byte. The letters and
-  digits of a value are enciphered together by a keyed permutation (a Feistel network over
-  the value's mixed-radix number, cycle-walked into range), so the same value (letter case
-  ignored, then the case put back) gives the same fake everywhere, two values never give one
-  fake (references, duplicates and case collisions survive exactly), and leading zeros of a
-  number are kept (XLS-LEADING-ZERO). A ``YYYY-MM-DD`` date is shifted by the same number of
-  days (30 to 365, from the key) everywhere; an impossible one keeps its month and day and
-  moves by whole leap cycles, so it stays impossible.
+  digits of a value are enciphered together by a keyed permutation (format-preserving: a
+  Feistel network with modular addition over the number its letters and digits spell, in base
+  26 and base 10), so the same value (letter case set aside, then put back) gives the same
+  fake everywhere, two values never give one fake (references, duplicates and case collisions
+  survive exactly), and leading zeros of a number are kept (XLS-LEADING-ZERO). A
+  ``YYYY-MM-DD`` date is shifted by the same number of days (30 to 365, from the key)
+  everywhere; an impossible one keeps its month and day and moves by whole leap cycles, so it
+  stays impossible.
 - the key: a secret the district keeps (``NAVIANCE_ANONYMISE_KEY`` or a key file): the same
   export gives the same copy only with the same key. It is never printed.
 
