@@ -415,7 +415,7 @@ def cmd_anonymise(args: argparse.Namespace) -> int:
         copy = anonymise(args.source, args.out, key, keep_sourced_ids=args.keep_sourcedids)
     except AnonymiseError as exc:
         return _usage_error(str(exc))
-    print(f"wrote {copy.path} ({copy.files} file(s), {copy.replaced} value(s) replaced)")
+    print(f"wrote {copy.path} ({copy.files} file(s), {copy.replaced} cell(s) replaced)")
     proof = prove(args.source, str(copy.path), options)
     print("\n".join(proof.lines()))
     return 0 if proof.same else 1

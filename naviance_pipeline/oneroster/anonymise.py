@@ -126,15 +126,28 @@ class Faker:
         self.replaced = 0
         self._fake = lru_cache(maxsize=CACHE)(self._fake_uncached)
         self._hidden = lru_cache(maxsize=CACHE)(_hidden)
+        self._other = lru_cache(maxsize=CACHE)(self._other_uncached)
 
     # -- cells --
 
     def cell(self, value: str, kind: str, column: str | None) -> str:
         """The copy of one cell's value (unquoted) of a column of ``kind``."""
-        if not value or value.isspace() or kind == KEEP:
+        if not value or kind == KEEP:
+            return value
+        # A value of a non-PII column is a code, mostly: the same few values again and again.
+        out = self._other(value, column) if kind == OTHER else self._cell(value, kind, column)
+        if out != value:
+            self.replaced += 1
+        return out
+
+    def _other_uncached(self, value: str, column: str | None) -> str:
+        return self._cell(value, OTHER, column)
+
+    def _cell(self, value: str, kind: str, column: str | None) -> str:
+        if not value or value.isspace():
             return value
         if kind == IDS:
-            return ",".join(self.cell(token, ID, column) for token in value.split(","))
+            return ",".join(self._cell(token, ID, column) for token in value.split(","))
         cleaned, positions = _cleaned(value)
         if not cleaned:
             return value
@@ -142,7 +155,6 @@ class Faker:
             return value
         if kind == OTHER and not self._hidden(cleaned, column):
             return value
-        self.replaced += 1
         fake = self._fake(cleaned)
         if positions is None:
             return fake
@@ -332,11 +344,18 @@ def anonymise_csv(stream: BinaryIO, file_name: str, faker: Faker) -> Iterator[by
         text = record.decode("utf-8", "surrogateescape")
         body = text.rstrip("\r\n")
         ending = text[len(body) :]
-        spans = _fields(body)
         if kinds is None:
-            kinds = _header_kinds([body[a:b] for a, b, _ in spans], file_name)
+            kinds = _header_kinds([body[a:b] for a, b, _ in _fields(body)], file_name)
             yield record
             continue
+        if '"' not in body:  # most records: no quoting, so the fields are the split
+            values = body.split(",")
+            if len(values) == len(kinds) and whole:
+                cell = faker.cell
+                copied = ",".join([cell(v, k, c) for v, (k, c) in zip(values, kinds, strict=True)])
+                yield (copied + ending).encode("utf-8", "surrogateescape")
+                continue
+        spans = _fields(body)
         ragged = not whole or len(spans) != len(kinds)
         pieces, pos = [], 0
         for i, (start, end, quoted) in enumerate(spans):
