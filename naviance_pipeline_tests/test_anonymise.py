@@ -389,3 +389,20 @@ def test_a_copy_whose_findings_differ_exits_1_naming_the_place(
     out = capsys.readouterr().out
     assert "copy only: DEM-BIRTHDATE at demographics.csv:2 column birthDate" in out
     assert out.rstrip().endswith("DIFFERENT: the copy does not give the same findings (see above)")
+
+
+def test_a_hostile_folder_is_copied_as_it_is_without_following_or_reading(tmp_path, tiny_district):
+    # A link out of the folder and a FIFO (SRC-UNSAFE-ENTRY): recreated, never followed or
+    # opened (a FIFO with no writer would hang a reader), and the proof still holds.
+    folder = tmp_path / "export"
+    with zipfile.ZipFile(tiny_district) as z:
+        z.extractall(folder)
+    outside = tmp_path / "outside.csv"
+    outside.write_text("sourcedId\nMaria Luisa Gomez\n")
+    (folder / "extra.csv").symlink_to(outside)
+    os.mkfifo(folder / "pipe.csv")
+    copy = anonymise(str(folder), str(tmp_path / "out"), KEY).path
+    assert os.readlink(copy / "extra.csv") == str(outside)
+    assert (copy / "pipe.csv").is_fifo()
+    proof = prove(str(folder), str(copy), Options(as_of=AS_OF))
+    assert proof.same and ("SRC-UNSAFE-ENTRY" in {rule for rule, *_ in proof.original})
