@@ -422,6 +422,27 @@ def cmd_package(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_anonymise(args: argparse.Namespace) -> int:
+    """``anonymise SOURCE --out DIR``: the keyed anonymised copy, then the proof that
+    ``validate`` finds the same rule codes on the same files, lines and columns in both."""
+    from naviance_pipeline.oneroster.anonymise import AnonymiseError, anonymise, load_key, prove
+
+    try:
+        key = load_key(args.key_file)
+        options = Options(
+            as_of=_as_of(args.as_of),
+            include_staff=args.include_staff,
+            raw_sis_export=args.raw_sis_export,
+        )
+        copy = anonymise(args.source, args.out, key, keep_sourced_ids=args.keep_sourcedids)
+    except AnonymiseError as exc:
+        return _usage_error(str(exc))
+    print(f"wrote {copy.path} ({copy.files} file(s), {copy.replaced} cell(s) replaced)")
+    proof = prove(args.source, str(copy.path), options)
+    print("\n".join(proof.lines()))
+    return 0 if proof.same else 1
+
+
 def _progress_bar(label: str):
     def report(done: int, total: int) -> None:
         width = 30
@@ -843,6 +864,61 @@ def parser() -> argparse.ArgumentParser:
         help="the folder to write the package into, created if missing (e.g. --out ./out)",
     )
     k.set_defaults(func=cmd_package)
+
+    a = command(
+        "anonymise",
+        "write a copy of an export with every PII value replaced by a keyed fake, for support",
+        [
+            "anonymise district.zip --out ./for-support --as-of 2026-11-24",
+            "anonymise ./export --out ./for-support --key-file ~/.naviance-anonymise.key",
+            "anonymise district.zip --out ./for-support --keep-sourcedids",
+        ],
+        {
+            0: "the copy was written and gives the same findings (the proof is printed)",
+            1: "the copy was written but its findings differ (the differences are printed)",
+            2: "bad arguments, no key, or a source that is not a readable local ZIP or folder",
+        },
+    )
+    a.add_argument(
+        "source",
+        help="a local OneRoster v1.1 export: a ZIP file or a folder (e.g. district.zip)",
+    )
+    a.add_argument(
+        "--out",
+        type=output_folder,
+        metavar="DIR",
+        required=True,
+        help="the folder to write the copy into (as DIR/<the source's name>, owner-only), "
+        "created if missing (e.g. --out ./for-support)",
+    )
+    a.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="a file holding the secret key (16 bytes or more; default: NAVIANCE_ANONYMISE_KEY;"
+        " the same key gives the same copy; e.g. --key-file ~/.naviance-anonymise.key)",
+    )
+    a.add_argument(
+        "--keep-sourcedids",
+        action="store_true",
+        help="keep sourcedIds as they are (default: replaced, the same fake in every file)",
+    )
+    a.add_argument(
+        "--as-of",
+        type=iso_date,
+        metavar=DATE,
+        help="the date the proof validates for (default: today; e.g. --as-of 2026-11-24)",
+    )
+    a.add_argument(
+        "--include-staff",
+        action="store_true",
+        help="validate with teachers and administrators, as validate --include-staff",
+    )
+    a.add_argument(
+        "--raw-sis-export",
+        action="store_true",
+        help="the export has no manifest.csv, as validate --raw-sis-export",
+    )
+    a.set_defaults(func=cmd_anonymise)
 
     s = command(
         "sample-district",

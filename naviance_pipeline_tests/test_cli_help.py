@@ -59,7 +59,7 @@ def test_the_top_level_help_names_every_command_with_its_purpose():
     top = parser().format_help()
     (sub,) = (a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
     purposes = {a.dest: a.help for a in sub._choices_actions}
-    assert set(purposes) == set(_commands()) and len(purposes) == 12
+    assert set(purposes) == set(_commands()) and len(purposes) == 13
     flat = " ".join(top.split())
     for name, purpose in purposes.items():
         assert purpose, f"{name} has no purpose in the top-level help"
@@ -108,6 +108,14 @@ def _env(home: Path, source: Path) -> dict[str, str]:
     }
 
 
+def _birth_date(value: str):
+    def edit(rows):
+        rows[1][rows[0].index("birthDate")] = value
+        return rows
+
+    return edit
+
+
 @pytest.mark.sftp
 def test_each_documented_exit_code_is_what_the_command_returns(
     tmp_path, tiny_district, sftp_server
@@ -119,6 +127,11 @@ def test_each_documented_exit_code_is_what_the_command_returns(
     broken_mapping.write_text("users: 3\n")
     good, failing = _env(tmp_path / "good", tiny_district), _env(tmp_path / "bad", bad)
     day, never = "2026-11-24", "2026-11-20"
+    # anonymise: a key; a birth date the day before the as-of date, moved past it in the copy.
+    keyed = {**good, "NAVIANCE_ANONYMISE_KEY": "a-district-secret-0123"}
+    near = rewrite_zip(
+        tiny_district, tmp_path / "near.zip", "demographics.csv", _birth_date("2026-11-23")
+    )
     src = ["--as-of", day]
     cases = [  # in order: redeliver, report and diff read what run stored
         ("validate", 0, ["validate", str(tiny_district), *src], good),
@@ -127,6 +140,10 @@ def test_each_documented_exit_code_is_what_the_command_returns(
         ("package", 0, ["package", str(tiny_district), "--out", str(tmp_path / "o1"), *src], good),
         ("package", 1, ["package", str(bad), "--out", str(tmp_path / "o2"), *src], good),
         ("package", 2, ["package", str(tmp_path / "missing.zip"), "--out", str(tmp_path)], good),
+        ("anonymise", 0, ["anonymise", str(tiny_district), "--out", str(tmp_path / "a0"),
+                          *src], keyed),
+        ("anonymise", 1, ["anonymise", str(near), "--out", str(tmp_path / "a1"), *src], keyed),
+        ("anonymise", 2, ["anonymise", str(tiny_district), "--out", str(tmp_path / "a2")], good),
         ("sample-district", 0, ["sample-district", "--out", str(tmp_path / "s.zip"),
                                 "--students", "5"], good),
         ("sample-district", 2, ["sample-district", "--out", str(tmp_path / "s.db"),
