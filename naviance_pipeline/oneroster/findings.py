@@ -347,12 +347,18 @@ def consequences_note(findings: Iterable[Finding]) -> str:
     return f" (and {total} consequence{'' if total == 1 else 's'} counted under them: {listed})"
 
 
-def consequence_counts(findings: Iterable[Finding]) -> dict[str, dict[str, int]]:
-    """``{cause: {consequence: n}}``: the findings counted under causes instead of reported."""
+def consequence_counts(findings: Iterable[Finding | Mapping]) -> dict[str, dict[str, int]]:
+    """``{cause: {consequence: n}}``: the findings counted under causes instead of reported,
+    from findings or their stored dicts (``to_dict``)."""
     counts: dict[str, Counter] = {}
     for f in findings:
-        if f.consequences:
-            counts.setdefault(f.rule, Counter()).update(f.consequences)
+        rule, caused = (
+            (f["rule"], f.get("consequences"))
+            if isinstance(f, Mapping)
+            else (f.rule, f.consequences)
+        )
+        if caused:
+            counts.setdefault(rule, Counter()).update({r: int(n) for r, n in caused.items()})
     return {cause: dict(sorted(c.items())) for cause, c in sorted(counts.items())}
 
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from upath import UPath
 
 from naviance_pipeline.delivery.receipts import is_delivered
-from naviance_pipeline.oneroster.findings import ERROR, WARNING
+from naviance_pipeline.oneroster.findings import ERROR, WARNING, consequence_counts
 from naviance_pipeline.oneroster.kernels.arrays import arrow, blank, is_in, strings
 from naviance_pipeline.oneroster.rules import FAMILIES, RULES, family
 from naviance_pipeline.oneroster.spec import (
@@ -93,18 +93,6 @@ def _clean(stored: dict, stage: str) -> dict:
     if stored.get("consequences"):
         out["consequences"] = stored["consequences"]
     return out
-
-
-def _consequences(findings: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
-    """``{cause: {consequence: n}}``: the findings counted under their cause (a user left out
-    for its role: its demographics row's DEM-USER-REF) instead of stored on their own."""
-    counts: dict[str, dict[str, int]] = {}
-    for found in findings.values():
-        for f in found:
-            for rule, n in (f.get("consequences") or {}).items():
-                under = counts.setdefault(f["rule"], {})
-                under[rule] = under.get(rule, 0) + int(n)
-    return {cause: dict(sorted(c.items())) for cause, c in sorted(counts.items())}
 
 
 def consequences_line(consequences: dict[str, dict[str, int]]) -> str:
@@ -347,7 +335,7 @@ def build_report(
         frames = load_frame(layout, "users", day), load_frame(layout, "orgs", day)
     users, orgs = frames
     by_rule = _by_rule(frame)
-    consequences = _consequences(findings)
+    consequences = consequence_counts(f for found in findings.values() for f in found)
     for r in by_rule:
         if r["rule"] in consequences:  # counted under this cause, not among its findings
             r["consequences"] = sum(consequences[r["rule"]].values())
