@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from naviance_pipeline.oneroster.csvread import Table, read_table
-from naviance_pipeline.oneroster.findings import Finding, finding, shown_id
+from naviance_pipeline.oneroster.findings import Finding, finding, shown, shown_id
 from naviance_pipeline.oneroster.kernels.arrays import arrow, strings
 from naviance_pipeline.oneroster.kernels.lists import join_list
 from naviance_pipeline.oneroster.rules_common import SOURCED_ID, many_findings, summary_finding
@@ -314,7 +314,9 @@ def _left_out(role: str, count: int, line: int, sid: str | None, column: str) ->
     rows = "1 user" if count == 1 else f"{count} users"
     return finding(
         "USR-ROLE-UNMAPPED",
-        f"users whose primary role is {role} left out: OneRoster 1.1 has no such role "
+        # `ext:` roles are free text: the message shows the role as a finding's value is shown.
+        f"users whose primary role is {shown(role, column)} left out: OneRoster 1.1 has no "
+        "such role "
         f"({rows}, the first on line {line})",
         file=ROLES_FILE,
         line=line,

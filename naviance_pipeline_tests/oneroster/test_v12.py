@@ -305,3 +305,13 @@ def test_the_nightly_job_delivers_the_same_package_from_the_v12_sample(tmp_path)
         assert result.success, failed_checks(result)
         delivered.append((home / "outbox" / ZIP_NAME).read_bytes())
     assert delivered[0] == delivered[1]
+
+
+def test_an_ext_role_holding_pii_is_not_echoed_in_the_left_out_finding(tmp_path):
+    """`ext:` roles are free text: an e-mail typed there is named by its shape, never shown."""
+    roles = FILES["roles.csv"].replace(",counselor,", ",ext:jane.roe@example.org,")
+    _, _, findings = built(write(tmp_path, {**FILES, "roles.csv": roles}))
+    (left_out,) = [f for f in findings if f.rule == "USR-ROLE-UNMAPPED"]
+    assert (left_out.file, left_out.line, left_out.column) == ("roles.csv", 5, "role")
+    shown = f"{left_out.message} {left_out.value} {left_out.to_dict()}"
+    assert "jane" not in shown and "example.org" not in shown
