@@ -160,9 +160,7 @@ def run_distributed(folder: Path, districts: Path, n: int, workers: int, env: di
         "NAVIANCE_DISTRICTS_FILE": str(districts),
         "NAVIANCE_HOME": str(folder / "home"),
     }
-    deployment = Deployment(folder, postgres, redis, extra).prepare(
-        max_concurrent_runs=workers + 2
-    )
+    deployment = Deployment(folder, postgres, redis, extra).prepare(max_concurrent_runs=workers + 2)
     try:
         deployment.start_workers(workers)
         deployment.start_daemon()

@@ -1,8 +1,9 @@
 """The code location: every asset, check, job, schedule and resource, built from settings.
 
 One district by default; with ``NAVIANCE_DISTRICTS_FILE`` set, many districts from that file
-(date × district partitions, one schedule per district). ``NAVIANCE_EXECUTOR=celery`` runs
-every step on Celery workers (DEPLOYMENT.md).
+(date × district partitions, one schedule per district). Each run executes its seven steps in
+order in one process; a deployment runs many in parallel on Celery run workers
+(defs/run_workers.py, DEPLOYMENT.md).
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ from naviance_pipeline.operations.settings import Settings
 
 # The pipeline resource's district outside any partition (alerts) in many-district mode.
 ALL_DISTRICTS = "all-districts"
-CELERY_BROKER_ENV = "NAVIANCE_CELERY_BROKER_URL"
-CELERY_BACKEND_ENV = "NAVIANCE_CELERY_BACKEND_URL"
 
 
 def build_resources(settings: Settings, districts: DistrictsConfig | None = None) -> dict:
@@ -98,23 +97,6 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
     }
 
 
-def build_executor(settings: Settings) -> dg.ExecutorDefinition:
-    if settings.executor == "celery":
-        # Imported only when chosen: one-machine setups need no Celery.
-        try:
-            from dagster_celery import celery_executor
-        except ModuleNotFoundError:
-            raise ValueError(
-                "NAVIANCE_EXECUTOR=celery needs the deploy extra: "
-                "pip install 'naviance_pipeline[deploy]' (uv sync --extra deploy)"
-            ) from None
-
-        return celery_executor.configured(
-            {"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BACKEND_ENV}}
-        )
-    return dg.in_process_executor  # the only other choice the settings accept
-
-
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     districts = load_districts(settings.districts_file) if settings.districts_file else None
@@ -150,7 +132,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_export_sensor(job, settings, districts),
         ],
         resources=resources,
-        executor=build_executor(settings),
+        # The graph is a straight line: a run executes its steps in order in its own process;
+        # many runs go in parallel through the run launcher (DEPLOYMENT.md).
+        executor=dg.in_process_executor,
     )
 
 

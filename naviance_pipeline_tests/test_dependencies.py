@@ -27,7 +27,6 @@ EXTRA_ONLY = (
     "celery",
     "redis",
     "kombu",
-    "dagster_celery",
     "dagster_postgres",
 )
 
@@ -91,13 +90,13 @@ def test_a_postgresql_source_without_its_driver_names_the_extra(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr
 
 
-def test_the_celery_executor_without_its_extra_names_the_extra(tmp_path):
+def test_the_celery_run_launcher_without_its_extra_names_the_extra(tmp_path):
     done = _without_extras(
         "try:\n"
-        "    import naviance_pipeline.definitions\n"
-        "except ValueError as exc:\n"
+        "    import naviance_pipeline.defs.run_workers\n"
+        "except ImportError as exc:\n"
         "    print(exc)\n",
-        env={"NAVIANCE_HOME": str(tmp_path), "NAVIANCE_EXECUTOR": "celery"},
+        env={"NAVIANCE_HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "naviance_pipeline[deploy]" in done.stdout

@@ -66,7 +66,13 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
             "sometimes",
             "NAVIANCE_INCLUDE_STAFF: Input should be a valid boolean, unable to interpret input",
         ),
-        ("NAVIANCE_EXECUTOR", "k8s", "NAVIANCE_EXECUTOR: Input should be 'in_process' or 'celery'"),
+        (
+            "NAVIANCE_EXECUTOR",
+            "celery",
+            "NAVIANCE_EXECUTOR: no longer read; a run executes its steps in one process, and many "
+            "runs go in parallel through the Celery run launcher of deploy/dagster.yaml "
+            "(DEPLOYMENT.md)",
+        ),
         ("NAVIANCE_RETENTION_DAYS", "0", "NAVIANCE_RETENTION_DAYS: Input should be greater than 0"),
         (
             "NAVIANCE_DELIVERY_LOCK_TIMEOUT",

@@ -1,9 +1,9 @@
 """The nightly job over every asset, and its schedule at the district's local time.
 
 Many districts (a districts file): one schedule per district at its own local time, each
-requesting the (local date, district) partition, and every run of a district tagged with its
-SFTP host (``naviance/sftp-host``) so the instance's run queue lets one run per host at a time
-(``dagster.yaml``, DEPLOYMENT.md).
+requesting the (local date, district) partition, and every run of a district tagged with the
+SFTP host it uploads to (``naviance/sftp-host``: a label to filter runs by in the UI; what waits
+for a host is the upload alone, delivery/slots.py).
 """
 
 from datetime import datetime
@@ -44,8 +44,8 @@ SFTP_HOST_TAG = "naviance/sftp-host"
 
 
 def host_tags(district: District) -> dict[str, str]:
-    """The run-queue key of a district's runs: the host its target serializes uploads to
-    (``upload_host``, delivery/targets/; none for a local folder)."""
+    """The label of a district's runs: the host its target uploads to (``upload_host``,
+    delivery/targets/; none for a local folder)."""
     host = target_from_url(district.delivery_target).upload_host
     return {SFTP_HOST_TAG: host} if host else {}
 

@@ -33,8 +33,14 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_process_init
+try:
+    from celery import Celery
+    from celery.signals import worker_process_init
+except ModuleNotFoundError:  # a one-machine install has no Celery
+    raise ImportError(
+        "the Celery run launcher needs the deploy extra: pip install 'naviance_pipeline[deploy]' "
+        "(uv sync --extra deploy)"
+    ) from None
 from dagster import Field, StringSource
 from dagster._core.launcher.base import (
     CheckRunHealthResult,

@@ -46,6 +46,8 @@ SAMPLE_SCHOOLS = 4
 PREFIX = "NAVIANCE_"
 ENV_FILE_VARIABLE = "NAVIANCE_ENV_FILE"
 RETENTION_DAYS = 30
+# Retired: steps always run in the run's own process (the Celery run launcher spreads runs).
+RETIRED_EXECUTOR = "NAVIANCE_EXECUTOR"
 
 
 class SettingsError(ValueError):
@@ -245,11 +247,6 @@ class Settings(BaseModel):
         "an `sftp://` source's pinned host key line(s) in a file (or the text itself in the "
         "secret `NAVIANCE_SOURCE_SFTP_KNOWN_HOSTS`)",
     )
-    executor: Literal["in_process", "celery"] = _setting(
-        "in_process",
-        "`celery` runs every step on Celery workers ([DEPLOYMENT.md](DEPLOYMENT.md): "
-        "PostgreSQL + Celery/Redis, Kubernetes)",
-    )
     ui_url: str = _setting("http://127.0.0.1:3000", "base of the run links in alerts")
     delivery_max_age_hours: float = _setting(
         26.0, "hours without a delivery before `alert_on_missed_delivery` alerts", ge=0
@@ -324,6 +321,12 @@ class Settings(BaseModel):
         """The settings of this deployment: ``.env`` loaded (the environment wins), every
         variable validated; SettingsError names each bad one."""
         load_env_file()
+        if os.environ.get(RETIRED_EXECUTOR, "in_process").strip() not in ("", "in_process"):
+            raise SettingsError(
+                f"{RETIRED_EXECUTOR}: no longer read; a run executes its steps in one process, "
+                "and many runs go in parallel through the Celery run launcher of "
+                "deploy/dagster.yaml (DEPLOYMENT.md)"
+            )
         try:
             return cls.model_validate(_FromEnvironment().model_dump())
         except ValidationError as exc:

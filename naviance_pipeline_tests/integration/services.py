@@ -69,11 +69,11 @@ def unavailable_reason() -> str | None:
         return reason
     if shutil.which("redis-server") is None:
         return "redis-server is missing: apt-get install redis-server"
-    for module in ("dagster_postgres", "dagster_celery", "psycopg2", "redis"):
+    for module in ("dagster_postgres", "celery", "psycopg2", "redis"):
         try:
             __import__(module)
         except ImportError:
-            return f"the Python package {module} is missing (dagster-postgres, dagster-celery)"
+            return f"the Python package {module} is missing (the deploy extra)"
     return None
 
 

@@ -1,11 +1,13 @@
-"""Many districts on a real distributed engine: PostgreSQL instance storage, the run queue of a
-``dagster-daemon``, steps on a Celery worker over Redis, delivery to the loopback OpenSSH server.
+"""Many districts on a real distributed engine: PostgreSQL instance storage, the run queue and
+run monitoring of a ``dagster-daemon``, the Celery run launcher of deploy/dagster.yaml and a
+Celery run worker over Redis, delivery to the loopback OpenSSH server.
 
-A job backfill of 3 districts × 2 dates is submitted with ``dagster job backfill`` (the CLI
-creates one queued run per partition, tagged by the job's partitioned config with the
-district's SFTP host); the daemon dequeues them under ``deploy/dagster.yaml``'s run-queue limit
-(one run per host), the code server launches each run, and the run's celery executor sends
-every step to the worker. Everything is started here on loopback and stopped by process id.
+A job backfill of 3 districts × 2 dates is submitted with ``dagster job backfill``; the daemon
+admits the runs, the launcher sends each as one Celery task, and a worker process that has the
+code imported executes its seven steps in order. The runs of the one SFTP host overlap; only
+their uploads wait for one another (NAVIANCE_UPLOADS_PER_HOST=1). A worker process killed in the
+middle of a delivery leaves a run that run monitoring marks failed, and the next run of that
+district delivers. Everything is started here on loopback and stopped by process id.
 """
 
 from __future__ import annotations
@@ -13,21 +15,21 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import subprocess
-import sys
-import time
+import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
-from naviance_pipeline.defs.jobs import NIGHTLY_JOB, SFTP_HOST_TAG
+from naviance_pipeline.defs.jobs import SFTP_HOST_TAG, STAGES
 from naviance_pipeline.defs.partitions import district_key
+from naviance_pipeline.defs.run_workers import TASK_TAG, WORKER_TAG
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.oneroster.spec import ZIP_NAME
+from naviance_pipeline.operations.crash import CRASH_ENV
 from naviance_pipeline.operations.storage import DataLayout
+from naviance_pipeline_tests.integration.deployment import Deployment
 from naviance_pipeline_tests.integration.services import (
     PostgresServer,
     RedisServer,
@@ -37,13 +39,11 @@ from naviance_pipeline_tests.integration.services import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.sftp]
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 DISTRICTS = ("alpha", "beta", "gamma")
 TIMEZONES = ("America/New_York", "America/Chicago", "America/Los_Angeles")
 DAYS = ("2026-11-23", "2026-11-24")
-# Only a hang guard (a lost Celery task, a daemon that never dequeues): the 6 runs take about a
-# minute on an idle 2-core machine, and nothing here asserts how fast they are.
+# Only a hang guard (a lost Celery task, a daemon that never dequeues): the 6 runs take well
+# under a minute on an idle 2-core machine, and nothing here asserts how fast they are.
 RUNS_TIMEOUT = 900.0
 
 
@@ -64,25 +64,37 @@ def services(tmp_path_factory):
     postgres.stop()
 
 
-def _spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        args,
-        cwd=REPO,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopped with its children by id
-    )
+@pytest.fixture
+def fresh_services(services):
+    """The module's servers with an empty Dagster database and empty Redis databases."""
+    import psycopg2
+
+    postgres, redis = services
+    conn = psycopg2.connect(**postgres.connect_args("postgres"))
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {postgres.db_name} WITH (FORCE)")
+            cursor.execute(f"CREATE DATABASE {postgres.db_name}")
+    finally:
+        conn.close()
+    import redis as redis_client
+
+    for db in (0, 1):
+        redis_client.Redis.from_url(f"{redis.url}/{db}").flushdb()
+    return postgres, redis
 
 
-def _write_districts(tmp_path: Path, sftp_server) -> tuple[Path, dict[str, Path], dict]:
+def _write_districts(
+    tmp_path: Path, sftp_server, names=DISTRICTS, prefix="celery"
+) -> tuple[Path, dict[str, Path], dict]:
     remote_dirs, entries, secrets_env = {}, [], {"NAV_SFTP_KNOWN_HOSTS": ""}
     secrets_env["NAV_SFTP_KNOWN_HOSTS"] = sftp_server.known_hosts_text
-    for seed, (name, zone) in enumerate(zip(DISTRICTS, TIMEZONES, strict=True), start=31):
+    for seed, (name, zone) in enumerate(zip(names, TIMEZONES, strict=False), start=31):
         source = write_sample_district(
             str(tmp_path / "sources" / f"{name}.zip"), students=40, schools=2, seed=seed
         )
-        local_dir, remote = sftp_server.make_remote_dir(f"celery-{name}")
+        local_dir, remote = sftp_server.make_remote_dir(f"{prefix}-{name}")
         remote_dirs[name] = local_dir
         # The client key, not the password: every loopback sshd (other test sessions on this
         # machine too) resets the one test user's password, but the key is this server's.
@@ -113,24 +125,6 @@ def _write_districts(tmp_path: Path, sftp_server) -> tuple[Path, dict[str, Path]
     return path, remote_dirs, secrets_env
 
 
-def _wait_for_runs(instance, count: int, procs: dict[str, subprocess.Popen], logs: Path):
-    from dagster import DagsterRunStatus, RunsFilter
-
-    done = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-    deadline = time.monotonic() + RUNS_TIMEOUT
-    while time.monotonic() < deadline:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                pytest.fail(f"{name} exited early:\n{(logs / f'{name}.log').read_text()[-4000:]}")
-        records = instance.get_run_records(RunsFilter(job_name=NIGHTLY_JOB))
-        if len(records) == count and all(r.dagster_run.status in done for r in records):
-            return records
-        time.sleep(1)
-    states = [(r.dagster_run.tags.get("dagster/partition"), r.dagster_run.status) for r in records]
-    tails = {n: (logs / f"{n}.log").read_text()[-3000:] for n in procs}
-    pytest.fail(f"runs not finished in {RUNS_TIMEOUT:.0f} s: {states}\n{tails}")
-
-
 def _step_failures(instance, run_id: str) -> list[str]:
     """Why a run failed: its step failures' messages and errors (no PII reaches them)."""
     failures = []
@@ -151,84 +145,47 @@ def _iso(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def test_backfill_of_three_districts_through_celery_and_postgres(
-    tmp_path, services, sftp_server, monkeypatch
-):
+def _deployment(tmp_path, services, sftp_server, names=DISTRICTS, prefix="celery", **extra):
     postgres, redis = services
-    started = time.monotonic()
-    districts_file, remote_dirs, secrets_env = _write_districts(tmp_path, sftp_server)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    # deploy/dagster.yaml as shipped, with the queue checked every second instead of every
-    # 5 s: the 6 runs share one SFTP host, so they run one after the other.
-    instance_config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
-    instance_config["run_coordinator"] = {
-        "module": "dagster._core.run_coordinator",
-        "class": "QueuedRunCoordinator",
-        "config": {"dequeue_interval_seconds": 1},
-    }
-    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config))
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": "naviance_pipeline.definitions",
-                            "location_name": "naviance_pipeline",
-                            "working_directory": str(REPO),
-                        }
-                    }
-                ]
-            }
-        )
+    districts_file, remote_dirs, secrets_env = _write_districts(
+        tmp_path, sftp_server, names, prefix
     )
     env = {
-        **os.environ,
-        **postgres.env,
         **secrets_env,
-        "DAGSTER_HOME": str(home),
         "NAVIANCE_HOME": str(tmp_path / "home"),
         "NAVIANCE_DISTRICTS_FILE": str(districts_file),
-        "NAVIANCE_EXECUTOR": "celery",
-        "NAVIANCE_CELERY_BROKER_URL": f"{redis.url}/0",
-        "NAVIANCE_CELERY_BACKEND_URL": f"{redis.url}/1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "NAVIANCE_UPLOADS_PER_HOST": "1",
+        **extra,
     }
-    for name in ("DAGSTER_HOME", *postgres.env):
-        monkeypatch.setenv(name, env[name])
-    from dagster import DagsterInstance
+    return Deployment(tmp_path, postgres, redis, env), remote_dirs
 
-    # The instance's tables are created here, once, before the worker and the daemon start:
-    # started together on an empty database they race to create them (seen in CI: the worker
-    # died with 'type "secondary_indexes" already exists').
-    with DagsterInstance.get() as instance:
-        instance.get_run_records(limit=1)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    procs: dict[str, subprocess.Popen] = {}
+
+def _process_of_steps(instance, run_id: str) -> set[int]:
+    """The process ids that executed the run's steps (every STEP_* event carries its pid)."""
+    return {
+        entry.dagster_event.pid
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None
+        and entry.dagster_event.event_type_value.startswith("STEP_")
+    }
+
+
+def test_backfill_of_three_districts_runs_in_parallel_with_one_upload_at_a_time(
+    tmp_path, fresh_services, sftp_server
+):
+    deployment, remote_dirs = _deployment(tmp_path, fresh_services, sftp_server)
+    deployment.prepare()
     try:
-        procs["celery"] = _spawn(
-            [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-             "-y", str(REPO / "deploy" / "celery.yaml"), "-q", "dagster", "--", "-c", "3"],
-            env, logs / "celery.log",
-        )  # fmt: skip
-        procs["daemon"] = _spawn(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env, logs / "daemon.log"
-        )
+        deployment.start_workers(2)
+        deployment.start_daemon()
+        deployment.wait_until_ready(2)
         partitions = [str(district_key(day, name)) for day in DAYS for name in DISTRICTS]
-        backfill = subprocess.run(
-            [str(BIN / "dagster"), "job", "backfill", "-w", str(workspace), "-j", NIGHTLY_JOB,
-             "--partitions", ",".join(partitions), "--noprompt"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+        deployment.backfill(partitions)
 
         from dagster import DagsterRunStatus
 
-        with DagsterInstance.get() as instance:
-            records = _wait_for_runs(instance, len(partitions), procs, logs)
+        with deployment.instance() as instance:
+            records = deployment.wait_for_runs(instance, len(partitions), RUNS_TIMEOUT)
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             runs = {r.dagster_run.tags["dagster/partition"]: r for r in records}
             assert sorted(runs) == sorted(partitions)
@@ -237,18 +194,30 @@ def test_backfill_of_three_districts_through_celery_and_postgres(
                 for key, r in runs.items()
                 if r.dagster_run.status != DagsterRunStatus.SUCCESS
             }
-            assert not failed, f"failed runs {failed}; logs in {logs}"
-            # Every step ran on the Celery worker, not in the run process.
+            assert not failed, f"failed runs {failed}; logs in {deployment.logs}"
+            worker_pids = set()
             for record in records:
-                messages = [e.message for e in instance.all_logs(record.dagster_run.run_id)]
-                assert sum("in celery worker" in (m or "") for m in messages) == 7
-                assert record.dagster_run.tags[SFTP_HOST_TAG] == sftp_server.host
-            # The run queue let one run per SFTP host in at a time.
+                run = record.dagster_run
+                assert run.tags[SFTP_HOST_TAG] == sftp_server.host
+                # Launched as one Celery task, executed whole by one worker process: every
+                # step's events come from the process the worker recorded, none from the
+                # daemon or a run process of its own.
+                assert run.tags[TASK_TAG]
+                pid = run.tags[WORKER_TAG].rpartition(":")[2]
+                assert _process_of_steps(instance, run.run_id) == {int(pid)}
+                steps = {
+                    e.dagster_event.step_key
+                    for e in instance.all_logs(run.run_id)
+                    if e.dagster_event is not None
+                    and e.dagster_event.event_type_value == "STEP_SUCCESS"
+                }
+                assert set(STAGES) <= steps
+                worker_pids.add(pid)
+            # Two worker processes took the six runs: each process served several runs.
+            assert len(worker_pids) <= 2
             run_spans = [(r.start_time, r.end_time) for r in records]
-            assert _overlaps(run_spans) == []
     finally:
-        for proc in procs.values():
-            stop_process(proc)
+        deployment.stop()
 
     data_root = str(tmp_path / "data")
     upload_spans = []
@@ -263,15 +232,66 @@ def test_backfill_of_three_districts_through_celery_and_postgres(
         assert hashlib.sha256((landed / ZIP_NAME).read_bytes()).hexdigest() == (
             hashlib.sha256(newest).hexdigest()
         )
-        for day in DAYS:
-            assert Path(str(layout.package_path(day))).is_file()
         receipt_files = Path(str(layout.base), "receipts").rglob("*.json")
         receipts = [json.loads(p.read_text()) for p in receipt_files]
         assert sorted(r["partition"] for r in receipts) == list(DAYS)
         assert {r["target"].rsplit("/", 1)[-1] for r in receipts} == {f"celery-{name}"}
         upload_spans += [(_iso(r["started_at"]), _iso(r["ended_at"])) for r in receipts]
-    # Per-district data differs, and no two uploads to the one host overlapped in time.
     assert len(set(packages.values())) == len(DISTRICTS)
     assert len(upload_spans) == len(partitions)
+    # The runs of the one host overlapped (no run-level limit), and their uploads did not.
+    assert _overlaps(run_spans) != []
     assert _overlaps(upload_spans) == []
-    print(f"backfill of {len(partitions)} runs took {time.monotonic() - started:.1f} s")
+
+
+def test_a_worker_process_killed_in_a_delivery_fails_its_run_and_the_next_run_delivers(
+    tmp_path, fresh_services, sftp_server
+):
+    """Dead-run recovery on the distributed path: the worker process executing a run dies by
+    SIGKILL holding the district's delivery lock (as the out-of-memory killer would); run
+    monitoring marks the run failed instead of leaving it started, and the district's next run
+    takes the lock and delivers."""
+    deployment, remote_dirs = _deployment(
+        tmp_path, fresh_services, sftp_server, names=DISTRICTS[:1], prefix="killed"
+    )
+    deployment.prepare()
+    home_config = deployment.home / "dagster.yaml"
+    instance_config = yaml.safe_load(home_config.read_text())
+    instance_config["run_monitoring"]["poll_interval_seconds"] = 1
+    home_config.write_text(yaml.safe_dump(instance_config))
+    partition = str(district_key(DAYS[-1], DISTRICTS[0]))
+    from dagster import DagsterRunStatus
+
+    try:
+        deployment.env_extra[CRASH_ENV] = "delivery:decided"
+        deployment.start_workers(1, name="doomed")
+        deployment.env_extra.pop(CRASH_ENV)
+        deployment.start_daemon()
+        deployment.wait_until_ready(1)
+        deployment.backfill([partition])
+        with deployment.instance() as instance:
+            (record,) = deployment.wait_for_runs(instance, 1, RUNS_TIMEOUT)
+            run = record.dagster_run
+            assert run.status == DagsterRunStatus.FAILURE
+            messages = [e.message or "" for e in instance.all_logs(run.run_id)]
+            # Marked by run monitoring from the launcher's health check of the run worker.
+            assert any(
+                re.match(r"Detected run worker status FAILED: .*Celery task.*FAILURE", m)
+                for m in messages
+            ), messages
+            # The process died inside the delivery: the upload never started.
+            assert not any((remote_dirs[DISTRICTS[0]]).iterdir())
+
+            stop_process(deployment.procs.pop("doomed"))
+            deployment.start_workers(1, name="healthy")
+            deployment.wait_until_ready(1)
+            deployment.backfill([partition])
+            records = deployment.wait_for_runs(instance, 2, RUNS_TIMEOUT)
+            latest = max(records, key=lambda r: r.create_timestamp)
+            assert latest.dagster_run.status == DagsterRunStatus.SUCCESS, _step_failures(
+                instance, latest.dagster_run.run_id
+            )
+    finally:
+        deployment.stop()
+    landed = remote_dirs[DISTRICTS[0]]
+    assert sorted(p.name for p in landed.iterdir()) == [ZIP_NAME]
