@@ -195,6 +195,8 @@ def _code_fingerprint() -> str:
 
 @cache
 def _instance():
+    """This worker process's instance, created once (with deploy/dagster.yaml's storage, its
+    database connection stays open between runs: defs/pg_storage.py)."""
     from dagster import DagsterInstance
 
     return DagsterInstance.get()
