@@ -148,20 +148,6 @@ def _run_figures(instance, records) -> tuple[list[float], list[float], list[floa
     return runs, work, waits
 
 
-def _sessions(postgres) -> int:
-    """Connections opened to the Dagster database so far (PostgreSQL 14+)."""
-    import psycopg2
-
-    conn = psycopg2.connect(**postgres.connect_args("postgres"))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s",
-                           (postgres.db_name,))  # fmt: skip
-            return int(cursor.fetchone()[0])
-    finally:
-        conn.close()
-
-
 def run_distributed(folder: Path, districts: Path, n: int, workers: int, env: dict) -> dict:
     from naviance_pipeline_tests.integration.deployment import Deployment
     from naviance_pipeline_tests.integration.services import PostgresServer, RedisServer
@@ -180,7 +166,7 @@ def run_distributed(folder: Path, districts: Path, n: int, workers: int, env: di
         deployment.start_daemon()
         deployment.wait_until_ready(workers)
         partitions = [str(district_key(DAY, f"d{i:03d}")) for i in range(n)]
-        sessions_before = _sessions(postgres)
+        sessions_before = postgres.sessions()
         started = time.time()
         submit_s = deployment.backfill(partitions)
         with deployment.instance() as instance:
@@ -190,7 +176,7 @@ def run_distributed(folder: Path, districts: Path, n: int, workers: int, env: di
                 raise RuntimeError(f"{len(failed)} runs failed; logs in {deployment.logs}")
             runs, work, waits = _run_figures(instance, records)
             total = max(r.end_time for r in records) - started
-        sessions = _sessions(postgres) - sessions_before
+        sessions = postgres.sessions() - sessions_before
         peaks = {
             name: round(max(_peak_rss_of_group(proc.pid).values(), default=0))
             for name, proc in deployment.procs.items()

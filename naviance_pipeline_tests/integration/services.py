@@ -157,6 +157,21 @@ class PostgresServer:
             "dbname": db_name or self.db_name,
         }
 
+    def sessions(self) -> int:
+        """Connections opened to the Dagster database so far (PostgreSQL 14+; a backend's
+        count is published when it ends or within a second)."""
+        import psycopg2
+
+        conn = psycopg2.connect(**self.connect_args("postgres"))
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT sessions FROM pg_stat_database WHERE datname = %s", (self.db_name,)
+                )
+                return int(cursor.fetchone()[0])
+        finally:
+            conn.close()
+
     @property
     def env(self) -> dict[str, str]:
         """The variables deploy/dagster.yaml reads."""

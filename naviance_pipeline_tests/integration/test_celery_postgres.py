@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -180,6 +181,7 @@ def test_backfill_of_three_districts_runs_in_parallel_with_one_upload_at_a_time(
         deployment.start_daemon()
         deployment.wait_until_ready(2)
         partitions = [str(district_key(day, name)) for day in DAYS for name in DISTRICTS]
+        sessions_before = fresh_services[0].sessions()
         deployment.backfill(partitions)
 
         from dagster import DagsterRunStatus
@@ -218,6 +220,11 @@ def test_backfill_of_three_districts_runs_in_parallel_with_one_upload_at_a_time(
             run_spans = [(r.start_time, r.end_time) for r in records]
     finally:
         deployment.stop()
+    time.sleep(1.5)  # the ended backends' counts are published within a second
+    # Dagster's storage keeps a connection per process (defs/pg_storage.py): creating and
+    # executing a run opens a handful, where the stock storage opened one per query (~440).
+    sessions_per_run = (fresh_services[0].sessions() - sessions_before) / len(partitions)
+    assert sessions_per_run < 60, sessions_per_run
 
     data_root = str(tmp_path / "data")
     upload_spans = []
