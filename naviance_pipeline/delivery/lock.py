@@ -172,6 +172,8 @@ def host_slots(layout: DataLayout, host: str, slots: int) -> Lock:
     """The ``slots`` upload slots of an SFTP host, shared by every district and target: files
     under ``<data root>/locks/hosts/`` on a local data root (outside any district), in this
     machine's temporary folder otherwise."""
+    if slots < 1:  # the setting is checked at load; a Launchpad override is not
+        raise DeliveryError(f"{UPLOADS_ENV} must be 1 or more, not {slots}; nothing was sent")
     host = host.lower()
     digest = hashlib.sha256(host.encode()).hexdigest()[:24]
     root = UPath(layout.root)

@@ -263,32 +263,49 @@ def test_a_holder_killed_inside_its_slot_does_not_keep_it(
     assert "waiting" not in err  # the dead holder's slot was free at once
 
 
+@pytest.mark.sftp
+def test_a_slot_wait_that_times_out_sends_nothing_and_keeps_no_receipt(
+    tmp_path, built, sftp_server, file_holder
+):
+    setup = _setup(tmp_path, built, sftp_server, None, slots=1)
+    file_holder("host", sftp_server.host)  # another delivery is uploading to the host
+
+    late = setup.redeliver("d1", NAVIANCE_DELIVERY_LOCK_TIMEOUT="1.5")
+    out, err = late.communicate(timeout=HANG_GUARD)
+
+    assert late.returncode == 1, out + err
+    assert f"not delivered: the upload slots of host {sftp_server.host} (1 at a time, " in err
+    assert "NAVIANCE_UPLOADS_PER_HOST) stayed taken by run run-holding" in err
+    assert "nothing was sent" in err and "Traceback" not in err
+    assert list(setup.remotes["d1"].iterdir()) == []
+    assert list_receipts(DataLayout(str(setup.roots["d1"]), "d1"), "naviance") == []
+
+
 # --- PostgreSQL: both locks between processes of any data root -------------------------------
 
 _HOLDER = textwrap.dedent(
     """
     import sys
-    from naviance_pipeline.delivery.lock import PostgresLocks, hold, host_slots, target_lock
+    from naviance_pipeline.delivery.lock import hold, host_slots, locks_backend, target_lock
     from naviance_pipeline.operations.storage import DataLayout
     url, root, kind, name = sys.argv[1:5]
     layout = DataLayout(root, "d1")
     lock = target_lock(layout, name, "t") if kind == "target" else host_slots(layout, name, 1)
-    with hold(PostgresLocks(url), lock, run_id="run-holding", timeout=60, log=print):
+    with hold(locks_backend(url), lock, run_id="run-holding", timeout=60, log=print):
         print("held", flush=True)
         sys.stdin.read()
     """
 )
 
 
-@pytest.fixture
-def pg_holder(locks_db, monkeypatch, tmp_path):
-    """Start a process holding a PostgreSQL lock until the test ends."""
-    monkeypatch.setenv(LOCKS_PASSWORD_ENV, locks_db.password)
+def _holders(url: str, root: Path) -> Iterator:
+    """start(kind, name): a process holding a lock (``target`` or ``host``) until the test
+    ends."""
     started: list[subprocess.Popen] = []
 
     def start(kind: str, name: str) -> None:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER, locks_db.url, str(tmp_path / "a"), kind, name],
+            [sys.executable, "-c", _HOLDER, url, str(root), kind, name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -300,6 +317,17 @@ def pg_holder(locks_db, monkeypatch, tmp_path):
     for proc in started:
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
+
+
+@pytest.fixture
+def pg_holder(locks_db, monkeypatch, tmp_path):
+    monkeypatch.setenv(LOCKS_PASSWORD_ENV, locks_db.password)
+    yield from _holders(locks_db.url, tmp_path / "a")
+
+
+@pytest.fixture
+def file_holder(tmp_path):
+    yield from _holders("", tmp_path / "data")
 
 
 @pytest.mark.postgres
