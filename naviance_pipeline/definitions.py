@@ -61,6 +61,8 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             districts_file=settings.districts_file,
             target_name=settings.delivery_name,
             lock_timeout_seconds=settings.delivery_lock_timeout,
+            uploads_per_host=settings.uploads_per_host,
+            locks_url=settings.locks_url,
         )()
     else:
         pipeline = with_deployment_defaults(
@@ -87,6 +89,8 @@ def build_resources(settings: Settings, districts: DistrictsConfig | None = None
             target_url=settings.delivery_target,
             target_name=settings.delivery_name,
             lock_timeout_seconds=settings.delivery_lock_timeout,
+            uploads_per_host=settings.uploads_per_host,
+            locks_url=settings.locks_url,
             **{field: secret(field) for field in SECRET_ENV},
         )()
     return {

@@ -90,6 +90,23 @@ def test_a_postgresql_source_without_its_driver_names_the_extra(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_postgresql_delivery_locks_without_their_driver_name_the_extra(tmp_path):
+    done = _without_extras(
+        "from naviance_pipeline.delivery.errors import DeliveryError\n"
+        "from naviance_pipeline.delivery.lock import host_slots, locks_backend\n"
+        "from naviance_pipeline.operations.storage import DataLayout\n"
+        "locks = locks_backend('postgresql://locker@db.example.org/locks')\n"
+        f"lock = host_slots(DataLayout({str(tmp_path)!r}, 'd1'), 'sftp.example.org', 1)\n"
+        "try:\n"
+        "    locks.open(lock)\n"
+        "except DeliveryError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "naviance_pipeline[postgres]" in done.stdout and "NAVIANCE_LOCKS_URL" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 def test_the_celery_run_launcher_without_its_extra_names_the_extra(tmp_path):
     done = _without_extras(
         "try:\n"

@@ -171,8 +171,13 @@ class DeliveryResource(dg.ConfigurableResource):
     # The target's stable name: its delivery history (receipts, guards) is kept under it, so
     # a changed URL (host spelling, port, folder) keeps the history.
     target_name: str = DEFAULT_NAME
-    # How long a delivery waits for another delivery to the same target to end.
+    # How long a delivery waits for another delivery to the same target to end (and for an
+    # upload slot of its host).
     lock_timeout_seconds: float = 3600.0
+    # Uploads at a time to one SFTP host, and where the locks are held (delivery/lock.py:
+    # blank for files, else postgresql://user@host:port/database): deployment-wide.
+    uploads_per_host: int = 1
+    locks_url: str = ""
     districts_file: str = ""  # many districts: target and secret names per district
 
     def for_district(self, district_id: str) -> DeliveryResource:
@@ -200,12 +205,15 @@ class DeliveryResource(dg.ConfigurableResource):
         )
 
     def plan(self, run_tags: dict[str, str], *, extra_overrides: list[str] = ()) -> DeliveryPlan:
-        """How this run delivers: the target's name, limits, overrides and lock wait."""
+        """How this run delivers: the target's name, limits, overrides, lock wait, upload slots
+        per host and the locks' backend."""
         return DeliveryPlan(
             name=check_name(self.target_name),
             limits=self.limits,
             overrides=sorted({*self.overrides(run_tags), *extra_overrides}),
             lock_timeout=self.lock_timeout_seconds,
+            uploads_per_host=self.uploads_per_host,
+            locks_url=self.locks_url,
         )
 
     def overrides(self, run_tags: dict[str, str]) -> list[str]:

@@ -3,7 +3,8 @@
 The Dagster delivery asset and ``naviance-pipeline redeliver`` both call ``deliver_partition``,
 so a re-delivery from the UI or the command line follows exactly the same rules:
 
-1. take the target's lock (lock.py: across processes; a dead holder never keeps it);
+1. take the target's lock (lock.py: across processes, or machines with PostgreSQL locks; a
+   dead holder never keeps it);
 2. pin the package's bytes (a hard link, or a private copy off a remote data root) and hash
    them: what is judged is what is sent, even if the date is re-packaged meanwhile;
 3. decide whether the date is sent at all: a date older than one already delivered to the
@@ -11,7 +12,11 @@ so a re-delivery from the UI or the command line follows exactly the same rules:
    GRD-STALE-PARTITION is overridden; decided here, against the history read inside the lock;
 4. judge the bytes (facts.py: the package's own figures, proven by its sha256) against the
    target's history: the guards;
-5. write the receipt as ``delivering``, upload, rewrite it as ``delivered``.
+5. write the receipt as ``delivering``, upload, rewrite it as ``delivered``. The upload alone
+   takes one of the upload slots of the target's host (``NAVIANCE_UPLOADS_PER_HOST``, lock.py),
+   so deliveries of many districts to one server wait for each other only while they upload;
+   the receipt records that wait (``upload_wait_seconds``) and its ``started_at``/``ended_at``
+   lie inside the slot.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from naviance_pipeline.delivery import receipts
 from naviance_pipeline.delivery.errors import DeliveryError
 from naviance_pipeline.delivery.facts import package_facts
 from naviance_pipeline.delivery.guards import GuardLimits, evaluate_guards, identity_findings
-from naviance_pipeline.delivery.lock import delivery_lock, lock_path
+from naviance_pipeline.delivery.lock import hold, locks_backend, target_lock, upload_slot
 from naviance_pipeline.delivery.target import OnAttempt, Target
 from naviance_pipeline.oneroster.findings import ERROR, Finding, has_errors
 from naviance_pipeline.oneroster.spec import ZIP_NAME
@@ -100,12 +105,16 @@ class GuardOutcome:
 @dataclass(frozen=True)
 class DeliveryPlan:
     """How one delivery goes: the target's stable name (its history), the guards' limits and
-    overrides, and how long to wait for another delivery to the same target."""
+    overrides, how long to wait for another delivery to the same target (or for an upload slot
+    of its host), how many uploads one host takes at a time, and where the locks live
+    (lock.py: blank for files, else a ``postgresql://`` URL)."""
 
     name: str
     limits: GuardLimits
     overrides: list[str]
     lock_timeout: float
+    uploads_per_host: int = 1
+    locks_url: str = ""
 
 
 def check_guards(
@@ -162,16 +171,16 @@ def deliver_partition(
 ) -> tuple[dict, GuardOutcome] | NotSent:
     """Deliver the archived package of ``partition``: (receipt, guards) once sent; NotSent
     for a date older than one already delivered (GRD-STALE-PARTITION not overridden). Raises
-    DeliveryBlocked, DeliveryError (DeliveryLockTimeout among them) or FileNotFoundError, and
-    then nothing was sent."""
+    DeliveryBlocked, DeliveryError (DeliveryLockTimeout and UploadSlotTimeout among them) or
+    FileNotFoundError, and then nothing was sent."""
     package = layout.package_path(partition)
     if not package.exists():
         raise FileNotFoundError(f"no package was built for {partition} (expected {package})")
     url, name = target.history_key, plan.name
     what = f"target {name!r} ({target.describe()})"
-    with delivery_lock(
-        lock_path(layout, name), run_id=run_id, timeout=plan.lock_timeout, log=log, what=what
-    ):
+    locks = locks_backend(plan.locks_url)
+    waits = {"run_id": run_id, "timeout": plan.lock_timeout, "log": log}
+    with hold(locks, target_lock(layout, name, what), **waits):
         crashpoint("delivery:locked")
         receipts.adopt_legacy_history(layout, name, url, log)
         last = receipts.last_receipt(layout, name)
@@ -215,8 +224,13 @@ def deliver_partition(
                 redelivery=redelivery,
             )
             crashpoint("delivery:decided")
+            host, slots = target.upload_host, plan.uploads_per_host
             try:
-                result = target.deliver(local, name=ZIP_NAME, token=run_id, on_attempt=on_attempt)
+                with upload_slot(locks, layout, host, slots, **waits) as waited:
+                    receipt["upload_wait_seconds"] = round(waited, 3)
+                    result = target.deliver(
+                        local, name=ZIP_NAME, token=run_id, on_attempt=on_attempt
+                    )
             except DeliveryError:
                 receipts.abandon(layout, name, receipt)  # it failed before the file landed
                 raise

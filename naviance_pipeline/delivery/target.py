@@ -111,7 +111,8 @@ class Target(Protocol):
     # names (receipts.adopt_legacy_history). The history itself is kept under the delivery's
     # name (NAVIANCE_DELIVERY_NAME). Never respell it: old receipts are found by it.
     history_key: str
-    # The host uploads go to, serialized across runs (a run tag); None for a local folder.
+    # The host uploads go to: they take its upload slots (delivery/lock.py,
+    # NAVIANCE_UPLOADS_PER_HOST); None for a local folder.
     upload_host: str | None
 
     def describe(self) -> str:

@@ -11,7 +11,9 @@ owner (written before this naming), counts as dead once it is older than
 
 ``crashpoint(name)`` is the test seam of the crash tests: with ``NAVIANCE_CRASH_AT=<name>`` in
 the environment the process kills itself with SIGKILL there, exactly as the out-of-memory
-killer would. Unset (always, outside the tests), it costs one dictionary lookup.
+killer would; with ``NAVIANCE_PAUSE_AT=<name>=<seconds>`` it sleeps there (a slow step, for the
+tests of what runs at the same time). Unset (always, outside the tests), it costs two
+dictionary lookups.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 import uuid
 
 CRASH_ENV = "NAVIANCE_CRASH_AT"
+PAUSE_ENV = "NAVIANCE_PAUSE_AT"
 FOREIGN_TEMP_AGE_SECONDS = 24 * 3600
 _TEMP = re.compile(
     r"^\.(?P<name>.+?)\.(?:(?P<host>[A-Za-z0-9-]+)~(?P<pid>\d+)~(?P<start>\d+)\.)?"
@@ -32,9 +35,13 @@ _TEMP = re.compile(
 
 
 def crashpoint(name: str) -> None:
-    """Die here, by SIGKILL, when ``NAVIANCE_CRASH_AT`` names this point (tests only)."""
+    """Die here, by SIGKILL, when ``NAVIANCE_CRASH_AT`` names this point; sleep here when
+    ``NAVIANCE_PAUSE_AT`` is ``<this point>=<seconds>`` (tests only)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    point, _, seconds = os.environ.get(PAUSE_ENV, "").rpartition("=")
+    if point == name:
+        time.sleep(float(seconds))
 
 
 def _host() -> str:

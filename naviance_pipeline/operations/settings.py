@@ -120,6 +120,13 @@ def delivery_target_url(value: str) -> str:
     return value.strip()
 
 
+def locks_url_text(value: str) -> str:
+    """Blank (file locks) or a ``postgresql://`` URL without a password (delivery/lock.py)."""
+    from naviance_pipeline.delivery.lock import check_locks_url
+
+    return check_locks_url(value)
+
+
 def iso_date_text(value: str) -> str:
     """A YYYY-MM-DD date, or blank."""
     try:
@@ -136,6 +143,7 @@ CHECKS = {
     "source_kind": source_kind_name,
     "delivery_target": delivery_target_url,
     "partitions_start": iso_date_text,
+    "locks_url": locks_url_text,
 }
 
 
@@ -234,6 +242,22 @@ class Settings(BaseModel):
         3600.0,
         "seconds a delivery waits for another delivery to the same target before it fails",
         ge=0,
+    )
+    uploads_per_host: int = _setting(
+        1,
+        "uploads at a time to one SFTP host, across every district and run: only the upload "
+        "waits for the host, not the run. Naviance publishes no limit of concurrent sessions: "
+        "raise it only with Naviance's agreement "
+        "([docs/upload-slots.md](docs/upload-slots.md))",
+        ge=1,
+    )
+    locks_url: str = _setting(
+        "",
+        "where the delivery locks (one delivery per target, the upload slots per host) are "
+        "held: blank → files + `flock` under the data root (one machine, or machines sharing "
+        "it over NFS); `postgresql://user@host:port/database` → PostgreSQL advisory locks, "
+        "needed for several machines on an object-store data root or without a shared disk "
+        "(password: the secret `NAVIANCE_LOCKS_PASSWORD`, or libpq's `PGPASSWORD`/`.pgpass`)",
     )
     max_source_bytes: int = _setting(
         DEFAULT_MAX_SOURCE_BYTES,
@@ -405,10 +429,16 @@ def max_source_bytes_from_env() -> int:
 
 def secret_variables() -> dict[str, str]:
     """Every secret's variable -> its role: the delivery targets' and the source kinds'."""
+    from naviance_pipeline.delivery.lock import LOCKS_PASSWORD_ENV
     from naviance_pipeline.delivery.targets import secret_env
     from naviance_pipeline.operations.alerts import URLS_ENV
 
-    roles = {**secret_env(), **kinds.SOURCE_SECRET_ENV, "alert channels (apprise URLs)": URLS_ENV}
+    roles = {
+        **secret_env(),
+        **kinds.SOURCE_SECRET_ENV,
+        "alert channels (apprise URLs)": URLS_ENV,
+        "the delivery locks' PostgreSQL password": LOCKS_PASSWORD_ENV,
+    }
     return {env: role for role, env in roles.items()}
 
 

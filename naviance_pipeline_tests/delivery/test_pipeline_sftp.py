@@ -4,7 +4,9 @@ same server are in ``test_delivery_guards.py`` (parametrized over both targets).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -44,3 +46,9 @@ def test_pipeline_delivers_to_sftp_with_password(sftp_settings):
     assert settings.delivery_target.split("@")[0].removeprefix("sftp://") in text  # the user
     assert os.environ["NAVIANCE_SFTP_PASSWORD"] not in text
     assert not [p.name for p in local_dir.iterdir() if p.name.endswith(".part")]
+    # The upload took the host's one upload slot (a file under the data root, outside every
+    # district), and the asset shows what it waited for it, as the receipt records it.
+    (done,) = [json.loads(p.read_text()) for p in layout.base.joinpath("receipts").rglob("*.json")]
+    assert meta["upload_wait_seconds"].value == done["upload_wait_seconds"]
+    slots = Path(settings.data_root, "locks", "hosts")
+    assert [p.name.rsplit(".", 2)[1:] for p in slots.iterdir()] == [["0", "lock"]]

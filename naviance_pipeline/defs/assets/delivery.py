@@ -23,7 +23,9 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
         delivery: DeliveryResource,
     ) -> dg.MaterializeResult:
         """Copies this date's NavianceOneRoster.zip to the configured target (a local folder or
-        an SFTP server), one delivery per target at a time (a lock no dead run can keep):
+        an SFTP server), one delivery per target at a time (a lock no dead run can keep), the
+        upload itself in one of the upload slots of its host (NAVIANCE_UPLOADS_PER_HOST;
+        the wait shows as upload_wait_seconds):
         guards first (GRD-*, on the package's own figures, against the target's history),
         then upload to a temporary name, size check and atomic rename, so Naviance only ever
         sees a complete file. Writes a receipt under the data root. A date older than one
@@ -70,6 +72,8 @@ def build_delivery_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
                 "attempts": receipt["attempts"],
                 "started_at": receipt["started_at"],
                 "ended_at": receipt["ended_at"],
+                # seconds waited for an upload slot of the host (NAVIANCE_UPLOADS_PER_HOST)
+                "upload_wait_seconds": receipt["upload_wait_seconds"],
                 "guard_overrides": dg.MetadataValue.json(receipt["guard_overrides"]),
                 "target_name": delivery.target_name,
                 "receipt": dg.MetadataValue.path(receipt["receipt_path"]),

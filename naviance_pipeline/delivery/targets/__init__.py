@@ -5,8 +5,8 @@ A declaration says which URL schemes select the target, how to build it from the
 checks of the URL included), the secrets it reads (``DeliveryResource`` fields, districts-file
 roles, and their variables in one-district mode) and which of them a district must name. The
 target it builds says where it is: ``describe()`` for people, ``history_key`` (recorded in
-every receipt, fixed spelling) and ``upload_host`` (uploads to one host are serialized: the
-``naviance/sftp-host`` run tag). ``target_from_url``, the resources, the districts file and the
+every receipt, fixed spelling) and ``upload_host`` (uploads to one host take its upload slots:
+delivery/lock.py). ``target_from_url``, the resources, the districts file and the
 jobs read these. Adding a target is adding one module here (plus its implementation and
 test); ``naviance_pipeline_tests/test_registries.py`` asks every consumer about every target.
 

@@ -1,6 +1,6 @@
 """An SFTP server (``sftp://user@host[:port]/folder``), its host key pinned: the password or
 private key and the pinned known_hosts come from secrets, never from the URL. Uploads to one
-host are serialized (its host is the run tag ``naviance/sftp-host``)."""
+host take its upload slots (``NAVIANCE_UPLOADS_PER_HOST``, delivery/lock.py)."""
 
 from __future__ import annotations
 
