@@ -28,7 +28,7 @@ from naviance_pipeline.defs.partitions import district_key
 from naviance_pipeline.defs.run_workers import TASK_TAG, WORKER_TAG
 from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.oneroster.spec import ZIP_NAME
-from naviance_pipeline.operations.crash import CRASH_ENV
+from naviance_pipeline.operations.crash import CRASH_ENV, PAUSE_ENV
 from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.integration.deployment import Deployment
 from naviance_pipeline_tests.integration.services import (
@@ -174,7 +174,20 @@ def _process_of_steps(instance, run_id: str) -> set[int]:
 def test_backfill_of_three_districts_runs_in_parallel_with_one_upload_at_a_time(
     tmp_path, fresh_services, sftp_server
 ):
-    deployment, remote_dirs = _deployment(tmp_path, fresh_services, sftp_server)
+    postgres = fresh_services[0]
+    deployment, remote_dirs = _deployment(
+        tmp_path,
+        fresh_services,
+        sftp_server,
+        # Every upload takes 2 s more (a slow server): without the host's upload slot the
+        # runs' uploads would overlap.
+        **{PAUSE_ENV: "delivery:uploading=2"},
+        # The delivery locks and upload slots in PostgreSQL, as on several machines.
+        NAVIANCE_LOCKS_URL=(
+            f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/{postgres.db_name}"
+        ),
+        NAVIANCE_LOCKS_PASSWORD=postgres.password,
+    )
     deployment.prepare()
     try:
         deployment.start_workers(2)
@@ -246,9 +259,11 @@ def test_backfill_of_three_districts_runs_in_parallel_with_one_upload_at_a_time(
         upload_spans += [(_iso(r["started_at"]), _iso(r["ended_at"])) for r in receipts]
     assert len(set(packages.values())) == len(DISTRICTS)
     assert len(upload_spans) == len(partitions)
-    # The runs of the one host overlapped (no run-level limit), and their uploads did not.
+    # The runs of the one host overlapped (no run-level limit), and their uploads did not:
+    # each waited for the host's one upload slot.
     assert _overlaps(run_spans) != []
     assert _overlaps(upload_spans) == []
+    assert all(e - s >= 2 for s, e in upload_spans)
 
 
 def test_a_worker_process_killed_in_a_delivery_fails_its_run_and_the_next_run_delivers(
