@@ -118,7 +118,7 @@ def _wait_for_runs(instance, count: int, daemon: subprocess.Popen, log: Path):
 @pytest.mark.sftp
 @pytest.mark.slow
 def test_backfill_stores_one_backfill_that_the_daemon_runs(tmp_path, sftp_server, monkeypatch):
-    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
     from dagster._core.execution.backfill import BulkActionStatus
 
     districts, secrets, remote_dir = _districts_file(tmp_path, sftp_server)
@@ -178,6 +178,28 @@ def test_backfill_stores_one_backfill_that_the_daemon_runs(tmp_path, sftp_server
             assert len(instance.get_backfills()) == 1
     finally:
         stop_process(daemon)
+
+    # What `dagster job backfill` stores and creates for one of the partitions (a queued run:
+    # no daemon now): the same partition set origin, and its run the same tags.
+    key = str(district_key(DAYS[-1], "gamma"))
+    cli = subprocess.run(
+        [str(BIN / "dagster"), "job", "backfill", "-w", str(REPO / "workspace.yaml"),
+         "-j", NIGHTLY_JOB, "--partitions", key, "--noprompt"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    with DagsterInstance.get() as instance:
+        (theirs,) = [b for b in instance.get_backfills() if b.backfill_id != backfill_id]
+        assert (
+            theirs.partition_set_origin == instance.get_backfill(backfill_id).partition_set_origin
+        )
+        (their_run,) = instance.get_runs(RunsFilter(tags={"dagster/backfill": theirs.backfill_id}))
+        # (Hidden .dagster/ tags are the launcher's bookkeeping, added when a run starts.)
+        ours, their_tags = ({k: v for k, v in r.tags.items() if not k.startswith(".dagster/")}
+                            for r in (runs[key], their_run))  # fmt: skip
+        assert ours.pop("dagster/backfill") == backfill_id
+        assert their_tags.pop("dagster/backfill") == theirs.backfill_id
+        assert ours == their_tags
 
     for name in DISTRICTS:
         layout = DataLayout(str(tmp_path / "data"), name)
