@@ -2,6 +2,7 @@
 
 ``naviance-pipeline run`` materializes every asset for one date in-process, recording the run
 in ``$DAGSTER_HOME`` (default ``.naviance/dagster_home``) so it shows in the UI afterwards.
+``naviance-pipeline backfill`` stores one job backfill there for the daemon to run.
 """
 
 from __future__ import annotations
