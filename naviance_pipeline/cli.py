@@ -556,6 +556,38 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """``backfill --from DATE [--to DATE] [--district ID ...]``: one job backfill stored for
+    the daemon, which creates and queues its runs; returns in seconds for any number of
+    partitions (``dagster job backfill`` creates every run itself)."""
+    from naviance_pipeline.operations.districts import DistrictChoiceError
+    from naviance_pipeline.runner import (
+        CodeLocationError,
+        NotAPartition,
+        WorkspaceError,
+        submit_backfill,
+    )
+
+    last = args.to or args.start
+    if last < args.start:
+        return _usage_error(f"--to {last} is before --from {args.start}")
+    try:
+        submitted = submit_backfill(args.start, last, args.district or [], args.workspace)
+    except (DistrictChoiceError, NotAPartition, WorkspaceError) as exc:
+        return _usage_error(str(exc))
+    except CodeLocationError as exc:
+        print(f"no backfill submitted: {exc}", file=sys.stderr)
+        return 1
+    count = len(submitted.partitions)
+    print(f"backfill {submitted.backfill_id} submitted: {count} partition(s) of nightly_job")
+    print(f"  {submitted.url}")
+    print(
+        "the Dagster daemon creates and queues its runs (a dagster-daemon must be running on "
+        "this instance); follow them at the link above"
+    )
+    return 0
+
+
 def cmd_sftp_host_key(args: argparse.Namespace) -> int:
     from naviance_pipeline.delivery.errors import DeliveryError
     from naviance_pipeline.delivery.hostkey import fetch_host_key
@@ -1046,6 +1078,52 @@ def parser() -> argparse.ArgumentParser:
     )
     _district_arg(d)
     d.set_defaults(func=cmd_redeliver)
+
+    b = command(
+        "backfill",
+        "submit one backfill of dates (× districts) for the daemon to run; returns in seconds",
+        [
+            "backfill --from 2026-11-01 --to 2026-11-24",
+            "backfill --from 2026-11-24 --district east --district west",
+            "backfill --from 2026-11-24 --workspace /etc/naviance/workspace.yaml",
+        ],
+        {
+            0: "the backfill was submitted (its id and link are printed); the daemon creates "
+            "and queues its runs",
+            1: "the workspace's code location does not load here: nothing submitted",
+            2: "bad arguments (a date outside the partitions, --to before --from, a "
+            "--district that does not fit, no workspace file)",
+        },
+    )
+    b.add_argument(
+        "--from",
+        dest="start",
+        type=iso_date,
+        metavar=DATE,
+        required=True,
+        help="the first date to run (e.g. --from 2026-11-01)",
+    )
+    b.add_argument(
+        "--to",
+        type=iso_date,
+        metavar=DATE,
+        help="the last date to run (default: --from; e.g. --to 2026-11-24)",
+    )
+    b.add_argument(
+        "--district",
+        metavar="ID",
+        action="append",
+        help="with a districts file: a district to run, repeatable (default: every district "
+        "of the file; e.g. --district east)",
+    )
+    b.add_argument(
+        "--workspace",
+        metavar="FILE",
+        default="workspace.yaml",
+        help="the workspace file the daemon runs with (default: workspace.yaml; "
+        "e.g. --workspace /etc/naviance/workspace.yaml)",
+    )
+    b.set_defaults(func=cmd_backfill)
 
     rp = command(
         "report",

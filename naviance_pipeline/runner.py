@@ -2,6 +2,7 @@
 
 ``naviance-pipeline run`` materializes every asset for one date in-process, recording the run
 in ``$DAGSTER_HOME`` (default ``.naviance/dagster_home``) so it shows in the UI afterwards.
+``naviance-pipeline backfill`` stores one job backfill there for the daemon to run.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -110,14 +112,16 @@ class NotAPartition(ValueError):
     """The date given is not one of the partitions (before the first, or in the future)."""
 
 
-def check_partition_date(partitions: dg.TimeWindowPartitionsDefinition, day: str) -> None:
+def check_partition_date(
+    partitions: dg.TimeWindowPartitionsDefinition, day: str, option: str = "--date"
+) -> None:
     """Refuse a date that is not a partition, before any work (no snapshot, no run)."""
     if partitions.has_partition_key(day):
         return
     first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
     where = "before the first partition" if first and day < first else "in the future"
     raise NotAPartition(
-        f"--date {day} is {where}: the partitions run from {first} to {last} "
+        f"{option} {day} is {where}: the partitions run from {first} to {last} "
         f"({partitions.timezone}; NAVIANCE_PARTITIONS_START sets the first)"
     )
 
@@ -335,3 +339,147 @@ def _alert(target: Target, run_id: str) -> None:
         alert = failure_alert(target.layout, target.day, run_id)
         for error in send_all(alert, notifiers):
             print(f"alert not sent: {error}", file=sys.stderr)
+
+
+# ---- backfill: one job backfill for the daemon to create its runs ----
+
+
+class WorkspaceError(ValueError):
+    """The workspace file is missing, unreadable or names no usable code location (exit 2)."""
+
+
+class CodeLocationError(RuntimeError):
+    """The workspace's code location does not load here, or has no partitioned nightly job."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    backfill_id: str
+    partitions: list[str]
+    url: str
+
+
+def backfill_partitions(
+    settings: Settings, first: str, last: str, districts: list[str]
+) -> list[str]:
+    """The partition keys of dates ``first``..``last`` (× ``districts``, default every district
+    of the districts file), in the partitions' order: dates, then the file's districts.
+    Raises NotAPartition for a date outside the partitions, DistrictChoiceError for a
+    ``--district`` that does not fit."""
+    from naviance_pipeline.defs.partitions import (
+        DATE_DIM,
+        daily_partitions,
+        district_key,
+        district_partitions,
+    )
+    from naviance_pipeline.operations.districts import load_districts
+
+    for district in districts:
+        chosen_district(settings.districts_file, settings.district, district)
+    if settings.districts_file:
+        config = load_districts(settings.districts_file)
+        dates = district_partitions(settings, config).get_partitions_def_for_dimension(DATE_DIM)
+    else:
+        config, dates = None, daily_partitions(settings)
+    check_partition_date(dates, first, "--from")
+    check_partition_date(dates, last, "--to")
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    days = [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+    if config is None:
+        return days
+    ids = [i for i in config.ids if not districts or i in districts]
+    return [str(district_key(day, i)) for day in days for i in ids]
+
+
+def _code_location_origin(workspace: str):
+    """The code location of the workspace file, as ``dagster-daemon -w`` reads it."""
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    if not Path(workspace).is_file():
+        raise WorkspaceError(
+            f"{workspace} does not exist: give the workspace file the daemon runs with "
+            "(--workspace FILE)"
+        )
+    try:
+        origins = location_origins_from_yaml_paths([workspace])
+    except Exception as exc:  # a YAML or schema error, in Dagster's words
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WorkspaceError(f"{workspace} is not a usable workspace file: {first}") from None
+    if len(origins) == 1:
+        return origins[0]
+    names = [o.location_name for o in origins]
+    if "naviance_pipeline" in names:
+        return origins[names.index("naviance_pipeline")]
+    raise WorkspaceError(f"{workspace} has no code location naviance_pipeline: {names}")
+
+
+def _nightly_partition_set_origin(instance: dg.DagsterInstance, workspace: str, origin):
+    """The nightly job's partition set origin, as ``dagster job backfill`` stores it (the
+    workspace's code location origin, the repository and the partition set named by the
+    code). The code location is loaded in this process (``dagster job backfill`` spawns a
+    code server for it): it checks that the code loads here before anything is stored."""
+    from dagster._core.remote_origin import (
+        InProcessCodeLocationOrigin,
+        RemotePartitionSetOrigin,
+        RemoteRepositoryOrigin,
+    )
+
+    from naviance_pipeline.defs.jobs import NIGHTLY_JOB
+
+    in_process = InProcessCodeLocationOrigin(
+        origin.loadable_target_origin, location_name=origin.location_name
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)  # the code's: its server shows them
+            with in_process.create_location(instance) as location:
+                repos = list(location.get_repositories().values())
+    except Exception as exc:  # the code's own error: one line, as the UI shows it
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise CodeLocationError(
+            f"the code location {origin.location_name} of {workspace} does not load: {lines[0]}"
+        ) from None
+    for repo in repos:
+        for partition_set in repo.get_partition_sets():
+            if partition_set.job_name == NIGHTLY_JOB:
+                return RemotePartitionSetOrigin(
+                    repository_origin=RemoteRepositoryOrigin(
+                        code_location_origin=origin, repository_name=repo.name
+                    ),
+                    partition_set_name=partition_set.name,
+                )
+    raise CodeLocationError(
+        f"the code location {origin.location_name} of {workspace} has no partitioned {NIGHTLY_JOB}"
+    )
+
+
+def submit_backfill(first: str, last: str, districts: list[str], workspace: str) -> Submitted:
+    """Store one job backfill of the nightly job (REQUESTED) for the daemon's backfill daemon
+    to create and queue its runs, as the UI's Backfill does: the submission takes the same
+    seconds for 2 or 2,000 partitions (``dagster job backfill`` creates every run itself,
+    about a second each). The runs get the partitioned config's tags (the SFTP host) and
+    ``dagster/backfill`` when the daemon creates them."""
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+    from dagster._time import get_current_timestamp
+
+    settings = Settings.from_env()
+    partitions = backfill_partitions(settings, first, last, districts)
+    location = _code_location_origin(workspace)
+    with local_instance(settings) as instance:
+        origin = _nightly_partition_set_origin(instance, workspace, location)
+        backfill_id = make_new_backfill_id()
+        instance.add_backfill(
+            PartitionBackfill(
+                backfill_id=backfill_id,
+                partition_set_origin=origin,
+                status=BulkActionStatus.REQUESTED,
+                partition_names=partitions,
+                from_failure=False,
+                reexecution_steps=None,
+                tags={},
+                backfill_timestamp=get_current_timestamp(),
+            )
+        )
+    url = f"{settings.ui_url.rstrip('/')}/runs/b/{backfill_id}"
+    return Submitted(backfill_id, partitions, url)

@@ -19,6 +19,7 @@ from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline_tests.pipeline_helpers import first_student_editor, rewrite_zip
 
 BIN = Path(sys.executable).parent
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
 PROG = "naviance-pipeline"
 
 
@@ -59,7 +60,7 @@ def test_the_top_level_help_names_every_command_with_its_purpose():
     top = parser().format_help()
     (sub,) = (a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
     purposes = {a.dest: a.help for a in sub._choices_actions}
-    assert set(purposes) == set(_commands()) and len(purposes) == 13
+    assert set(purposes) == set(_commands()) and len(purposes) == 14
     flat = " ".join(top.split())
     for name, purpose in purposes.items():
         assert purpose, f"{name} has no purpose in the top-level help"
@@ -125,6 +126,8 @@ def test_each_documented_exit_code_is_what_the_command_returns(
     )
     broken_mapping = tmp_path / "broken.yaml"
     broken_mapping.write_text("users: 3\n")
+    unloadable = tmp_path / "workspace.yaml"  # a code location that does not import
+    unloadable.write_text("load_from:\n  - python_module: {module_name: no_such_module_x}\n")
     good, failing = _env(tmp_path / "good", tiny_district), _env(tmp_path / "bad", bad)
     day, never = "2026-11-24", "2026-11-20"
     # anonymise: a key; a birth date the day before the as-of date, moved past it in the copy.
@@ -157,6 +160,9 @@ def test_each_documented_exit_code_is_what_the_command_returns(
         ("redeliver", 0, ["redeliver", "--date", day], good),
         ("redeliver", 1, ["redeliver", "--date", never], good),
         ("redeliver", 2, ["redeliver", "--date", day, "--override", "GRD-NOPE"], good),
+        ("backfill", 0, ["backfill", "--from", day, "--workspace", str(WORKSPACE)], good),
+        ("backfill", 1, ["backfill", "--from", day, "--workspace", str(unloadable)], good),
+        ("backfill", 2, ["backfill", "--from", day, "--to", never], good),
         ("report", 0, ["report", "--date", day], good),
         ("report", 1, ["report", "--date", never], good),
         ("report", 2, ["report", "--date", "yesterday"], good),
