@@ -148,7 +148,9 @@ def _run_figures(instance, records) -> tuple[list[float], list[float], list[floa
     return runs, work, waits
 
 
-def run_distributed(folder: Path, districts: Path, n: int, workers: int, env: dict) -> dict:
+def run_distributed(
+    folder: Path, districts: Path, n: int, workers: int, env: dict, submit: str
+) -> dict:
     from naviance_pipeline_tests.integration.deployment import Deployment
     from naviance_pipeline_tests.integration.services import PostgresServer, RedisServer
 
@@ -168,7 +170,10 @@ def run_distributed(folder: Path, districts: Path, n: int, workers: int, env: di
         partitions = [str(district_key(DAY, f"d{i:03d}")) for i in range(n)]
         sessions_before = postgres.sessions()
         started = time.time()
-        submit_s = deployment.backfill(partitions)
+        if submit == "dagster":  # the CLI creates every run itself
+            submit_s = deployment.backfill(partitions)
+        else:  # one backfill stored; the daemon creates the runs
+            submit_s = deployment.submit_backfill(DAY)
         with deployment.instance() as instance:
             records = deployment.wait_for_runs(instance, n, timeout=3600)
             failed = [r for r in records if r.dagster_run.status.value != "SUCCESS"]
@@ -208,6 +213,12 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker processes to measure, e.g. 1,2")
     parser.add_argument("--target", choices=("folder", "sftp"), default="folder")
     parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument(
+        "--submit",
+        choices=("naviance", "dagster"),
+        default="naviance",
+        help="naviance-pipeline backfill (the daemon creates the runs) or dagster job backfill",
+    )
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="naviance-many-"))
@@ -231,7 +242,10 @@ def main() -> int:
             if kind == "loop":
                 result = run_loop(folder, districts, args.districts, run_env)
             else:
-                result = run_distributed(folder, districts, args.districts, workers, run_env)
+                result = run_distributed(
+                    folder, districts, args.districts, workers, run_env, args.submit
+                )
+                result["submit"] = args.submit
             result.update(districts=args.districts, students=args.students, target=args.target)
             results.append(result)
             print(json.dumps(result), flush=True)

@@ -156,6 +156,19 @@ class Deployment:
             raise RuntimeError(f"dagster job backfill failed:\n{done.stdout}\n{done.stderr}")
         return time.monotonic() - started
 
+    def submit_backfill(self, first: str, last: str | None = None) -> float:
+        """``naviance-pipeline backfill``: one backfill stored for the daemon, which creates the
+        runs; the seconds the command took."""
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(BIN / "naviance-pipeline"), "backfill", "--from", first, "--to", last or first,
+             "--workspace", str(self.workspace)],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"naviance-pipeline backfill failed:\n{done.stdout}\n{done.stderr}")
+        return time.monotonic() - started
+
     def wait_for_runs(self, instance, count: int, timeout: float) -> list:
         """The run records once ``count`` runs of the nightly job have finished; a hang guard
         only (nothing asserts how fast)."""
