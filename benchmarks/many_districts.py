@@ -25,6 +25,7 @@ extra. Results: BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -65,7 +66,7 @@ def write_districts(
             "schedule_time": "02:00",
         }
         if target == "sftp":
-            _local, remote = sftp.make_remote_dir(f"bench-{name}")
+            _local, remote = sftp.make_remote_dir(f"{folder.name}-{name}")
             entry["delivery_target"] = f"sftp://{sftp.user}@{sftp.host}:{sftp.port}{remote}"
             entry["secrets"] = {"sftp_private_key": "BENCH_KEY", "sftp_known_hosts": "BENCH_KH"}
             secrets = {"BENCH_KEY": sftp.client_key_text, "BENCH_KH": sftp.known_hosts_text}
@@ -191,6 +192,7 @@ def run_distributed(
         redis.stop()
         postgres.stop()
     median_run, median_work = statistics.median(runs), statistics.median(work)
+    uploads = _uploads(folder / "data")
     return {
         "engine": f"distributed, {workers} worker process{'es' if workers > 1 else ''}",
         "total_s": round(total, 1),
@@ -203,6 +205,28 @@ def run_distributed(
         "db_sessions_per_run": round(sessions / n),
         "peak_rss_mb": peaks,
         "extrapolated_500_min": round(EXTRAPOLATE / (n / total) / 60, 1),
+        **uploads,
+    }
+
+
+def _uploads(data_root: Path) -> dict:
+    """From the receipts: the median upload, the median wait for the host's upload slot, and
+    how many pairs of uploads overlapped in time (0 with one slot per host)."""
+    from datetime import datetime
+
+    spans, waits = [], []
+    for path in data_root.glob("districts/*/receipts/**/*.json"):
+        receipt = json.loads(path.read_text())
+        if receipt.get("ended_at"):
+            start = datetime.fromisoformat(receipt["started_at"]).timestamp()
+            spans.append((start, datetime.fromisoformat(receipt["ended_at"]).timestamp()))
+            waits.append(receipt.get("upload_wait_seconds") or 0.0)
+    spans.sort()
+    overlapping = sum(b[0] < a[1] for a, b in itertools.pairwise(spans))
+    return {
+        "median_upload_s": round(statistics.median(e - s for s, e in spans), 2) if spans else None,
+        "median_slot_wait_s": round(statistics.median(waits), 2) if waits else None,
+        "overlapping_uploads": overlapping,
     }
 
 

@@ -6,6 +6,7 @@ use it; every process is stopped by its process group id.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -96,14 +97,21 @@ class Deployment:
             instance.get_run_records(limit=1)
         return self
 
+    @contextlib.contextmanager
     def instance(self):
+        """The deployment's instance, with the variables deploy/dagster.yaml reads set while
+        it is open (its run launcher is built when first used)."""
         from dagster import DagsterInstance
         from dagster._core.instance.ref import InstanceRef
 
-        saved = {k: os.environ.get(k) for k in self.postgres.env}
-        os.environ.update(self.postgres.env)  # deploy/dagster.yaml reads them at load
+        needed = {
+            k: v for k, v in self.env.items() if k.startswith(("DAGSTER_PG_", "NAVIANCE_CELERY"))
+        }
+        saved = {k: os.environ.get(k) for k in needed}
+        os.environ.update(needed)
         try:
-            return DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+            with DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home))) as instance:
+                yield instance
         finally:
             for key, value in saved.items():
                 if value is None:

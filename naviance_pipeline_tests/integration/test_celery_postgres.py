@@ -317,3 +317,52 @@ def test_a_worker_process_killed_in_a_delivery_fails_its_run_and_the_next_run_de
         deployment.stop()
     landed = remote_dirs[DISTRICTS[0]]
     assert sorted(p.name for p in landed.iterdir()) == [ZIP_NAME]
+
+
+def test_terminate_stops_the_run_on_its_worker_and_the_worker_goes_on(
+    tmp_path, fresh_services, sftp_server
+):
+    """Terminate (the UI's button) while a run uploads: the worker process executing it is
+    stopped, the run is canceled, nothing half-sent stays on the server, and the worker takes
+    the district's next run."""
+    deployment, remote_dirs = _deployment(
+        tmp_path,
+        fresh_services,
+        sftp_server,
+        names=DISTRICTS[:1],
+        prefix="terminated",
+        **{PAUSE_ENV: "delivery:uploading=600"},
+    )
+    deployment.prepare()
+    partition = str(district_key(DAYS[-1], DISTRICTS[0]))
+    from dagster import DagsterRunStatus, RunsFilter
+
+    try:
+        deployment.start_workers(1, name="slow")
+        deployment.start_daemon()
+        deployment.wait_until_ready(1)
+        deployment.backfill([partition])
+        with deployment.instance() as instance:
+            deadline = time.monotonic() + RUNS_TIMEOUT
+            while time.monotonic() < deadline:  # until the upload's partial file is there
+                if any(p.name.endswith(".part") for p in remote_dirs[DISTRICTS[0]].iterdir()):
+                    break
+                time.sleep(0.5)
+            (run,) = instance.get_runs(RunsFilter(job_name="nightly_job"))
+            assert instance.run_launcher.terminate(run.run_id)
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+
+            stop_process(deployment.procs.pop("slow"))
+            deployment.env_extra.pop(PAUSE_ENV)
+            deployment.start_workers(1, name="quick")
+            deployment.wait_until_ready(1)
+            deployment.backfill([partition])
+            records = deployment.wait_for_runs(instance, 2, RUNS_TIMEOUT)
+            latest = max(records, key=lambda r: r.create_timestamp)
+            assert latest.dagster_run.status == DagsterRunStatus.SUCCESS, _step_failures(
+                instance, latest.dagster_run.run_id
+            )
+    finally:
+        deployment.stop()
+    # The stopped upload's partial file was swept by the next delivery; the package landed.
+    assert sorted(p.name for p in remote_dirs[DISTRICTS[0]].iterdir()) == [ZIP_NAME]
