@@ -98,3 +98,13 @@ def first_student_editor(changes: dict[str, str]):
         return rows
 
     return edit, lines
+
+
+def write_districts_file(folder: Path, entries: list[dict], start: str = "2026-11-20") -> Path:
+    """A districts file of ``entries`` with its data root ``folder/data``."""
+    import yaml
+
+    path = folder / "districts.yaml"
+    document = {"data_root": str(folder / "data"), "partitions_start": start}
+    path.write_text(yaml.safe_dump({**document, "districts": entries}))
+    return path

@@ -23,6 +23,7 @@ from naviance_pipeline.oneroster.sample import write_sample_district
 from naviance_pipeline.oneroster.spec import ZIP_NAME
 from naviance_pipeline.operations.storage import DataLayout
 from naviance_pipeline_tests.integration.services import stop_process
+from naviance_pipeline_tests.pipeline_helpers import write_districts_file
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -62,13 +63,7 @@ def _districts_file(tmp_path: Path, sftp_server=None) -> tuple[Path, dict[str, s
                 "NAV_SFTP_KNOWN_HOSTS": s.known_hosts_text,
             }
         entries.append(entry)
-    path = tmp_path / "districts.yaml"
-    document = {
-        "data_root": str(tmp_path / "data"),
-        "partitions_start": "2026-11-20",
-        "districts": entries,
-    }
-    path.write_text(yaml.safe_dump(document))
+    path = write_districts_file(tmp_path, entries)
     return path, env, remote_dir
 
 

@@ -37,6 +37,7 @@ from naviance_pipeline_tests.integration.services import (
     stop_process,
     unavailable_reason,
 )
+from naviance_pipeline_tests.pipeline_helpers import write_districts_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.sftp]
 
@@ -116,13 +117,7 @@ def _write_districts(
                 },
             }
         )
-    path = tmp_path / "districts.yaml"
-    document = {
-        "data_root": str(tmp_path / "data"),
-        "partitions_start": "2026-11-20",
-        "districts": entries,
-    }
-    path.write_text(yaml.safe_dump(document))
+    path = write_districts_file(tmp_path, entries)
     return path, remote_dirs, secrets_env
 
 
@@ -169,6 +164,21 @@ def _process_of_steps(instance, run_id: str) -> set[int]:
         if entry.dagster_event is not None
         and entry.dagster_event.event_type_value.startswith("STEP_")
     }
+
+
+def _next_run_delivers(deployment, instance, old: str, partition: str, runs: int) -> None:
+    """The worker ``old`` replaced by a fresh one, the district's next run succeeds."""
+    from dagster import DagsterRunStatus
+
+    stop_process(deployment.procs.pop(old))
+    deployment.start_workers(1, name="fresh")
+    deployment.wait_until_ready(1)
+    deployment.backfill([partition])
+    records = deployment.wait_for_runs(instance, runs, RUNS_TIMEOUT)
+    latest = max(records, key=lambda r: r.create_timestamp)
+    assert latest.dagster_run.status == DagsterRunStatus.SUCCESS, _step_failures(
+        instance, latest.dagster_run.run_id
+    )
 
 
 def test_backfill_of_three_districts_runs_in_parallel_with_one_upload_at_a_time(
@@ -304,15 +314,7 @@ def test_a_worker_process_killed_in_a_delivery_fails_its_run_and_the_next_run_de
             # The process died inside the delivery: the upload never started.
             assert not any((remote_dirs[DISTRICTS[0]]).iterdir())
 
-            stop_process(deployment.procs.pop("doomed"))
-            deployment.start_workers(1, name="healthy")
-            deployment.wait_until_ready(1)
-            deployment.backfill([partition])
-            records = deployment.wait_for_runs(instance, 2, RUNS_TIMEOUT)
-            latest = max(records, key=lambda r: r.create_timestamp)
-            assert latest.dagster_run.status == DagsterRunStatus.SUCCESS, _step_failures(
-                instance, latest.dagster_run.run_id
-            )
+            _next_run_delivers(deployment, instance, "doomed", partition, runs=2)
     finally:
         deployment.stop()
     landed = remote_dirs[DISTRICTS[0]]
@@ -352,16 +354,8 @@ def test_terminate_stops_the_run_on_its_worker_and_the_worker_goes_on(
             assert instance.run_launcher.terminate(run.run_id)
             assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
 
-            stop_process(deployment.procs.pop("slow"))
             deployment.env_extra.pop(PAUSE_ENV)
-            deployment.start_workers(1, name="quick")
-            deployment.wait_until_ready(1)
-            deployment.backfill([partition])
-            records = deployment.wait_for_runs(instance, 2, RUNS_TIMEOUT)
-            latest = max(records, key=lambda r: r.create_timestamp)
-            assert latest.dagster_run.status == DagsterRunStatus.SUCCESS, _step_failures(
-                instance, latest.dagster_run.run_id
-            )
+            _next_run_delivers(deployment, instance, "slow", partition, runs=2)
     finally:
         deployment.stop()
     # The stopped upload's partial file was swept by the next delivery; the package landed.
