@@ -76,6 +76,7 @@ def make_app(broker: str | None = None, backend: str | None = None) -> Celery:
         worker_prefetch_multiplier=1,  # a worker process holds one run at a time
         worker_max_memory_per_child=MAX_MEMORY_PER_CHILD_KIB,
         broker_connection_retry_on_startup=True,
+        worker_redirect_stdouts_level="INFO",  # a run's Dagster log lines are not warnings
         result_expires=7 * 24 * 3600,
         task_serializer="json",
         result_serializer="json",
