@@ -362,3 +362,37 @@ def test_terminate_stops_the_run_on_its_worker_and_the_worker_goes_on(
         deployment.stop()
     # The stopped upload's partial file was swept by the next delivery; the package landed.
     assert sorted(p.name for p in remote_dirs[DISTRICTS[0]].iterdir()) == [ZIP_NAME]
+
+
+def test_a_worker_started_before_the_districts_file_changed_runs_in_a_fresh_process(
+    tmp_path, fresh_services, sftp_server
+):
+    """A worker imported the code (and the districts file) when it started; after the file
+    changed, it does not run a district with yesterday's definitions: the run gets a process
+    of its own that reads the file as it is now."""
+    deployment, remote_dirs = _deployment(
+        tmp_path, fresh_services, sftp_server, names=DISTRICTS[:1], prefix="changed"
+    )
+    deployment.prepare()
+    partition = str(district_key(DAYS[-1], DISTRICTS[0]))
+    from dagster import DagsterRunStatus
+
+    try:
+        deployment.start_workers(1)
+        deployment.start_daemon()
+        deployment.wait_until_ready(1)
+        districts_file = Path(deployment.env_extra["NAVIANCE_DISTRICTS_FILE"])
+        districts_file.write_text(districts_file.read_text() + "# edited after the start\n")
+        deployment.backfill([partition])
+        with deployment.instance() as instance:
+            (record,) = deployment.wait_for_runs(instance, 1, RUNS_TIMEOUT)
+            run = record.dagster_run
+            assert run.status == DagsterRunStatus.SUCCESS, _step_failures(instance, run.run_id)
+            messages = [e.message or "" for e in instance.all_logs(run.run_id)]
+            assert any("executed in a fresh process" in m for m in messages), messages
+            worker_pid = int(run.tags[WORKER_TAG].rpartition(":")[2])
+            steps = _process_of_steps(instance, run.run_id)
+            assert len(steps) == 1 and worker_pid not in steps
+    finally:
+        deployment.stop()
+    assert sorted(p.name for p in remote_dirs[DISTRICTS[0]].iterdir()) == [ZIP_NAME]
